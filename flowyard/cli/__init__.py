@@ -1,0 +1,41 @@
+"""The `flowyard` command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from flowyard import __version__
+from flowyard.errors import FlowyardError
+
+
+class _Group(click.Group):
+    """Shows Flowyard's own errors as one line, without a traceback; lets everything else through."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FlowyardError as e:
+            raise click.ClickException(e.message) from e
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="flowyard")
+def cli() -> None:
+    """Run and track MLflow Projects in a self-hosted workspace."""
+
+
+def _register() -> None:
+    from flowyard.cli.server import server
+    from flowyard.cli.workspace import workspace
+
+    cli.add_command(workspace)
+    cli.add_command(server)
+
+
+_register()
+
+
+def main() -> None:
+    cli()

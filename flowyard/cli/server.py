@@ -1,0 +1,86 @@
+"""`flowyard server`: serve a workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+from flowyard import defaults
+from flowyard.cli.workspace import _require_server_extra
+from flowyard.errors import ConfigError, ConfigNotFoundError
+from flowyard.workspace import WorkspaceConfig, find_config
+
+
+@click.command()
+@click.option(
+    "--workspace",
+    "workspace_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A workspace folder (default: the one in .flowyard/config.json).",
+)
+@click.option("--db-url", help="A SQLAlchemy database URL, instead of a workspace folder.")
+@click.option("--artifacts", help="Artifact store (folder or URI); required with --db-url.")
+@click.option(
+    "--name",
+    default=defaults.DEFAULT_WORKSPACE_NAME,
+    show_default=True,
+    help="Workspace name, recorded the first time a --db-url database is served.",
+)
+@click.option("--host", default=None, help=f"Address to listen on [default: {defaults.DEFAULT_HOST}]")
+@click.option("--port", type=int, default=None, help=f"[default: {defaults.DEFAULT_PORT}]")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+def server(
+    workspace_dir: Path | None,
+    db_url: str | None,
+    artifacts: str | None,
+    name: str,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    log_level: str,
+) -> None:
+    """Serve a workspace: MLflow's tracking API, artifacts and UI, and Flowyard's API."""
+    _require_server_extra()
+    from flowyard.server.serve import serve
+    from flowyard.server.settings import ServerSettings
+    from flowyard.server.storage import WorkspaceFolder
+
+    config_url: str | None = None
+    if db_url:
+        if workspace_dir:
+            raise ConfigError("Pass either --workspace or --db-url, not both.")
+        if not artifacts:
+            raise ConfigError(
+                "--db-url needs --artifacts too, a folder or URI where artifacts are stored."
+            )
+        artifacts_destination = artifacts
+    else:
+        if workspace_dir is None:
+            try:
+                config = WorkspaceConfig.load(find_config())
+            except ConfigNotFoundError as e:
+                raise ConfigNotFoundError(
+                    f"{e.message.rstrip('.')}, or pass --workspace DIR or --db-url URL."
+                ) from e
+            if not config.workspace_dir:
+                raise ConfigError(
+                    "The project's .flowyard/config.json names no workspace folder; pass "
+                    "--workspace DIR or --db-url URL."
+                )
+            workspace_dir, config_url = Path(config.workspace_dir), config.url
+        folder = WorkspaceFolder.load(workspace_dir)
+        db_url, name = folder.db_url, folder.name
+        artifacts_destination = str(folder.artifacts)
+    parts = urlsplit(config_url or "")
+    settings = ServerSettings(
+        workspace_name=name,
+        db_url=db_url,
+        artifacts_destination=artifacts_destination,
+        host=host or defaults.DEFAULT_HOST,
+        port=port or parts.port or defaults.DEFAULT_PORT,
+        workers=workers,
+    )
+    serve(settings, log_level=log_level)

@@ -1,0 +1,71 @@
+"""`flowyard workspace ...`: create a workspace and point a project at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from flowyard import defaults
+from flowyard.errors import ConfigError
+from flowyard.workspace import Workspace, WorkspaceConfig, find_config
+
+
+@click.group()
+def workspace() -> None:
+    """Create workspaces and connect projects to them."""
+
+
+@workspace.command("init")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--name", default=defaults.DEFAULT_WORKSPACE_NAME, show_default=True)
+@click.option(
+    "--url",
+    default=f"http://{defaults.DEFAULT_HOST}:{defaults.DEFAULT_PORT}",
+    show_default=True,
+    help="Where the workspace's server will be reached.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing .flowyard/config.json here.")
+def init(directory: Path | None, name: str, url: str, force: bool) -> None:
+    """Create a workspace folder (database and artifacts) at DIRECTORY and write
+    .flowyard/config.json in the current folder.
+
+    DIRECTORY defaults to ~/.flowyard/workspaces/NAME.
+    """
+    from flowyard.server.storage import WorkspaceFolder, check_name
+
+    check_name(name)
+    config_path = Path.cwd() / defaults.CONFIG_DIR / defaults.CONFIG_FILE
+    if config_path.exists() and not force:
+        raise ConfigError(
+            f"{config_path} already exists; pass --force to point this project at a new "
+            "workspace."
+        )
+    _require_server_extra()
+    from flowyard.server.db.engine import prepare_database
+
+    folder = WorkspaceFolder.create(directory or defaults.WORKSPACES_HOME / name, name)
+    prepare_database(folder.db_url, name)
+    WorkspaceConfig(name=name, url=url, workspace_dir=str(folder.path)).write(config_path)
+    click.echo(f"Created workspace {name!r} in {folder.path}")
+    click.echo(f"Wrote {config_path}")
+    click.echo("Start it with: flowyard server")
+
+
+@workspace.command("show")
+def show() -> None:
+    """Connect to the workspace of this project and print what it is."""
+    ws = Workspace.from_config()
+    click.echo(f"workspace: {ws.name}\nurl:       {ws.get_mlflow_tracking_uri()}")
+    click.echo(f"config:    {find_config()}")
+
+
+def _require_server_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import mlflow.server  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(
+            f"The workspace server's parts are not installed ({e.name}); install them with "
+            "pip install 'flowyard[server]'."
+        ) from e

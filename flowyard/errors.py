@@ -1,0 +1,92 @@
+"""The one exception tree of Flowyard.
+
+Every error a user can cause is a :class:`FlowyardError` whose message is one sentence naming the
+thing and the fix. The server turns an error's ``code`` into an HTTP status and a JSON body; the
+client raises the same class again from that body (see :func:`error_from_payload`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class FlowyardError(Exception):
+    """Base of every error Flowyard raises on purpose."""
+
+    code: ClassVar[str] = "FLOWYARD_ERROR"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"error_code": self.code, "message": self.message}
+
+
+class ConfigError(FlowyardError):
+    """A configuration file or setting is missing or malformed."""
+
+    code = "CONFIG_ERROR"
+    http_status = 400
+
+
+class ConfigNotFoundError(ConfigError):
+    code = "CONFIG_NOT_FOUND"
+
+
+class WorkspaceError(FlowyardError):
+    """The workspace cannot be reached or is not a workspace."""
+
+    code = "WORKSPACE_ERROR"
+    http_status = 502
+
+
+class WorkspaceUnreachableError(WorkspaceError):
+    code = "WORKSPACE_UNREACHABLE"
+
+
+class NotAWorkspaceError(WorkspaceError):
+    code = "NOT_A_WORKSPACE"
+
+
+class WorkspaceExistsError(ConfigError):
+    code = "WORKSPACE_EXISTS"
+    http_status = 409
+
+
+class ServerStartError(FlowyardError):
+    """The workspace server cannot start with the given options."""
+
+    code = "SERVER_START_ERROR"
+
+
+class DatabaseError(ServerStartError):
+    code = "DATABASE_ERROR"
+
+
+class InvalidRequestError(FlowyardError):
+    code = "INVALID_REQUEST"
+    http_status = 400
+
+
+class NotFoundError(FlowyardError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+_ALL: dict[str, type[FlowyardError]] = {}
+
+
+def _collect(cls: type[FlowyardError]) -> None:
+    _ALL[cls.code] = cls
+    for sub in cls.__subclasses__():
+        _collect(sub)
+
+
+def error_from_payload(payload: dict[str, Any]) -> FlowyardError:
+    """Rebuild the error a server answered with, as the same class when it is known."""
+    if not _ALL:
+        _collect(FlowyardError)
+    cls = _ALL.get(str(payload.get("error_code")), FlowyardError)
+    return cls(str(payload.get("message", "the workspace answered with an unknown error")))

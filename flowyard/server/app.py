@@ -1,0 +1,71 @@
+"""The ASGI app: Flowyard's API under its prefix, MLflow's whole server app on everything else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from flowyard import __version__, defaults
+from flowyard.errors import FlowyardError
+from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
+from flowyard.server.routers import meta
+from flowyard.server.settings import ServerSettings
+from flowyard.server.state import AppState
+
+
+def configure_mlflow(settings: ServerSettings) -> None:
+    """Point MLflow's server app at the workspace's stores; must run before it is imported."""
+    os.environ.update(
+        {
+            "_MLFLOW_SERVER_FILE_STORE": settings.db_url,
+            "_MLFLOW_SERVER_REGISTRY_STORE": settings.db_url,
+            "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+            "_MLFLOW_SERVER_ARTIFACT_DESTINATION": settings.artifacts_destination,
+            "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+            "_MLFLOW_SGI_NAME": "uvicorn",
+        }
+    )
+    # MLflow's GenAI job runner (Huey consumers) is not Flowyard's business; keep it off unless
+    # the operator turns it on in the environment.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+
+
+async def _flowyard_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FlowyardError)
+    return JSONResponse(exc.to_payload(), status_code=exc.http_status)
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """Build the app; without ``settings`` they come from ``$FLOWYARD_SERVER_SETTINGS``."""
+    settings = settings or ServerSettings.from_env()
+    configure_mlflow(settings)
+    tune_sqlite_everywhere()
+    from mlflow.server.fastapi_app import app as mlflow_app
+
+    engine = make_engine(parse_db_url(settings.db_url))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # MLflow's own lifespan only reaps its GenAI assistant's Docker sandboxes, which
+        # Flowyard does not run, so it is not entered here.
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Flowyard",
+        version=__version__,
+        openapi_url=f"{defaults.API_PREFIX}/openapi.json",
+        docs_url=f"{defaults.API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.flowyard = AppState(settings=settings, engine=engine)
+    app.add_exception_handler(FlowyardError, _flowyard_error)
+    app.include_router(meta.router, prefix=defaults.API_PREFIX)
+    # Last, so Flowyard's routes win: MLflow's REST API, artifact proxy and UI.
+    app.mount("/", mlflow_app)
+    return app

@@ -1,0 +1,1 @@
+"""Flowyard's tables, beside MLflow's in the same database."""

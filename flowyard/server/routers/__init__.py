@@ -1,0 +1,1 @@
+"""HTTP routes of Flowyard's API; each module is one kind of resource."""

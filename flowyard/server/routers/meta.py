@@ -1,0 +1,48 @@
+"""What a workspace is and whether it is well: the calls clients use to recognise one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from flowyard import __version__
+from flowyard.server.state import AppState
+
+router = APIRouter(tags=["workspace"])
+
+CAPABILITIES = ["mlflow-tracking", "mlflow-artifacts", "mlflow-ui"]
+
+
+@router.get("/info")
+def info(request: Request) -> dict[str, Any]:
+    """The workspace's name and version; ``service: flowyard`` marks a Flowyard workspace."""
+    import mlflow
+
+    state = AppState.of(request)
+    return {
+        "service": "flowyard",
+        "workspace": state.settings.workspace_name,
+        "version": __version__,
+        "mlflow_version": mlflow.__version__,
+        "capabilities": CAPABILITIES,
+    }
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 when the database answers, 503 with the reason when it does not."""
+    state = AppState.of(request)
+
+    def ping() -> None:
+        with state.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except sa.exc.SQLAlchemyError as e:
+        return JSONResponse({"status": "unhealthy", "database": str(e).splitlines()[0]}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})

@@ -1,0 +1,47 @@
+"""What a server process needs to know, passed to uvicorn's workers through one variable."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from flowyard import defaults
+
+ENV_SETTINGS = "FLOWYARD_SERVER_SETTINGS"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where the workspace keeps its data, and how it is served.
+
+    Attributes:
+        workspace_name: Shown by the info endpoint and the studio.
+        db_url: SQLAlchemy URL of the one database (MLflow's tables and Flowyard's).
+        artifacts_destination: Where MLflow's artifact proxy stores files: a folder or any URI
+            MLflow's artifact repositories accept (``s3://``, ``gs://``, ...).
+    """
+
+    workspace_name: str
+    db_url: str
+    artifacts_destination: str
+    host: str = defaults.DEFAULT_HOST
+    port: int = defaults.DEFAULT_PORT
+    workers: int = 1
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServerSettings:
+        raw = os.environ.get(ENV_SETTINGS)
+        if not raw:
+            raise RuntimeError(
+                f"{ENV_SETTINGS} is not set; start the server with `flowyard server`."
+            )
+        return cls(**json.loads(raw))
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
