@@ -35,7 +35,7 @@ class WorkspaceConfig:
             ) from e
         if not isinstance(data, dict) or not isinstance(data.get("url"), str):
             raise ConfigError(
-                f"The workspace config {path} has no \"url\"; rewrite it with "
+                f'The workspace config {path} has no "url"; rewrite it with '
                 "`flowyard workspace init` or `Workspace.get(url).write_config()`."
             )
         workspace_dir = data.get("workspace_dir")

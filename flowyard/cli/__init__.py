@@ -11,7 +11,7 @@ from flowyard.errors import FlowyardError
 
 
 class _Group(click.Group):
-    """Shows Flowyard's own errors as one line, without a traceback; lets everything else through."""
+    """Shows Flowyard's own errors as one line, without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

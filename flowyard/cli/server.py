@@ -28,7 +28,9 @@ from flowyard.workspace import WorkspaceConfig, find_config
     show_default=True,
     help="Workspace name, recorded the first time a --db-url database is served.",
 )
-@click.option("--host", default=None, help=f"Address to listen on [default: {defaults.DEFAULT_HOST}]")
+@click.option(
+    "--host", default=None, help=f"Address to listen on [default: {defaults.DEFAULT_HOST}]"
+)
 @click.option("--port", type=int, default=None, help=f"[default: {defaults.DEFAULT_PORT}]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--log-level", default="info", show_default=True)

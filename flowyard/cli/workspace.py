@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import click
 
 from flowyard import defaults
 from flowyard.errors import ConfigError
-from flowyard.workspace import Workspace, WorkspaceConfig, find_config
+from flowyard.workspace import ENV_URL, Workspace, WorkspaceConfig, find_config
 
 
 @click.group()
@@ -38,8 +40,7 @@ def init(directory: Path | None, name: str, url: str, force: bool) -> None:
     config_path = Path.cwd() / defaults.CONFIG_DIR / defaults.CONFIG_FILE
     if config_path.exists() and not force:
         raise ConfigError(
-            f"{config_path} already exists; pass --force to point this project at a new "
-            "workspace."
+            f"{config_path} already exists; pass --force to point this project at a new workspace."
         )
     _require_server_extra()
     from flowyard.server.db.engine import prepare_database
@@ -56,16 +57,16 @@ def init(directory: Path | None, name: str, url: str, force: bool) -> None:
 def show() -> None:
     """Connect to the workspace of this project and print what it is."""
     ws = Workspace.from_config()
+    source = os.environ.get(ENV_URL) and ENV_URL
     click.echo(f"workspace: {ws.name}\nurl:       {ws.get_mlflow_tracking_uri()}")
-    click.echo(f"config:    {find_config()}")
+    click.echo(f"from:      {source or find_config()}")
 
 
 def _require_server_extra() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import mlflow.server  # noqa: F401
-    except ImportError as e:
+    # find_spec, not import: importing MLflow's server takes seconds.
+    missing = [m for m in ("fastapi", "flask", "alembic", "uvicorn") if not find_spec(m)]
+    if missing:
         raise ConfigError(
-            f"The workspace server's parts are not installed ({e.name}); install them with "
-            "pip install 'flowyard[server]'."
-        ) from e
+            f"The workspace server's parts are not installed ({', '.join(missing)}); install "
+            "them with pip install 'flowyard[server]'."
+        )

@@ -65,7 +65,6 @@ def serve(settings: ServerSettings, *, log_level: str = "info") -> None:
     # The one line a user needs, before uvicorn's own log lines.
     print(f"Flowyard workspace {name!r} at {settings.url}", file=sys.stderr, flush=True)
     if settings.workers > 1:
-        server = uvicorn.Server(config)
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[sock]).run()
     else:
         uvicorn.Server(config).run(sockets=[sock])

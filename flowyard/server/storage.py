@@ -70,4 +70,6 @@ class WorkspaceFolder:
             ) from e
         except ValueError as e:
             raise ConfigError(f"{marker} is not valid JSON ({e}); fix or recreate it.") from e
-        return cls(path=path, name=check_name(str(data.get("name", defaults.DEFAULT_WORKSPACE_NAME))))
+        return cls(
+            path=path, name=check_name(str(data.get("name", defaults.DEFAULT_WORKSPACE_NAME)))
+        )

@@ -44,5 +44,7 @@ async def health(request: Request) -> JSONResponse:
     try:
         await run_in_threadpool(ping)
     except sa.exc.SQLAlchemyError as e:
-        return JSONResponse({"status": "unhealthy", "database": str(e).splitlines()[0]}, status_code=503)
+        return JSONResponse(
+            {"status": "unhealthy", "database": str(e).splitlines()[0]}, status_code=503
+        )
     return JSONResponse({"status": "ok", "database": "ok"})

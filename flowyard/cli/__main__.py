@@ -1,0 +1,3 @@
+from flowyard.cli import main
+
+main()

@@ -1,0 +1,173 @@
+"""Fixtures: real workspace servers (SQLite, and PostgreSQL when one answers) on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+FLOWYARD = [sys.executable, "-m", "flowyard.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FLOWYARD, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Server:
+    """A `flowyard server` process started by a test, stopped by its pid."""
+
+    args: list[str]
+    cwd: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180) -> Server:
+        self.log = self.cwd / f"server-{self.port}.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [*FLOWYARD, "server", *self.args, "--port", str(self.port)],
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/api/flowyard/v1/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not answer in {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
+
+
+def init_workspace(project: Path, name: str = "tests", port: int | None = None) -> Path:
+    """`flowyard workspace init` in ``project``; returns the workspace folder."""
+    project.mkdir(parents=True, exist_ok=True)
+    folder = project / "ws"
+    args = ["workspace", "init", str(folder), "--name", name]
+    if port is not None:
+        args += ["--url", f"http://127.0.0.1:{port}"]
+    result = run_cli(*args, cwd=project)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    project = tmp_path_factory.mktemp("sqlite-project")
+    port = free_port()
+    init_workspace(project, port=port)
+    server = Server(args=[], cwd=project, port=port).start()
+    yield server
+    server.stop()
+
+
+def postgres_available() -> str | None:
+    """None when PostgreSQL answers at 127.0.0.1:5432, else the reason it cannot be used."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'flowyard[postgres]')"
+    try:
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
+        ):
+            return None
+    except psycopg.Error as e:
+        return f"no PostgreSQL answers at 127.0.0.1:5432 ({str(e).strip()})"
+
+
+def _fresh_postgres_database() -> Iterator[str]:
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    import psycopg
+
+    name = f"flowyard_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[str]:
+    """A PostgreSQL database shared by this test session's server, dropped afterwards."""
+    yield from _fresh_postgres_database()
+
+
+@pytest.fixture
+def postgres_empty_db() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test."""
+    yield from _fresh_postgres_database()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    project = tmp_path_factory.mktemp("pg-project")
+    artifacts = project / "artifacts"
+    server = Server(
+        args=["--db-url", postgres_db, "--artifacts", str(artifacts), "--name", "pg"],
+        cwd=project,
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest) -> Server:
+    """The workspace server on each kind of database."""
+    if request.param == "postgres":
+        request.applymarker(pytest.mark.postgres)
+    fixture: Server = request.getfixturevalue(f"{request.param}_server")
+    return fixture
