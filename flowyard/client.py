@@ -40,17 +40,17 @@ class Client:
 
     def info(self) -> dict[str, Any]:
         """The workspace's name, version and capabilities; raises if the URL is not a workspace."""
-        body = self._request("GET", "/info")
+        body = self.request("GET", "/info")
         if not isinstance(body, dict) or body.get("service") != "flowyard":
             raise NotAWorkspaceError(self._not_a_workspace())
         return body
 
     def health(self) -> dict[str, Any]:
-        body = self._request("GET", "/health")
+        body = self.request("GET", "/health")
         assert isinstance(body, dict)
         return body
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Every table is prefixed so it never meets one of MLflow's, and constraint names are fixed so
 # Alembic migrations read the same on SQLite and PostgreSQL.
@@ -27,3 +41,98 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# Timestamps are stored timezone-aware in UTC; SQLite keeps them as text, PostgreSQL as timestamptz.
+_Time = DateTime(timezone=True)
+
+
+class Blob(Base):
+    """A file's content in the artifact store, by its sha256: the index of what is uploaded."""
+
+    __tablename__ = "flowyard_blobs"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+
+
+class Snapshot(Base):
+    """The exact code a job ran: a manifest of paths to blobs; its id is the manifest's sha256."""
+
+    __tablename__ = "flowyard_snapshots"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_count: Mapped[int] = mapped_column(Integer)
+    total_bytes: Mapped[int] = mapped_column(BigInteger)
+    # [{"path": "src/train.py", "digest": "<sha256>", "size": 123, "executable": false}, ...]
+    manifest: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+
+
+class Job(Base):
+    """A submitted run of an MLflow project; its id is its MLflow run id."""
+
+    __tablename__ = "flowyard_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(String(32), index=True)
+    snapshot_id: Mapped[str] = mapped_column(ForeignKey("flowyard_snapshots.id"))
+    project_uri: Mapped[str] = mapped_column(Text)
+    entry_point: Mapped[str] = mapped_column(String(255))
+    parameters: Mapped[dict[str, str]] = mapped_column(JSON)
+    # How the runner gets its Python: {"manager": "local"} or a spec for an environment builder.
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The job's own settings from backend_config: TIMEOUT, ENV_VARS, STREAM_OUTPUT, ...
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    compute: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    user: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    submitted_at: Mapped[datetime] = mapped_column(_Time, default=_now, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(_Time)
+    ended_at: Mapped[datetime | None] = mapped_column(_Time)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(_Time)
+    # Who runs it: {"host": ..., "pid": ...} for a runner; the compute's own id once submitted.
+    runner: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    # {"type", "message", "traceback", "exit_code", "signal"} when it failed.
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    log_size: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    events: Mapped[list[JobEvent]] = relationship(
+        back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class JobEvent(Base):
+    """One status transition of a job, with why it happened."""
+
+    __tablename__ = "flowyard_job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("flowyard_jobs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    job: Mapped[Job] = relationship(back_populates="events")
+
+
+class LogChunk(Base):
+    """A piece of a job's log, addressed by its byte offset so a retried append is a no-op."""
+
+    __tablename__ = "flowyard_log_chunks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("flowyard_jobs.id"), primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime] = mapped_column(_Time, default=_now)
