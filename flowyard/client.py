@@ -29,6 +29,11 @@ class Client:
             timeout=httpx.Timeout(timeout, connect=defaults.CONNECT_TIMEOUT_S),
         )
 
+    @property
+    def http(self) -> httpx.Client:
+        """The underlying HTTP client, based at the API prefix, for calls that move raw bytes."""
+        return self._http
+
     def close(self) -> None:
         self._http.close()
 

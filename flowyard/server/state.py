@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from flowyard.server.settings import ServerSettings
 
@@ -19,3 +22,14 @@ class AppState:
     def of(request: Request) -> AppState:
         state: AppState = request.app.state.flowyard
         return state
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with Session(AppState.of(request).engine, expire_on_commit=False) as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(_session)]
+"""A request's database session; commit explicitly where the handler changes something."""
+
+State = Annotated[AppState, Depends(AppState.of)]
