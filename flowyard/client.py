@@ -13,6 +13,16 @@ from flowyard.errors import (
     WorkspaceUnreachableError,
     error_from_payload,
 )
+from flowyard.schemas import (
+    Heartbeat,
+    JobList,
+    JobOut,
+    JobStatus,
+    JobSubmit,
+    LogAppended,
+    RunnerStart,
+    StatusUpdate,
+)
 
 
 class Client:
@@ -55,7 +65,48 @@ class Client:
         assert isinstance(body, dict)
         return body
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def submit_job(self, body: JobSubmit) -> JobOut:
+        return JobOut.model_validate(
+            self.request("POST", "/jobs", json=body.model_dump(mode="json"))
+        )
+
+    def get_job(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self.request("GET", f"/jobs/{job_id}"))
+
+    def list_jobs(self, **filters: Any) -> list[JobOut]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return JobList.model_validate(self.request("GET", "/jobs", params=params)).jobs
+
+    def cancel_job(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(self.request("POST", f"/jobs/{job_id}/cancel"))
+
+    def start_job(self, job_id: str, host: str, pid: int) -> JobOut:
+        body = RunnerStart(host=host, pid=pid).model_dump()
+        return JobOut.model_validate(self.request("POST", f"/jobs/{job_id}/start", json=body))
+
+    def update_status(self, job_id: str, update: StatusUpdate) -> JobOut:
+        return JobOut.model_validate(
+            self.request("POST", f"/jobs/{job_id}/status", json=update.model_dump(mode="json"))
+        )
+
+    def heartbeat(self, job_id: str) -> Heartbeat:
+        return Heartbeat.model_validate(self.request("POST", f"/jobs/{job_id}/heartbeat"))
+
+    def append_log(self, job_id: str, offset: int, data: bytes) -> int:
+        body = self.request("POST", f"/jobs/{job_id}/logs", params={"offset": offset}, content=data)
+        return LogAppended.model_validate(body).size
+
+    def read_log(self, job_id: str, offset: int = 0) -> tuple[bytes, JobStatus, int]:
+        """Log bytes from ``offset``, with the job's status and the log's full size."""
+        response = self.request("GET", f"/jobs/{job_id}/logs", params={"offset": offset}, raw=True)
+        return (
+            response.content,
+            JobStatus(response.headers["X-Flowyard-Job-Status"]),
+            int(response.headers["X-Flowyard-Log-Size"]),
+        )
+
+    def request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+        """Call the API; returns the JSON body, or the response itself when ``raw``."""
         try:
             response = self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
@@ -68,6 +119,8 @@ class Client:
                 f"The request to the workspace at {self.url} failed ({e}); check that the server "
                 "is running and reachable."
             ) from e
+        if raw and response.is_success:
+            return response
         try:
             body = response.json()
         except ValueError:

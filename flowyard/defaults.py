@@ -26,3 +26,27 @@ DEFAULT_PORT = 5000
 # The info call that recognises a workspace must fail fast when nothing answers.
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
+
+# Snapshots, as on Azure ML: a project past 300 MB or 2,000 files is almost always data or an
+# environment caught by mistake, which the job should read from elsewhere.
+SNAPSHOT_MAX_MB = 300.0
+SNAPSHOT_MAX_FILES = 2000
+# Never code: VCS data, caches, environments, MLflow's local store, the job's own outputs and
+# Flowyard's config. Gitignore syntax; a leading "/" anchors a pattern at the project root.
+SNAPSHOT_DEFAULT_EXCLUDES = (
+    ".git/",
+    "__pycache__/",
+    ".venv/",
+    "/mlruns/",
+    "/outputs/",
+    "/.flowyard/",
+)
+# The first of these found in a folder applies to it and everything below it.
+SNAPSHOT_IGNORE_FILES = (".flowyardignore", ".amlignore", ".gitignore")
+# Blob uploads are few and concurrent; more workers only queue on the server's disk.
+SNAPSHOT_UPLOAD_WORKERS = 8
+# One blob may be a big file that a slow artifact store takes minutes to accept.
+SNAPSHOT_BLOB_TIMEOUT_S = 600.0
+# The server's guard on one blob's body. It is streamed to disk, so the bound protects the disk,
+# not memory; it stays above SNAPSHOT_MAX_MB so that raising the client limit somewhat still works.
+SNAPSHOT_BLOB_MAX_MB = 1024

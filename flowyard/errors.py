@@ -90,3 +90,10 @@ def error_from_payload(payload: dict[str, Any]) -> FlowyardError:
         _collect(FlowyardError)
     cls = _ALL.get(str(payload.get("error_code")), FlowyardError)
     return cls(str(payload.get("message", "the workspace answered with an unknown error")))
+
+
+class ConflictError(FlowyardError):
+    """The request does not fit the current state of what it names."""
+
+    code = "CONFLICT"
+    http_status = 409

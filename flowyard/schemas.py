@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class JobStatus(StrEnum):
@@ -36,3 +40,92 @@ _MLFLOW_STATUS = {
     JobStatus.FAILED: "FAILED",
     JobStatus.CANCELED: "KILLED",
 }
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobSubmit(_Model):
+    """What the MLflow plugin sends to create a job (and its MLflow run)."""
+
+    experiment_id: str
+    snapshot_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    project_uri: str
+    entry_point: str
+    parameters: dict[str, str] = {}
+    environment: dict[str, Any] = {"manager": "local"}
+    options: dict[str, Any] = {}
+    compute: str = "local"
+    priority: int = 0
+    run_name: str | None = None
+    user: str
+    tags: dict[str, str] = {}
+
+
+class ErrorInfo(_Model):
+    """Why a job failed, as the runner parsed it from the process and its log."""
+
+    type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+
+
+class JobEventOut(_Model):
+    at: datetime
+    from_status: JobStatus | None
+    to_status: JobStatus
+    reason: str
+
+
+class JobOut(_Model):
+    id: str
+    run_id: str
+    experiment_id: str
+    snapshot_id: str
+    project_uri: str
+    entry_point: str
+    parameters: dict[str, str]
+    environment: dict[str, Any]
+    options: dict[str, Any]
+    compute: str
+    status: JobStatus
+    priority: int
+    cancel_requested: bool
+    user: str
+    attempt: int
+    submitted_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    heartbeat_at: datetime | None
+    exit_code: int | None
+    error: ErrorInfo | None
+    log_size: int
+    events: list[JobEventOut] = []
+
+
+class JobList(_Model):
+    jobs: list[JobOut]
+
+
+class RunnerStart(_Model):
+    host: str
+    pid: int
+
+
+class StatusUpdate(_Model):
+    status: JobStatus
+    reason: str = ""
+    exit_code: int | None = None
+    error: ErrorInfo | None = None
+
+
+class Heartbeat(_Model):
+    status: JobStatus
+    cancel_requested: bool
+
+
+class LogAppended(_Model):
+    size: int

@@ -27,11 +27,16 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from flowyard.cli.jobs import job, run
     from flowyard.cli.server import server
+    from flowyard.cli.snapshot import snapshot
     from flowyard.cli.workspace import workspace
 
     cli.add_command(workspace)
     cli.add_command(server)
+    cli.add_command(job)
+    cli.add_command(run)
+    cli.add_command(snapshot)
 
 
 _register()

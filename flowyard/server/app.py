@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
-from flowyard.server.routers import meta, snapshots
+from flowyard.server.routers import jobs, meta, snapshots
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
 
@@ -65,7 +65,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.flowyard = AppState(settings=settings, engine=engine)
     app.add_exception_handler(FlowyardError, _flowyard_error)
-    for module in (meta, snapshots):
+    for module in (meta, snapshots, jobs):
         app.include_router(module.router, prefix=defaults.API_PREFIX)
     # Last, so Flowyard's routes win: MLflow's REST API, artifact proxy and UI.
     app.mount("/", mlflow_app)

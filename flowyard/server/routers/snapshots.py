@@ -1,5 +1,128 @@
 """Snapshots and their content-addressed blobs."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import mimetypes
+import shutil
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+from starlette.background import BackgroundTask
+
+from flowyard.server.db.models import Snapshot
+from flowyard.server.services import snapshots as service
+from flowyard.server.state import DbSession, State
+from flowyard.snapshot import FileEntry
 
 router = APIRouter(tags=["snapshots"])
+
+
+class Digests(BaseModel):
+    digests: list[str]
+
+
+class Missing(BaseModel):
+    missing: list[str]
+
+
+class BlobInfo(BaseModel):
+    digest: str
+    size: int
+
+
+class SnapshotFile(BaseModel):
+    path: str
+    digest: str
+    size: int
+    executable: bool = False
+
+
+class SnapshotCreate(BaseModel):
+    files: list[SnapshotFile]
+
+
+class SnapshotInfo(BaseModel):
+    id: str
+    file_count: int
+    total_bytes: int
+
+
+class SnapshotDetail(SnapshotInfo):
+    created_at: datetime
+    files: list[SnapshotFile]
+
+
+@router.post("/blobs/missing")
+def missing_blobs(body: Digests, session: DbSession) -> Missing:
+    """Which of these blobs the workspace lacks, in the order asked."""
+    return Missing(missing=service.missing_blobs(session, body.digests))
+
+
+@router.put("/blobs/{digest}")
+async def put_blob(digest: str, request: Request, session: DbSession, state: State) -> BlobInfo:
+    """Store a blob's raw body; 400 unless its sha256 is ``digest``."""
+    service.check_digest(digest)
+    length = request.headers.get("content-length", "")
+    if length.isdigit():
+        service.check_blob_size(int(length))
+    upload = await run_in_threadpool(service.BlobUpload, digest)
+    try:
+        # Hashing and writing run off the event loop, one received chunk at a time.
+        async for chunk in request.stream():
+            await run_in_threadpool(upload.write, chunk)
+        blob = await run_in_threadpool(upload.store, session, state.settings.artifacts_destination)
+    finally:
+        await run_in_threadpool(upload.discard)
+    return BlobInfo(digest=blob.digest, size=blob.size)
+
+
+@router.get("/blobs/{digest}")
+def get_blob(digest: str, session: DbSession, state: State) -> FileResponse:
+    return _serve(service.open_blob(session, state.settings.artifacts_destination, digest))
+
+
+@router.post("/snapshots")
+def create_snapshot(body: SnapshotCreate, session: DbSession) -> SnapshotInfo:
+    """Record a manifest whose blobs are all stored; the same files give the same id."""
+    files = (FileEntry(f.path, f.digest, f.size, f.executable) for f in body.files)
+    snapshot = service.create_snapshot(session, files)
+    return SnapshotInfo(
+        id=snapshot.id, file_count=snapshot.file_count, total_bytes=snapshot.total_bytes
+    )
+
+
+@router.get("/snapshots/{snapshot_id}")
+def get_snapshot(snapshot_id: str, session: DbSession) -> SnapshotDetail:
+    snapshot = service.get_snapshot(session, snapshot_id)
+    return SnapshotDetail(
+        id=snapshot.id,
+        file_count=snapshot.file_count,
+        total_bytes=snapshot.total_bytes,
+        created_at=_utc(snapshot),
+        files=[SnapshotFile.model_validate(f) for f in snapshot.manifest],
+    )
+
+
+@router.get("/snapshots/{snapshot_id}/files/{path:path}")
+def get_snapshot_file(
+    snapshot_id: str, path: str, session: DbSession, state: State
+) -> FileResponse:
+    entry = service.snapshot_file(service.get_snapshot(session, snapshot_id), path)
+    blob = service.open_blob(session, state.settings.artifacts_destination, entry.digest)
+    return _serve(blob, mimetypes.guess_type(path)[0])
+
+
+def _serve(blob: service.BlobFile, media_type: str | None = None) -> FileResponse:
+    cleanup = BackgroundTask(shutil.rmtree, blob.temp_dir, True) if blob.temp_dir else None
+    return FileResponse(
+        blob.path, media_type=media_type or "application/octet-stream", background=cleanup
+    )
+
+
+def _utc(snapshot: Snapshot) -> datetime:
+    # SQLite hands timestamps back without their zone; they were stored in UTC.
+    at = snapshot.created_at
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

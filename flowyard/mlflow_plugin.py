@@ -1,0 +1,159 @@
+"""The MLflow project backend named `flowyard` (entry point group `mlflow.project_backend`)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+from typing import Any
+
+from mlflow.projects.backend.abstract_backend import AbstractBackend
+
+from flowyard import paths
+from flowyard.client import Client
+from flowyard.errors import InvalidRequestError, NotAWorkspaceError
+from flowyard.project import LOCAL, BackendOptions, PreparedProject, prepare
+from flowyard.schemas import JobStatus, JobSubmit, StatusUpdate
+from flowyard.submitted_run import FlowyardSubmittedRun
+
+
+def connect(tracking_uri: str) -> Client:
+    """A client for the workspace at ``tracking_uri``; one clear sentence if it is not one."""
+    advice = (
+        f"The tracking URI {tracking_uri} is not a Flowyard workspace; call "
+        "mlflow.set_tracking_uri(Workspace.from_config().get_mlflow_tracking_uri())."
+    )
+    if not tracking_uri.startswith(("http://", "https://")):
+        raise NotAWorkspaceError(advice)
+    client = Client(tracking_uri)
+    try:
+        client.info()
+    except NotAWorkspaceError as e:
+        raise NotAWorkspaceError(advice) from e
+    return client
+
+
+def _run_tags(
+    prepared: PreparedProject, options: BackendOptions, version: str | None
+) -> dict[str, str]:
+    from mlflow.projects.utils import _expand_uri, _is_local_uri
+    from mlflow.tracking._tracking_service.utils import _get_git_url_if_present
+
+    from flowyard.snapshot import git_info
+
+    uri = prepared.uri
+    source = _get_git_url_if_present(_expand_uri(uri)) if _is_local_uri(uri) else _expand_uri(uri)
+    tags = {
+        "mlflow.user": getpass.getuser(),
+        "mlflow.source.name": source,
+        "mlflow.source.type": "PROJECT",
+        "mlflow.project.entryPoint": prepared.entry_point,
+        "mlflow.project.env": "local" if not options.builds_environment else "uv",
+        **git_info(prepared.work_dir),
+    }
+    if version:
+        tags["mlflow.source.git.commit"] = tags.get("mlflow.source.git.commit", version)
+    tags.update(options.tags)
+    return tags
+
+
+def start_local_runner(workspace_url: str, job_id: str) -> None:
+    """Start the runner on this machine, detached: it outlives the caller."""
+    folder = paths.job_dir(job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "runner.out").open("ab") as out:
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flowyard.runner",
+                "--workspace",
+                workspace_url,
+                "--job",
+                job_id,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ},
+        )
+
+
+def submit(
+    project_uri: str,
+    entry_point: str,
+    params: dict[str, Any] | None,
+    version: str | None,
+    backend_config: dict[str, Any] | str | None,
+    tracking_uri: str,
+    experiment_id: str,
+    run_name: str | None = None,
+) -> FlowyardSubmittedRun:
+    """Check everything, then snapshot the code, create the job and start it."""
+    from flowyard.snapshot import build_manifest, upload
+
+    options = BackendOptions.parse(backend_config)
+    client = connect(tracking_uri)
+    if options.builds_environment:
+        raise InvalidRequestError(
+            "Building an environment from the project's env file (USE_CONDA: true or "
+            "ENV_MANAGER uv/virtualenv/conda) is not supported by this Flowyard yet; set "
+            "USE_CONDA to false to run in the compute's own Python."
+        )
+    if options.compute != LOCAL:
+        raise InvalidRequestError(
+            f"Unknown compute {options.compute!r}; this workspace knows: {LOCAL}."
+        )
+    prepared = prepare(project_uri, version, entry_point, params)
+    manifest = build_manifest(
+        prepared.work_dir, max_mb=options.snapshot_max_mb, max_files=options.snapshot_max_files
+    )
+    tags = _run_tags(prepared, options, version)
+    snapshot = upload(client, manifest)
+    job = client.submit_job(
+        JobSubmit(
+            experiment_id=str(experiment_id),
+            snapshot_id=snapshot.id,
+            project_uri=project_uri,
+            entry_point=prepared.entry_point,
+            parameters=prepared.parameters,
+            environment={"manager": "local"},
+            options=options.job_options(),
+            compute=options.compute,
+            priority=options.priority,
+            run_name=run_name,
+            user=tags["mlflow.user"],
+            tags=tags,
+        )
+    )
+    try:
+        start_local_runner(client.url, job.id)
+    except OSError as e:
+        client.update_status(
+            job.id, StatusUpdate(status=JobStatus.FAILED, reason=f"runner did not start: {e}")
+        )
+        raise
+    return FlowyardSubmittedRun(
+        client, job, stream_output=options.stream_output, snapshot=snapshot
+    )
+
+
+class FlowyardBackend(AbstractBackend):  # type: ignore[misc]
+    """``mlflow.projects.run(uri, backend="flowyard", backend_config={...})``."""
+
+    def run(
+        self,
+        project_uri: str,
+        entry_point: str,
+        params: dict[str, Any],
+        version: str | None,
+        backend_config: dict[str, Any],
+        tracking_uri: str,
+        experiment_id: str,
+    ) -> FlowyardSubmittedRun:
+        return submit(
+            project_uri, entry_point, params, version, backend_config, tracking_uri, experiment_id
+        )

@@ -1,0 +1,237 @@
+"""An MLflow project as submitted: backend_config read, project fetched, entry point and
+parameters checked — all before anything is created in the workspace."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import ExecutionException, MlflowException
+from mlflow.projects import utils as project_utils
+from mlflow.utils import data_utils
+
+from flowyard.errors import InvalidRequestError
+
+LOCAL = "local"
+
+# backend_config keys Flowyard reads (the Azure backend's COMPUTE and USE_CONDA first).
+KNOWN_KEYS = {
+    "COMPUTE": "compute target name, or 'local' for this machine",
+    "USE_CONDA": "build the environment from the project's env file (true) or not (false)",
+    "STREAM_OUTPUT": "print the job's log while waiting (default true)",
+    "TIMEOUT": "seconds the entry point may run before it is stopped",
+    "ENV_VARS": "environment variables for the entry point, as a JSON object",
+    "TAGS": "extra MLflow run tags, as a JSON object",
+    "PRIORITY": "higher runs sooner on a busy compute",
+    "SNAPSHOT_MAX_MB": "largest snapshot allowed (default 300)",
+    "SNAPSHOT_MAX_FILES": "most files a snapshot may hold (default 2000)",
+}
+# Keys MLflow itself puts into every backend_config before calling a plugin.
+MLFLOW_KEYS = {
+    "ENV_MANAGER",
+    "SYNCHRONOUS",
+    "DOCKER_ARGS",
+    "STORAGE_DIR",
+    "build_image",
+    "docker_auth",
+}
+ENV_MANAGERS = {"local", "uv", "virtualenv", "conda"}
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "false", "0", "no"}:
+        return value.strip().lower() in {"true", "1", "yes"}
+    raise InvalidRequestError(f"backend_config {key} must be true or false, not {value!r}.")
+
+
+def _number(key: str, value: Any, kind: type[int] | type[float]) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (kind is int and isinstance(value, float)) or not math.isfinite(number):
+        raise InvalidRequestError(f"backend_config {key} must be a number, not {value!r}.")
+    return number
+
+
+def _str_dict(key: str, value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            f'backend_config {key} must be an object of names to values, like {{"A": "1"}}.'
+        )
+    return {str(k): str(v) for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """``backend_config`` as Flowyard understands it."""
+
+    compute: str = LOCAL
+    use_conda: bool = False
+    env_manager: str | None = None
+    stream_output: bool = True
+    synchronous: bool = True
+    timeout: float | None = None
+    env_vars: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
+    snapshot_max_mb: float = 300
+    snapshot_max_files: int = 2000
+
+    @classmethod
+    def parse(cls, config: dict[str, Any] | str | os.PathLike[str] | None) -> BackendOptions:
+        """Read a dict or a JSON file; an unknown key is an error that lists the known ones."""
+        if config is None:
+            config = {}
+        elif not isinstance(config, dict):
+            path = Path(config)
+            try:
+                config = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                raise InvalidRequestError(
+                    f"The backend_config file {path} cannot be read as JSON ({e}); pass a dict "
+                    "or a .json file."
+                ) from e
+            if not isinstance(config, dict):
+                raise InvalidRequestError(f"The backend_config file {path} must hold an object.")
+        unknown = sorted(set(config) - set(KNOWN_KEYS) - MLFLOW_KEYS)
+        if unknown:
+            known = ", ".join(f"{k} ({v})" for k, v in KNOWN_KEYS.items())
+            raise InvalidRequestError(
+                f"Unknown backend_config key(s) {', '.join(unknown)}; the known keys are: {known}."
+            )
+        env_manager = config.get("ENV_MANAGER")
+        if env_manager is not None and env_manager not in ENV_MANAGERS:
+            raise InvalidRequestError(
+                f"ENV_MANAGER {env_manager!r} is not one of {', '.join(sorted(ENV_MANAGERS))}."
+            )
+        compute = config.get("COMPUTE") or LOCAL
+        if not isinstance(compute, str):
+            raise InvalidRequestError(f"backend_config COMPUTE must be a name, not {compute!r}.")
+        get = config.get
+        return cls(
+            compute=compute,
+            use_conda=_bool("USE_CONDA", get("USE_CONDA", False)),
+            env_manager=env_manager,
+            stream_output=_bool("STREAM_OUTPUT", get("STREAM_OUTPUT", True)),
+            synchronous=_bool("SYNCHRONOUS", get("SYNCHRONOUS", True)),
+            timeout=None if get("TIMEOUT") is None else _number("TIMEOUT", get("TIMEOUT"), float),
+            env_vars=_str_dict("ENV_VARS", get("ENV_VARS") or {}),
+            tags=_str_dict("TAGS", get("TAGS") or {}),
+            priority=_number("PRIORITY", get("PRIORITY", 0), int),
+            snapshot_max_mb=_number("SNAPSHOT_MAX_MB", get("SNAPSHOT_MAX_MB", 300), float),
+            snapshot_max_files=_number("SNAPSHOT_MAX_FILES", get("SNAPSHOT_MAX_FILES", 2000), int),
+        )
+
+    @property
+    def builds_environment(self) -> bool:
+        if self.env_manager is not None:
+            return self.env_manager != "local"
+        return self.use_conda
+
+    def job_options(self) -> dict[str, Any]:
+        """What the runner needs to know, stored with the job."""
+        return {"timeout": self.timeout, "env_vars": self.env_vars}
+
+
+@dataclass(frozen=True)
+class PreparedProject:
+    """A project fetched and checked: what a job is made of."""
+
+    uri: str
+    work_dir: Path
+    entry_point: str
+    parameters: dict[str, str]
+
+
+def _check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
+    for name, spec in entry_point.parameters.items():
+        if name not in parameters:
+            continue
+        value = parameters[name]
+        kind = spec.type
+        if kind in ("float", "int"):
+            try:
+                parsed = float(value) if kind == "float" else int(str(value))
+            except ValueError:
+                parsed = None
+            if parsed is None or (kind == "int" and isinstance(value, float)):
+                raise InvalidRequestError(
+                    f"Parameter {name!r} must be {'a number' if kind == 'float' else 'an integer'}"
+                    f", not {value!r}; pass e.g. -P {name}={1.0 if kind == 'float' else 1}."
+                )
+        elif kind == "path":
+            local = data_utils.get_local_path_or_none(str(value))
+            if local is not None and not os.path.exists(local):
+                raise InvalidRequestError(
+                    f"Parameter {name!r} names the path {value!r}, which does not exist; pass "
+                    "an existing file or folder, or a URI."
+                )
+        elif kind == "uri" and not data_utils.is_uri(str(value)):
+            raise InvalidRequestError(
+                f"Parameter {name!r} must be a URI with a scheme (like s3://bucket/key or "
+                f"file:///path), not {value!r}."
+            )
+
+
+def prepare(
+    uri: str, version: str | None, entry_point: str, parameters: dict[str, Any] | None
+) -> PreparedProject:
+    """Fetch the project (a folder, or a git URI at ``version``) and check everything a user can
+    get wrong, with MLflow's own rules."""
+    parameters = dict(parameters or {})
+    try:
+        work_dir = project_utils.fetch_and_validate_project(uri, version, entry_point, {})
+        project = project_utils.load_project(work_dir)
+    except (ExecutionException, MlflowException) as e:
+        raise InvalidRequestError(
+            f"The project at {uri} cannot be used: {e.message.rstrip('.')}; fix its MLproject "
+            "file or the URI."
+        ) from e
+    except OSError as e:
+        raise InvalidRequestError(f"The project at {uri} cannot be read ({e}).") from e
+    if project.docker_env:
+        raise InvalidRequestError(
+            f"The project at {uri} asks for docker_env, which Flowyard does not support yet; use "
+            "python_env or conda_env in its MLproject file."
+        )
+    try:
+        entry = project.get_entry_point(entry_point)
+    except ExecutionException as e:
+        known = ", ".join(sorted(project._entry_points)) or "none"
+        raise InvalidRequestError(
+            f"The project has no entry point {entry_point!r} (its entry points: {known}); pass "
+            "one of those, or a .py or .sh file in the project."
+        ) from e
+    is_file_entry = entry_point not in project._entry_points
+    if is_file_entry and not (Path(work_dir) / entry_point).is_file():
+        raise InvalidRequestError(
+            f"The entry point file {entry_point!r} does not exist in the project {uri}."
+        )
+    try:
+        entry._validate_parameters(parameters)
+    except ExecutionException as e:
+        raise InvalidRequestError(
+            f"{e.message}; pass them with parameters={{...}} or -P name=value."
+        ) from e
+    _check_types(entry, parameters)
+    # As MLflow logs them: the entry point's parameters with defaults filled in, then the extras;
+    # unquoted here, since the runner hands them to MLflow's command builder, which quotes.
+    resolved = {
+        name: str(parameters.get(name, spec.default)) for name, spec in entry.parameters.items()
+    }
+    resolved.update({str(k): str(v) for k, v in parameters.items() if k not in resolved})
+    return PreparedProject(
+        uri=uri, work_dir=Path(work_dir), entry_point=entry_point, parameters=resolved
+    )

@@ -1,0 +1,20 @@
+"""`python -m flowyard.runner --workspace URL --job RUN_ID`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flowyard.runner.runner import Runner
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m flowyard.runner", description=__doc__)
+    parser.add_argument("--workspace", required=True, help="the workspace's URL")
+    parser.add_argument("--job", required=True, help="the job's id (its MLflow run id)")
+    args = parser.parse_args()
+    sys.exit(Runner(args.workspace, args.job).run())
+
+
+if __name__ == "__main__":
+    main()

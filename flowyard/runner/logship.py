@@ -1,0 +1,73 @@
+"""Shipping a job's log to the workspace in offset-addressed pieces while it runs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+# Small enough that one append is quick, large enough that a chatty job needs few requests.
+MAX_PIECE = 256 * 1024
+# How long output may wait before it is sent: the live log lags the job by about this much.
+FLUSH_INTERVAL_S = 0.2
+
+
+class LogShipper:
+    """Collects output, keeps a local copy, and sends it in order to ``append(offset, data)``.
+
+    ``append`` must be idempotent for one offset (the workspace's log append is) and may raise;
+    a failed piece is retried from the same offset, so nothing is lost or duplicated.
+    """
+
+    def __init__(self, append: Callable[[int, bytes], int], local_copy: Path) -> None:
+        self._append = append
+        self._buffer = bytearray()
+        self._sent = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._local: BinaryIO = local_copy.open("ab")
+        self._thread = threading.Thread(target=self._loop, name="log-shipper", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._local.write(data)
+            self._local.flush()
+            self._buffer += data
+        if len(self._buffer) >= MAX_PIECE:
+            self._wake.set()
+
+    def say(self, line: str) -> None:
+        """A line from the runner itself, marked so it stands out from the job's own output."""
+        self.write(f"[flowyard] {line}\n".encode())
+
+    def _send_pending(self) -> None:
+        while True:
+            with self._lock:
+                piece = bytes(self._buffer[:MAX_PIECE])
+            if not piece:
+                return
+            self._append(self._sent, piece)
+            with self._lock:
+                del self._buffer[: len(piece)]
+                self._sent += len(piece)
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            try:
+                self._send_pending()
+            except Exception:
+                # The append already retried with back-off; keep the bytes and try again later.
+                continue
+
+    def close(self) -> None:
+        """Send everything still buffered (retrying as ``append`` does), then stop."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join()
+        self._send_pending()
+        self._local.close()

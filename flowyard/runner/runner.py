@@ -1,0 +1,267 @@
+"""One job, from claim to final status."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from flowyard import paths
+from flowyard.client import Client
+from flowyard.errors import FlowyardError, WorkspaceUnreachableError
+from flowyard.runner.logship import LogShipper
+from flowyard.runner.tracebacks import parse_error
+from flowyard.schemas import ErrorInfo, JobOut, JobStatus, StatusUpdate
+
+T = TypeVar("T")
+
+HEARTBEAT_S = float(os.environ.get("FLOWYARD_HEARTBEAT_S", "1.0"))
+# After SIGTERM, how long the entry point may take to stop before SIGKILL.
+KILL_GRACE_S = float(os.environ.get("FLOWYARD_KILL_GRACE_S", "10"))
+# A workspace away for longer than this fails the job's calls for good.
+RETRY_FOR_S = float(os.environ.get("FLOWYARD_RETRY_FOR_S", "600"))
+
+
+def _transient(error: BaseException) -> bool:
+    # Unreachable, or a 5xx the server did not explain: worth another try. A FlowyardError
+    # subclass is the server's considered answer, and trying again would get the same one.
+    return isinstance(error, WorkspaceUnreachableError) or type(error) is FlowyardError
+
+
+class Runner:
+    def __init__(self, workspace_url: str, job_id: str) -> None:
+        self.url = workspace_url.rstrip("/")
+        self.job_id = job_id
+        self.client = Client(self.url)
+        self.dir = paths.job_dir(job_id)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = LogShipper(self._append, self.dir / "std_log.txt")
+        self._stop = threading.Event()
+        self._stop_reason: tuple[JobStatus, str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # --- calls to the workspace, each retried with back-off -------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        for attempt in Retrying(
+            retry=retry_if_exception(_transient),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(RETRY_FOR_S),
+            reraise=True,
+        ):
+            with attempt:
+                return fn(*args)
+        raise AssertionError("unreachable")
+
+    def _append(self, offset: int, data: bytes) -> int:
+        size: int = self._call(self.client.append_log, self.job_id, offset, data)
+        return size
+
+    def _status(
+        self,
+        status: JobStatus,
+        reason: str,
+        error: ErrorInfo | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        update = StatusUpdate(status=status, reason=reason, error=error, exit_code=exit_code)
+        self._call(self.client.update_status, self.job_id, update)
+
+    # --- the job ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run the job to its end; returns the runner's exit code (0 when the job completed)."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            job: JobOut = self._call(
+                self.client.start_job, self.job_id, socket.gethostname(), os.getpid()
+            )
+        except FlowyardError as e:
+            print(f"flowyard runner: cannot start job {self.job_id}: {e}", file=sys.stderr)
+            self.log.close()
+            return 2
+        try:
+            final = self._run(job)
+        except Exception as e:
+            self.log.say(f"runner error: {e}")
+            self.log.write(traceback.format_exc().encode())
+            final = (
+                JobStatus.FAILED,
+                f"runner error: {e}",
+                ErrorInfo(type=type(e).__name__, message=str(e)),
+                None,
+            )
+        status, reason, error, exit_code = final
+        self.log.say(f"job {status}: {reason}")
+        self.log.close()
+        self._upload_log()
+        self._status(status, reason, error, exit_code)
+        if status == JobStatus.COMPLETED:
+            shutil.rmtree(self.dir / "project", ignore_errors=True)
+        return 0 if status == JobStatus.COMPLETED else 1
+
+    def _run(self, job: JobOut) -> tuple[JobStatus, str, ErrorInfo | None, int | None]:
+        from flowyard.snapshot import materialize
+
+        self.log.say(f"job {job.id} on {socket.gethostname()}, attempt {job.attempt}")
+        if job.cancel_requested:
+            return JobStatus.CANCELED, "canceled before it started", None, None
+        project_dir = self.dir / "project"
+        self.log.say(f"fetching snapshot {job.snapshot_id[:12]}")
+        materialize(self.client, job.snapshot_id, project_dir)
+        command = self._command(job, project_dir)
+        heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        heartbeat.start()
+        if self._stop.is_set():
+            assert self._stop_reason is not None
+            return self._stop_reason[0], self._stop_reason[1], None, None
+        self._status(JobStatus.RUNNING, "entry point started")
+        self.log.say(f"running: {command}")
+        returncode = self._execute(command, project_dir, job)
+        self._status(JobStatus.FINALIZING, f"entry point exited with code {returncode}")
+        self._upload_outputs(project_dir / "outputs")
+        if self._stop_reason is not None:
+            status, reason = self._stop_reason
+            error = (
+                None
+                if status == JobStatus.CANCELED
+                else ErrorInfo(
+                    type="Timeout" if "timed out" in reason else None,
+                    message=reason,
+                    exit_code=returncode,
+                )
+            )
+            return status, reason, error, returncode
+        if returncode == 0:
+            return JobStatus.COMPLETED, "entry point exited with code 0", None, 0
+        error = parse_error(self._log_tail(), returncode)
+        what = f"{error.type}: {error.message}" if error.type else f"exit code {returncode}"
+        return JobStatus.FAILED, f"entry point failed ({what})", error, returncode
+
+    def _command(self, job: JobOut, project_dir: Path) -> str:
+        from mlflow.projects.utils import get_entry_point_command, load_project
+
+        project = load_project(str(project_dir))
+        storage = self.dir / "storage"
+        storage.mkdir(exist_ok=True)
+        commands: list[str] = get_entry_point_command(
+            project, job.entry_point, job.parameters, str(storage)
+        )
+        self.log.say(f"environment: this compute's Python ({sys.executable})")
+        return " && ".join(commands)
+
+    def _execute(self, command: str, cwd: Path, job: JobOut) -> int:
+        env = {
+            **os.environ,
+            **{str(k): str(v) for k, v in (job.options.get("env_vars") or {}).items()},
+            "MLFLOW_TRACKING_URI": self.url,
+            "MLFLOW_RUN_ID": job.id,
+            "MLFLOW_EXPERIMENT_ID": job.experiment_id,
+            "PYTHONUNBUFFERED": "1",
+            # The entry point's `python` is the Python this runner runs in.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        }
+        # Its own session, so a cancel stops everything it started and nothing else.
+        self._proc = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert self._proc.stdout is not None
+        reader = threading.Thread(target=self._pump, args=(self._proc.stdout,), daemon=True)
+        reader.start()
+        timeout = job.options.get("timeout")
+        deadline = time.monotonic() + float(timeout) if timeout else None
+        while self._proc.poll() is None:
+            if deadline is not None and time.monotonic() > deadline and not self._stop.is_set():
+                self._request_stop(JobStatus.FAILED, f"timed out after {timeout:g} s (TIMEOUT)")
+            self._stop.wait(0.05)
+            if self._stop.is_set():
+                self._kill()
+                break
+        returncode = self._proc.wait()
+        reader.join()
+        return returncode
+
+    def _pump(self, stream: Any) -> None:
+        fd = stream.fileno()
+        while chunk := os.read(fd, 65536):
+            self.log.write(chunk)
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+    def _request_stop(self, status: JobStatus, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = (status, reason)
+            self.log.say(reason)
+        self._stop.set()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._request_stop(JobStatus.FAILED, f"runner received {signal.Signals(signum).name}")
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            if self._proc is not None and self._proc.poll() is not None:
+                return
+            try:
+                beat = self.client.heartbeat(self.job_id)
+            except FlowyardError:
+                continue
+            if beat.cancel_requested:
+                self._request_stop(JobStatus.CANCELED, "canceled by the user")
+
+    # --- results --------------------------------------------------------------------------
+
+    def _log_tail(self, size: int = 64 * 1024) -> str:
+        path = self.dir / "std_log.txt"
+        with path.open("rb") as f:
+            f.seek(max(path.stat().st_size - size, 0))
+            return f.read().decode(errors="replace")
+
+    def _upload_outputs(self, outputs: Path) -> None:
+        if not outputs.is_dir() or not any(outputs.iterdir()):
+            self.log.say("no ./outputs to upload")
+            return
+        from mlflow import MlflowClient
+
+        files = sum(1 for p in outputs.rglob("*") if p.is_file())
+        self._call(MlflowClient(self.url).log_artifacts, self.job_id, str(outputs), "outputs")
+        self.log.say(f"uploaded {files} file(s) from ./outputs to the run's outputs/")
+
+    def _upload_log(self) -> None:
+        from mlflow import MlflowClient
+
+        self._call(
+            MlflowClient(self.url).log_artifact, self.job_id, str(self.dir / "std_log.txt"), "logs"
+        )

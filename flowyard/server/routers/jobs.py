@@ -1,0 +1,121 @@
+"""Jobs: submit, watch, cancel; and the calls a runner makes while it runs one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from flowyard.errors import InvalidRequestError
+from flowyard.schemas import (
+    Heartbeat,
+    JobList,
+    JobOut,
+    JobStatus,
+    JobSubmit,
+    LogAppended,
+    RunnerStart,
+    StatusUpdate,
+)
+from flowyard.server.db.models import Job
+from flowyard.server.services import jobs
+from flowyard.server.state import DbSession
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+# A runner sends its log in pieces of this size or less; a bound keeps one request small.
+MAX_LOG_APPEND = 1024 * 1024
+
+
+def job_out(job: Job, *, with_events: bool = False) -> JobOut:
+    return JobOut.model_validate(
+        {
+            **{c: getattr(job, c) for c in JobOut.model_fields if c not in ("run_id", "events")},
+            "run_id": job.id,
+            "events": [
+                {
+                    "at": e.at,
+                    "from_status": e.from_status,
+                    "to_status": e.to_status,
+                    "reason": e.reason,
+                }
+                for e in (job.events if with_events else [])
+            ],
+        }
+    )
+
+
+@router.post("", status_code=201)
+def submit(body: JobSubmit, request: Request, session: DbSession) -> JobOut:
+    client = request.client.host if request.client else "an unknown host"
+    return job_out(jobs.submit(session, body, submitted_from=client))
+
+
+@router.get("")
+def list_jobs(
+    session: DbSession,
+    status: JobStatus | None = None,
+    experiment_id: str | None = None,
+    compute: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> JobList:
+    found = jobs.list_jobs(
+        session, status=status, experiment_id=experiment_id, compute=compute, limit=limit
+    )
+    return JobList(jobs=[job_out(j) for j in found])
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, session: DbSession) -> JobOut:
+    return job_out(jobs.get(session, job_id, events=True), with_events=True)
+
+
+@router.post("/{job_id}/cancel")
+def cancel(job_id: str, session: DbSession) -> JobOut:
+    return job_out(jobs.cancel(session, job_id))
+
+
+@router.post("/{job_id}/start")
+def start(job_id: str, body: RunnerStart, session: DbSession) -> JobOut:
+    return job_out(jobs.start(session, job_id, body.host, body.pid))
+
+
+@router.post("/{job_id}/status")
+def update_status(job_id: str, body: StatusUpdate, session: DbSession) -> JobOut:
+    return job_out(jobs.update_status(session, job_id, body))
+
+
+@router.post("/{job_id}/heartbeat")
+def heartbeat(job_id: str, session: DbSession) -> Heartbeat:
+    job = jobs.heartbeat(session, job_id)
+    return Heartbeat(status=JobStatus(job.status), cancel_requested=job.cancel_requested)
+
+
+@router.post("/{job_id}/logs")
+async def append_log(
+    job_id: str, request: Request, session: DbSession, offset: int = Query(ge=0)
+) -> LogAppended:
+    data = await request.body()
+    if len(data) > MAX_LOG_APPEND:
+        raise InvalidRequestError(
+            f"A log append carries at most {MAX_LOG_APPEND} bytes; split it into smaller pieces."
+        )
+    size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data)
+    return LogAppended(size=size)
+
+
+@router.get("/{job_id}/logs")
+def read_log(
+    job_id: str,
+    session: DbSession,
+    offset: int = Query(0, ge=0),
+    limit: int | None = Query(None, ge=1),
+) -> Response:
+    """The log from ``offset``; headers tell the job's status and the log's full size, so a
+    follower knows when it has everything."""
+    data = jobs.read_log(session, job_id, offset, limit)
+    job = jobs.get(session, job_id)
+    return Response(
+        content=data,
+        media_type="application/octet-stream",
+        headers={"X-Flowyard-Job-Status": job.status, "X-Flowyard-Log-Size": str(job.log_size)},
+    )

@@ -1,0 +1,240 @@
+"""Jobs: submission, the status machine with its event timeline, heartbeats, cancel and logs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
+from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
+from flowyard.server.db.models import Job, JobEvent, LogChunk, Snapshot
+from flowyard.server.services import runs
+
+LOCAL_COMPUTE = "local"
+
+# Which status may follow which. A final status is never left; anything not final may fail or be
+# canceled, because a runner can die or be stopped at any step.
+_NEXT: dict[JobStatus, set[JobStatus]] = {
+    JobStatus.QUEUED: {JobStatus.PREPARING},
+    JobStatus.PREPARING: {JobStatus.RUNNING},
+    JobStatus.RUNNING: {JobStatus.FINALIZING},
+    JobStatus.FINALIZING: {JobStatus.COMPLETED},
+}
+_ALWAYS = {JobStatus.FAILED, JobStatus.CANCELED}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def get(session: Session, job_id: str, *, events: bool = False) -> Job:
+    query = sa.select(Job).where(Job.id == job_id)
+    if events:
+        query = query.options(selectinload(Job.events))
+    job = session.scalars(query).one_or_none()
+    if job is None:
+        raise NotFoundError(f"Job {job_id} does not exist in this workspace; check the run id.")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: JobStatus | None = None,
+    experiment_id: str | None = None,
+    compute: str | None = None,
+    limit: int = 100,
+) -> list[Job]:
+    query = sa.select(Job).order_by(Job.submitted_at.desc()).limit(limit)
+    if status:
+        query = query.where(Job.status == status)
+    if experiment_id:
+        query = query.where(Job.experiment_id == experiment_id)
+    if compute:
+        query = query.where(Job.compute == compute)
+    return list(session.scalars(query))
+
+
+def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
+    """Create the job and its MLflow run (one id for both). Nothing is left if a check fails."""
+    if request.compute != LOCAL_COMPUTE:
+        raise InvalidRequestError(
+            f"Unknown compute {request.compute!r}; this workspace knows: {LOCAL_COMPUTE}."
+        )
+    if session.get(Snapshot, request.snapshot_id) is None:
+        raise InvalidRequestError(
+            f"Snapshot {request.snapshot_id} is not in this workspace; upload it first."
+        )
+    tags = {
+        **request.tags,
+        "flowyard.compute": request.compute,
+        "flowyard.snapshot": request.snapshot_id,
+    }
+    run_id = runs.create_run(
+        request.experiment_id, request.user, request.run_name, tags, request.parameters
+    )
+    # Local jobs skip the queue: the submitting machine starts the runner right away.
+    job = Job(
+        id=run_id,
+        experiment_id=request.experiment_id,
+        snapshot_id=request.snapshot_id,
+        project_uri=request.project_uri,
+        entry_point=request.entry_point,
+        parameters=request.parameters,
+        environment=request.environment,
+        options=request.options,
+        compute=request.compute,
+        status=JobStatus.PREPARING,
+        priority=request.priority,
+        cancel_requested=False,
+        user=request.user,
+        attempt=1,
+        submitted_at=_now(),
+        log_size=0,
+    )
+    job.events.append(
+        JobEvent(
+            at=job.submitted_at,
+            from_status=None,
+            to_status=JobStatus.PREPARING,
+            reason=f"submitted from {submitted_from}; the runner starts on the submitting machine",
+        )
+    )
+    session.add(job)
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        runs.delete_run(run_id)
+        raise
+    return job
+
+
+def _transition(session: Session, job: Job, to: JobStatus, reason: str) -> bool:
+    """Move ``job`` to ``to`` with an event; False (and no change) if it is already there."""
+    current = JobStatus(job.status)
+    if current == to:
+        return False
+    if current.is_final or (to not in _ALWAYS and to not in _NEXT.get(current, set())):
+        raise ConflictError(f"Job {job.id} cannot go from {current} to {to}.")
+    now = _now()
+    job.status = to
+    if to == JobStatus.RUNNING:
+        job.started_at = now
+    if to.is_final:
+        job.ended_at = now
+    session.add(JobEvent(job_id=job.id, at=now, from_status=current, to_status=to, reason=reason))
+    return True
+
+
+def _locked(session: Session, job_id: str) -> Job:
+    """The job row, locked until commit where the database can lock rows."""
+    job = session.scalars(sa.select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
+    if job is None:
+        raise NotFoundError(f"Job {job_id} does not exist in this workspace; check the run id.")
+    return job
+
+
+def start(session: Session, job_id: str, host: str, pid: int) -> Job:
+    """A runner claims the job. Idempotent for the same runner, refused for a second one."""
+    job = _locked(session, job_id)
+    runner = {"host": host, "pid": pid}
+    if job.runner not in (None, runner):
+        raise ConflictError(f"Job {job_id} is already claimed by the runner {job.runner}.")
+    if JobStatus(job.status).is_final:
+        raise ConflictError(f"Job {job_id} has already ended ({job.status}).")
+    job.runner = runner
+    job.heartbeat_at = _now()
+    _transition(session, job, JobStatus.PREPARING, f"runner started on {host} (pid {pid})")
+    session.commit()
+    return job
+
+
+def update_status(session: Session, job_id: str, update: StatusUpdate) -> Job:
+    job = _locked(session, job_id)
+    changed = _transition(session, job, update.status, update.reason)
+    if update.exit_code is not None:
+        job.exit_code = update.exit_code
+    if update.error is not None:
+        job.error = update.error.model_dump()
+    session.commit()
+    if changed:
+        runs.set_run_status(job.id, update.status)
+    return job
+
+
+def heartbeat(session: Session, job_id: str) -> Job:
+    job = get(session, job_id)
+    job.heartbeat_at = _now()
+    session.commit()
+    return job
+
+
+def cancel(session: Session, job_id: str, reason: str = "canceled by the user") -> Job:
+    """Ask the job to stop. A job nobody runs yet ends at once; a running one at its runner's
+    next heartbeat."""
+    job = _locked(session, job_id)
+    status = JobStatus(job.status)
+    if status.is_final:
+        session.commit()
+        return job
+    job.cancel_requested = True
+    if status == JobStatus.QUEUED or job.runner is None:
+        _transition(session, job, JobStatus.CANCELED, reason)
+        job.error = ErrorInfo(message=reason).model_dump()
+        session.commit()
+        runs.set_run_status(job.id, JobStatus.CANCELED)
+    else:
+        session.commit()
+    return job
+
+
+def append_log(session: Session, job_id: str, offset: int, data: bytes) -> int:
+    """Append ``data`` at byte ``offset``; a retry of an append already stored changes nothing.
+
+    Returns:
+        The log's size after the append.
+    """
+    job = _locked(session, job_id)
+    if offset < job.log_size:
+        if offset + len(data) <= job.log_size:
+            session.commit()
+            return job.log_size
+        raise ConflictError(
+            f"Log append at {offset} overlaps the stored log of job {job_id} "
+            f"({job.log_size} bytes) only partly; resend from {job.log_size}."
+        )
+    if offset > job.log_size:
+        raise ConflictError(
+            f"Log append at {offset} would leave a gap in job {job_id}'s log "
+            f"({job.log_size} bytes); resend from {job.log_size}."
+        )
+    if data:
+        session.add(LogChunk(job_id=job_id, offset=offset, data=data, at=_now()))
+        job.log_size = offset + len(data)
+    session.commit()
+    return job.log_size
+
+
+def read_log(session: Session, job_id: str, offset: int = 0, limit: int | None = None) -> bytes:
+    """The log's bytes from ``offset`` (at most ``limit`` of them)."""
+    get(session, job_id)
+    end = None if limit is None else offset + limit
+    query = (
+        sa.select(LogChunk.offset, LogChunk.data)
+        .where(LogChunk.job_id == job_id)
+        .order_by(LogChunk.offset)
+    )
+    # Chunks that end after `offset` (a chunk is at most a few hundred KB, so this scan of one
+    # preceding chunk is cheap) and start before `end`.
+    query = query.where(LogChunk.offset + sa.func.length(LogChunk.data) > offset)
+    if end is not None:
+        query = query.where(LogChunk.offset < end)
+    parts = []
+    for start_at, data in session.execute(query):
+        lo = max(offset - start_at, 0)
+        hi = len(data) if end is None else min(end - start_at, len(data))
+        parts.append(data[lo:hi])
+    return b"".join(parts)

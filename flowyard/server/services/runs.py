@@ -1,0 +1,72 @@
+"""The MLflow side of a job: its run, through the very store MLflow's server app uses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mlflow.entities import Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+
+from flowyard.errors import NotFoundError
+from flowyard.schemas import JobStatus
+
+
+def _store() -> Any:
+    # The server app's own store (same engine, same artifact root `mlflow-artifacts:/`), so a run
+    # made here is exactly what MLflow's REST API would have made.
+    from mlflow.server.handlers import _get_tracking_store
+
+    return _get_tracking_store()
+
+
+def create_run(
+    experiment_id: str,
+    user: str,
+    run_name: str | None,
+    tags: dict[str, str],
+    params: dict[str, str],
+) -> str:
+    """Create the run a job will report into; returns its id."""
+    store = _store()
+    try:
+        experiment = store.get_experiment(experiment_id)
+    except MlflowException as e:
+        raise NotFoundError(
+            f"Experiment {experiment_id} does not exist in this workspace; create it with "
+            "mlflow.set_experiment(name) first."
+        ) from e
+    if experiment.lifecycle_stage != "active":
+        raise NotFoundError(
+            f"Experiment {experiment_id} is deleted; restore it or choose another experiment."
+        )
+    run = store.create_run(
+        experiment_id=experiment_id,
+        user_id=user,
+        start_time=int(time.time() * 1000),
+        tags=[RunTag(k, v) for k, v in tags.items()],
+        run_name=run_name,
+    )
+    run_id: str = run.info.run_id
+    try:
+        if params:
+            store.log_batch(
+                run_id, metrics=[], params=[Param(k, v) for k, v in params.items()], tags=[]
+            )
+        store.update_run_info(run_id, RunStatus.SCHEDULED, end_time=None, run_name=None)
+    except Exception:
+        store.delete_run(run_id)
+        raise
+    return run_id
+
+
+def set_run_status(run_id: str, status: JobStatus) -> None:
+    """Mirror a job's status onto its run; a final status also ends the run."""
+    end_time = int(time.time() * 1000) if status.is_final else None
+    _store().update_run_info(
+        run_id, RunStatus.from_string(status.mlflow_status), end_time=end_time, run_name=None
+    )
+
+
+def delete_run(run_id: str) -> None:
+    _store().delete_run(run_id)

@@ -1,0 +1,239 @@
+"""Blobs and snapshots: the content-addressed store of the code that jobs run.
+
+A blob's bytes live in the workspace's artifact store under ``flowyard/blobs/``; its row in
+``flowyard_blobs`` says it is complete, so the row is written only after the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from flowyard import defaults
+from flowyard.errors import FlowyardError, InvalidRequestError, NotFoundError
+from flowyard.server.db.models import Blob, Snapshot
+from flowyard.snapshot import (
+    DIGEST,
+    MB,
+    FileEntry,
+    SnapshotTooLargeError,
+    snapshot_id,
+    unsafe_path_reason,
+)
+
+BLOB_PREFIX = "flowyard/blobs"
+BLOB_MAX_BYTES = int(defaults.SNAPSHOT_BLOB_MAX_MB * MB)
+# Keeps each IN (...) list far below SQLite's and PostgreSQL's bound-parameter limits.
+_QUERY_CHUNK = 500
+
+
+def check_digest(digest: str) -> str:
+    if not DIGEST.fullmatch(digest):
+        raise InvalidRequestError(
+            f"{digest[:80]!r} is not a blob digest; a digest is the sha256 of the content as 64 "
+            "lowercase hex characters."
+        )
+    return digest
+
+
+def check_blob_size(size: int) -> None:
+    if size > BLOB_MAX_BYTES:
+        raise SnapshotTooLargeError(
+            f"A blob of {size / MB:,.1f} MB is over the workspace's limit of "
+            f"{defaults.SNAPSHOT_BLOB_MAX_MB:,} MB per file; list the file in the project's "
+            ".flowyardignore and let the job read it from elsewhere."
+        )
+
+
+@lru_cache(maxsize=4)
+def _repository(destination: str) -> Any:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(destination.rstrip("/") + "/" + BLOB_PREFIX)
+
+
+def _key(digest: str) -> str:
+    # Two hex characters of fan-out keep a local folder's listing small.
+    return f"{digest[:2]}/{digest}"
+
+
+def missing_blobs(session: Session, digests: Sequence[str]) -> list[str]:
+    wanted = list(dict.fromkeys(check_digest(d) for d in digests))
+    stored = _stored_sizes(session, wanted)
+    return [d for d in wanted if d not in stored]
+
+
+def _stored_sizes(session: Session, digests: Sequence[str]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for i in range(0, len(digests), _QUERY_CHUNK):
+        chunk = digests[i : i + _QUERY_CHUNK]
+        rows = session.execute(sa.select(Blob.digest, Blob.size).where(Blob.digest.in_(chunk)))
+        sizes.update({digest: size for digest, size in rows})
+    return sizes
+
+
+class BlobUpload:
+    """A blob's body, spooled to a temp file while it is hashed and bounded."""
+
+    def __init__(self, digest: str) -> None:
+        self.digest = check_digest(digest)
+        self.size = 0
+        self._dir = Path(tempfile.mkdtemp(prefix="flowyard-blob-"))
+        # MLflow's repositories name the stored file after the local one.
+        self.path = self._dir / digest
+        self._file = self.path.open("wb")
+        self._hash = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        check_blob_size(self.size)
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def discard(self) -> None:
+        self._file.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def store(self, session: Session, destination: str) -> Blob:
+        """Keep the blob if its content is what its digest says; idempotent."""
+        self._file.close()
+        actual = self._hash.hexdigest()
+        if actual != self.digest:
+            raise InvalidRequestError(
+                f"The content sent for blob {self.digest} has sha256 {actual}; a blob is stored "
+                "only under the sha256 of its content."
+            )
+        blob = session.get(Blob, self.digest)
+        if blob is not None:
+            return blob
+        _repository(destination).log_artifact(str(self.path), self.digest[:2])
+        blob = Blob(digest=self.digest, size=self.size)
+        session.add(blob)
+        try:
+            session.commit()
+        except IntegrityError:  # another request stored it meanwhile
+            session.rollback()
+            blob = session.get(Blob, self.digest)
+            assert blob is not None
+        return blob
+
+
+@dataclass(frozen=True)
+class BlobFile:
+    """A blob as a local file to serve; ``temp_dir`` is removed once it is served."""
+
+    path: Path
+    temp_dir: Path | None
+
+
+def open_blob(session: Session, destination: str, digest: str) -> BlobFile:
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    if session.get(Blob, check_digest(digest)) is None:
+        raise NotFoundError(f"No blob {digest} in this workspace; upload it first.")
+    repository = _repository(destination)
+    try:
+        if isinstance(repository, LocalArtifactRepository):
+            return BlobFile(Path(repository.download_artifacts(_key(digest))), None)
+        temp_dir = Path(tempfile.mkdtemp(prefix="flowyard-blob-"))
+        try:
+            return BlobFile(
+                Path(repository.download_artifacts(_key(digest), str(temp_dir))), temp_dir
+            )
+        except BaseException:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise
+    except Exception as e:
+        raise FlowyardError(
+            f"Blob {digest} is recorded but the artifact store at {destination} cannot return it "
+            f"({e}); check the store, then upload the snapshot again."
+        ) from e
+
+
+def create_snapshot(session: Session, files: Iterable[FileEntry]) -> Snapshot:
+    """Record a manifest whose blobs are all stored; idempotent, the id being its sha256."""
+    entries = sorted(files, key=lambda f: f.path)
+    _check_manifest(entries)
+    stored = _stored_sizes(session, list(dict.fromkeys(f.digest for f in entries)))
+    missing = sorted({f.path for f in entries if f.digest not in stored})
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise InvalidRequestError(
+            f"The blobs of {len(missing)} files are not stored ({shown}); upload them before "
+            "creating the snapshot."
+        )
+    for f in entries:
+        if stored[f.digest] != f.size:
+            raise InvalidRequestError(
+                f"The manifest gives {f.path} {f.size} bytes but its blob {f.digest} has "
+                f"{stored[f.digest]}; send the sizes of the blobs."
+            )
+    manifest = [f.to_json() for f in entries]
+    sid = snapshot_id(manifest)
+    snapshot = session.get(Snapshot, sid)
+    if snapshot is not None:
+        return snapshot
+    snapshot = Snapshot(
+        id=sid,
+        file_count=len(entries),
+        total_bytes=sum(f.size for f in entries),
+        manifest=manifest,
+    )
+    session.add(snapshot)
+    try:
+        session.commit()
+    except IntegrityError:  # another request created it meanwhile
+        session.rollback()
+        snapshot = session.get(Snapshot, sid)
+        assert snapshot is not None
+    return snapshot
+
+
+def _check_manifest(entries: Sequence[FileEntry]) -> None:
+    paths: set[str] = set()
+    for f in entries:
+        reason = unsafe_path_reason(f.path)
+        if reason:
+            raise InvalidRequestError(
+                f"The snapshot path {f.path!r} {reason}; send relative paths."
+            )
+        check_digest(f.digest)
+        if f.size < 0:
+            raise InvalidRequestError(f"The snapshot gives {f.path} a negative size.")
+        if f.path in paths:
+            raise InvalidRequestError(f"The snapshot lists {f.path} twice.")
+        paths.add(f.path)
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in paths:
+                raise InvalidRequestError(
+                    f"The snapshot lists {'/'.join(parts[:i])} as a file and as the folder of "
+                    f"{path}."
+                )
+
+
+def get_snapshot(session: Session, sid: str) -> Snapshot:
+    snapshot = session.get(Snapshot, sid)
+    if snapshot is None:
+        raise NotFoundError(f"No snapshot {sid} in this workspace; check the id.")
+    return snapshot
+
+
+def snapshot_file(snapshot: Snapshot, path: str) -> FileEntry:
+    for f in snapshot.manifest:
+        if f["path"] == path:
+            return FileEntry.from_json(f)
+    raise NotFoundError(f"Snapshot {snapshot.id} has no file {path}.")

@@ -1,0 +1,335 @@
+"""Snapshots: walking a project, incremental upload to a real workspace, and materializing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowyard.client import Client
+from flowyard.errors import InvalidRequestError, NotFoundError
+from flowyard.snapshot import (
+    SnapshotTooLargeError,
+    build_manifest,
+    cache_home,
+    git_info,
+    materialize,
+    snapshot_id,
+    upload,
+)
+from tests.conftest import Server, run_cli
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home / "flowyard"
+
+
+@pytest.fixture
+def client(sqlite_server: Server) -> Iterator[Client]:
+    with Client(sqlite_server.url) as c:
+        yield c
+
+
+def write(root: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_bytes(content)
+    return root
+
+
+def make_project(root: Path) -> Path:
+    """A project whose content no other test uploads, so blob counts are exact."""
+    tag = uuid.uuid4().hex
+    write(
+        root,
+        {
+            "MLproject": f"name: p-{tag}\n",
+            "train.py": f"print('{tag}')\n",
+            "src/lib/util.py": f"X = '{tag}'\n",
+            "data/small.bin": os.urandom(3000),
+            "run.sh": f"#!/bin/sh\necho {tag}\n",
+            "empty_a.py": "",
+        },
+    )
+    (root / "run.sh").chmod(0o755)
+    return root
+
+
+def paths(root: Path) -> list[str]:
+    return [f.path for f in build_manifest(root).files]
+
+
+def test_ignore_file_precedence(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "a.csv": "1",
+            "b.txt": "2",
+            "c.md": "3",
+            "keep.py": "4",
+            ".flowyardignore": "*.csv\n",
+            ".amlignore": "*.txt\n",
+            ".gitignore": "*.md\n",
+        },
+    )
+    assert "a.csv" not in paths(tmp_path)
+    assert {"b.txt", "c.md", "keep.py"} <= set(paths(tmp_path))
+    (tmp_path / ".flowyardignore").unlink()
+    assert set(paths(tmp_path)) == {"a.csv", "c.md", "keep.py", ".amlignore", ".gitignore"}
+    (tmp_path / ".amlignore").unlink()
+    assert set(paths(tmp_path)) == {"a.csv", "b.txt", "keep.py", ".gitignore"}
+
+
+def test_default_excludes_and_nested_gitignore(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            ".git/HEAD": "ref",
+            "mlruns/0/meta.yaml": "x",
+            "outputs/model.pkl": "x",
+            ".venv/bin/python": "x",
+            ".flowyard/config.json": "{}",
+            "src/__pycache__/m.cpython-311.pyc": "x",
+            "src/outputs/keep.py": "anchored defaults only apply at the top",
+            "src/m.py": "x",
+            "logs/a.log": "x",
+            "logs/keep.log": "x",
+            "logs/.gitignore": "!keep.log\n",
+            ".gitignore": "*.log\n!outputs/\n",
+        },
+    )
+    assert paths(tmp_path) == [
+        ".gitignore",
+        "logs/.gitignore",
+        "logs/keep.log",
+        "src/m.py",
+        "src/outputs/keep.py",
+    ]
+
+
+def test_symlinks_inside_are_followed_and_outside_skipped(tmp_path: Path) -> None:
+    outside = write(tmp_path / "outside", {"secret.txt": "s", "dir/x.txt": "x"})
+    root = write(tmp_path / "p", {"real.py": "r", "sub/a.py": "a"})
+    (root / "link.py").symlink_to(root / "real.py")
+    (root / "sublink").symlink_to(root / "sub")
+    (root / "loop").symlink_to(root)
+    (root / "sub" / "up").symlink_to(root / "sub")
+    (root / "out.txt").symlink_to(outside / "secret.txt")
+    (root / "outdir").symlink_to(outside / "dir")
+    (root / "dangling").symlink_to(root / "nothing")
+    manifest = build_manifest(root)
+    by_path = {f.path: f for f in manifest.files}
+    assert sorted(by_path) == ["link.py", "real.py", "sub/a.py", "sublink/a.py"]
+    assert by_path["link.py"].digest == by_path["real.py"].digest
+
+
+def test_limits_name_the_biggest_parts_and_the_ignore_file(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "model.pt": b"m" * 40_000,
+            **{f"data/raw/{i}.csv": b"d" * 10_000 for i in range(12)},
+            "train.py": "print()",
+        },
+    )
+    with pytest.raises(SnapshotTooLargeError) as size_error:
+        build_manifest(tmp_path, max_mb=0.1)
+    message = size_error.value.message
+    assert "is 160.0 KB (the limit is 0.1 MB)" in message
+    assert message.index("data/raw/ (120.0 KB in 12 files)") < message.index("model.pt (40.0 KB)")
+    assert str(tmp_path / ".flowyardignore") in message
+    assert message.count(";") == 2 and message.endswith("backend_config.")
+
+    with pytest.raises(SnapshotTooLargeError) as count_error:
+        build_manifest(tmp_path, max_files=5)
+    assert "14 files (the limit is 5)" in count_error.value.message
+    assert "data/raw/ (120.0 KB in 12 files)" in count_error.value.message
+
+
+def test_hash_cache_skips_unchanged_files(tmp_path: Path, cache: Path) -> None:
+    root = write(tmp_path / "p", {"a.py": "a", "b.py": "b"})
+    # Files this fresh could change again unseen within the mtime resolution, so they are
+    # never cached; age them.
+    old = time.time_ns() - 60_000_000_000
+    for name in ("a.py", "b.py"):
+        os.utime(root / name, ns=(old, old))
+    build_manifest(root)
+    cache_files = list((cache / "hashes").glob("*.json"))
+    assert len(cache_files) == 1
+    hashes = json.loads(cache_files[0].read_text())
+    assert hashes["files"]["a.py"][2] == hashlib.sha256(b"a").hexdigest()
+
+    # Poison a cached digest: if the unchanged file were hashed again, the poison would not show.
+    hashes["files"]["a.py"][2] = "0" * 64
+    cache_files[0].write_text(json.dumps(hashes))
+    assert {f.path: f.digest for f in build_manifest(root).files}["a.py"] == "0" * 64
+
+    os.utime(root / "a.py", ns=(old, old + 1))
+    digests = {f.path: f.digest for f in build_manifest(root).files}
+    assert digests["a.py"] == hashlib.sha256(b"a").hexdigest()
+
+
+def test_snapshot_id_ignores_order() -> None:
+    a = {"path": "a", "digest": "1" * 64, "size": 1, "executable": False}
+    b = {"path": "b", "digest": "2" * 64, "size": 2, "executable": True}
+    assert snapshot_id([a, b]) == snapshot_id([b, a]) != snapshot_id([a])
+
+
+def test_git_info(tmp_path: Path) -> None:
+    assert git_info(tmp_path) == {}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+    }
+    env["GIT_COMMITTER_EMAIL"] = "t@x"
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True)
+
+    git("init", "-b", "main")
+    write(tmp_path, {"a.py": "a"})
+    git("add", "a.py")
+    git("commit", "-m", "first")
+    git("remote", "add", "origin", "https://user:token@example.com/team/repo.git")
+    tags = git_info(tmp_path)
+    assert len(tags["mlflow.source.git.commit"]) == 40
+    assert tags["mlflow.source.git.branch"] == "main"
+    assert tags["mlflow.source.git.repoURL"] == "https://example.com/team/repo.git"
+    assert tags["mlflow.gitRepoURL"] == tags["mlflow.source.git.repoURL"]
+    assert tags["flowyard.git.dirty"] == "false"
+    write(tmp_path, {"a.py": "changed"})
+    assert git_info(tmp_path)["flowyard.git.dirty"] == "true"
+
+
+def test_upload_is_incremental(server: Server, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p")
+    with Client(server.url) as client:
+        first = upload(client, root)
+        assert (first.file_count, first.uploaded_blobs) == (6, 6)
+        assert first.uploaded_bytes == first.total_bytes
+
+        again = upload(client, build_manifest(root))
+        assert (again.id, again.uploaded_blobs, again.uploaded_bytes) == (first.id, 0, 0)
+
+        (root / "train.py").write_text("print('changed')\n")
+        changed = upload(client, root)
+        assert changed.id != first.id
+        assert (changed.uploaded_blobs, changed.uploaded_bytes) == (1, len("print('changed')\n"))
+
+        detail = client.request("GET", f"/snapshots/{changed.id}")
+        assert detail["files"] == build_manifest(root).to_json()
+        assert (
+            client.http.get(f"/snapshots/{changed.id}/files/src/lib/util.py").content
+            == (root / "src/lib/util.py").read_bytes()
+        )
+
+
+def test_materialize_round_trip_reuses_the_cache(client: Client, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p")
+    result = upload(client, root)
+    first = materialize(client, result.id, tmp_path / "job1")
+    assert (first.downloaded_blobs, first.downloaded_bytes) == (6, result.total_bytes)
+    for f in build_manifest(root).files:
+        copy = tmp_path / "job1" / f.path
+        assert copy.read_bytes() == (root / f.path).read_bytes()
+        assert os.access(copy, os.X_OK) == f.executable
+    second = materialize(client, result.id, tmp_path / "job2")
+    assert second.downloaded_blobs == 0
+    linked = tmp_path / "job2" / "train.py"
+    assert linked.stat().st_ino == (tmp_path / "job1" / "train.py").stat().st_ino
+    assert linked.stat().st_nlink == 3
+
+
+def test_a_cache_blob_changed_through_a_hard_link_is_fetched_again(
+    client: Client, tmp_path: Path
+) -> None:
+    root = make_project(tmp_path / "p")
+    result = upload(client, root)
+    materialize(client, result.id, tmp_path / "job1")
+    (tmp_path / "job1" / "train.py").write_text("user code wrote here")
+    again = materialize(client, result.id, tmp_path / "job2")
+    assert again.downloaded_blobs == 1
+    assert (tmp_path / "job2" / "train.py").read_bytes() == (root / "train.py").read_bytes()
+
+
+def test_hash_lie_and_bad_digests_are_rejected(client: Client) -> None:
+    claimed = hashlib.sha256(b"what I claim").hexdigest()
+    response = client.http.put(f"/blobs/{claimed}", content=b"what I send")
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_REQUEST"
+    assert "is stored only under the sha256 of its content" in response.json()["message"]
+    assert client.request("POST", "/blobs/missing", json={"digests": [claimed]}) == {
+        "missing": [claimed]
+    }
+    with pytest.raises(InvalidRequestError, match="is not a blob digest"):
+        client.request("PUT", "/blobs/" + "A" * 64, content=b"x")
+    with pytest.raises(NotFoundError):
+        client.request("GET", f"/snapshots/{claimed}")
+    assert client.http.get(f"/blobs/{claimed}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("../evil.py", "has an empty, '.' or '..' part"),
+        ("a/../../evil.py", "has an empty, '.' or '..' part"),
+        ("/etc/passwd", "is absolute"),
+        ("a\\..\\evil", "contains a backslash"),
+        ("a.py", "lists a.py twice"),
+        ("a.py/b.py", "as a file and as the folder of a.py/b.py"),
+    ],
+)
+def test_unsafe_manifests_are_rejected(client: Client, path: str, expected: str) -> None:
+    content = uuid.uuid4().bytes
+    digest = hashlib.sha256(content).hexdigest()
+    client.request("PUT", f"/blobs/{digest}", content=content)
+    entry = {"digest": digest, "size": len(content), "executable": False}
+    files = [{"path": "a.py", **entry}, {"path": path, **entry}]
+    with pytest.raises(InvalidRequestError, match=expected.replace(".", r"\.")):
+        client.request("POST", "/snapshots", json={"files": files})
+
+
+def test_a_snapshot_needs_its_blobs(client: Client) -> None:
+    digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    files = [{"path": "a.py", "digest": digest, "size": 16, "executable": False}]
+    with pytest.raises(InvalidRequestError, match=r"blobs of 1 files are not stored \(a\.py\)"):
+        client.request("POST", "/snapshots", json={"files": files})
+
+
+def test_cli_download_and_show(sqlite_server: Server, client: Client, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p")
+    result = upload(client, root)
+    env = {"FLOWYARD_WORKSPACE_URL": sqlite_server.url, "XDG_CACHE_HOME": str(tmp_path / "c2")}
+    done = run_cli("snapshot", "download", result.id, str(tmp_path / "out"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Wrote 6 files" in done.stdout
+    assert (tmp_path / "out" / "src/lib/util.py").read_bytes() == (
+        root / "src/lib/util.py"
+    ).read_bytes()
+    assert os.access(tmp_path / "out" / "run.sh", os.X_OK)
+    assert (tmp_path / "out" / "train.py").stat().st_nlink == 1
+    shown = run_cli("snapshot", "show", result.id, env={**env, "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "src/lib/util.py" in shown.stdout and "6 files" in shown.stdout
+    missing = run_cli("snapshot", "show", "0" * 64, env=env)
+    assert missing.returncode != 0 and "No snapshot" in missing.stderr
+
+
+def test_cache_home_honours_xdg(cache: Path) -> None:
+    assert cache_home() == cache
