@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.projects import utils as project_utils
 from mlflow.utils import data_utils
@@ -192,12 +193,18 @@ def prepare(
     get wrong, with MLflow's own rules."""
     parameters = dict(parameters or {})
     try:
-        work_dir = project_utils.fetch_and_validate_project(uri, version, entry_point, {})
-        project = project_utils.load_project(work_dir)
+        work_dir = project_utils._fetch_project(uri=uri, version=version)
     except (ExecutionException, MlflowException) as e:
         raise InvalidRequestError(
-            f"The project at {uri} cannot be used: {e.message.rstrip('.')}; fix its MLproject "
-            "file or the URI."
+            f"The project at {uri} cannot be fetched: {e.message.rstrip('.')}; check the URI "
+            "and version."
+        ) from e
+    try:
+        project = project_utils.load_project(work_dir)
+    except (ExecutionException, MlflowException, yaml.YAMLError) as e:
+        detail = e.message if isinstance(e, MlflowException) else str(e).replace("\n", " ")
+        raise InvalidRequestError(
+            f"The project at {uri} cannot be used: {detail.rstrip('.')}; fix its MLproject file."
         ) from e
     except OSError as e:
         raise InvalidRequestError(f"The project at {uri} cannot be read ({e}).") from e
