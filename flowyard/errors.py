@@ -75,6 +75,24 @@ class NotFoundError(FlowyardError):
     http_status = 404
 
 
+class ConflictError(FlowyardError):
+    """The request does not fit the current state of what it names."""
+
+    code = "CONFLICT"
+    http_status = 409
+
+
+class EnvBuildError(FlowyardError):
+    """A job's environment could not be built; the message carries the resolver's words."""
+
+    code = "ENV_BUILD_FAILED"
+
+
+class InterpreterNotFoundError(EnvBuildError):
+    code = "INTERPRETER_NOT_FOUND"
+    http_status = 400
+
+
 _ALL: dict[str, type[FlowyardError]] = {}
 
 
@@ -90,10 +108,3 @@ def error_from_payload(payload: dict[str, Any]) -> FlowyardError:
         _collect(FlowyardError)
     cls = _ALL.get(str(payload.get("error_code")), FlowyardError)
     return cls(str(payload.get("message", "the workspace answered with an unknown error")))
-
-
-class ConflictError(FlowyardError):
-    """The request does not fit the current state of what it names."""
-
-    code = "CONFLICT"
-    http_status = 409

@@ -12,14 +12,16 @@ from mlflow.projects.backend.abstract_backend import AbstractBackend
 
 from flowyard import paths
 from flowyard.client import Client
+from flowyard.env import builder
 from flowyard.errors import InvalidRequestError, NotAWorkspaceError
 from flowyard.project import LOCAL, BackendOptions, PreparedProject, prepare
 from flowyard.schemas import JobStatus, JobSubmit, StatusUpdate
 from flowyard.submitted_run import FlowyardSubmittedRun
 
 
-def connect(tracking_uri: str) -> Client:
-    """A client for the workspace at ``tracking_uri``; one clear sentence if it is not one."""
+def connect(tracking_uri: str) -> tuple[Client, dict[str, Any]]:
+    """A client for the workspace at ``tracking_uri``, and what the workspace says it is; one
+    clear sentence if it is not a workspace."""
     advice = (
         f"The tracking URI {tracking_uri} is not a Flowyard workspace; call "
         "mlflow.set_tracking_uri(Workspace.from_config().get_mlflow_tracking_uri())."
@@ -28,10 +30,10 @@ def connect(tracking_uri: str) -> Client:
         raise NotAWorkspaceError(advice)
     client = Client(tracking_uri)
     try:
-        client.info()
+        info = client.info()
     except NotAWorkspaceError as e:
         raise NotAWorkspaceError(advice) from e
-    return client
+    return client, info
 
 
 def _run_tags(
@@ -49,7 +51,7 @@ def _run_tags(
         "mlflow.source.name": source,
         "mlflow.source.type": "PROJECT",
         "mlflow.project.entryPoint": prepared.entry_point,
-        "mlflow.project.env": "local" if not options.builds_environment else "uv",
+        "mlflow.project.env": str(prepared.environment["manager"]),
         **git_info(prepared.work_dir),
     }
     if version:
@@ -96,18 +98,15 @@ def submit(
     from flowyard.snapshot import build_manifest, upload
 
     options = BackendOptions.parse(backend_config)
-    client = connect(tracking_uri)
-    if options.builds_environment:
-        raise InvalidRequestError(
-            "Building an environment from the project's env file (USE_CONDA: true or "
-            "ENV_MANAGER uv/virtualenv/conda) is not supported by this Flowyard yet; set "
-            "USE_CONDA to false to run in the compute's own Python."
-        )
+    client, info = connect(tracking_uri)
     if options.compute != LOCAL:
         raise InvalidRequestError(
             f"Unknown compute {options.compute!r}; this workspace knows: {LOCAL}."
         )
-    prepared = prepare(project_uri, version, entry_point, params)
+    prepared = prepare(
+        project_uri, version, entry_point, params, build_env=options.builds_environment
+    )
+    builder.check_python(prepared.environment, str(info["mlflow_version"]))
     manifest = build_manifest(
         prepared.work_dir, max_mb=options.snapshot_max_mb, max_files=options.snapshot_max_files
     )
@@ -120,7 +119,7 @@ def submit(
             project_uri=project_uri,
             entry_point=prepared.entry_point,
             parameters=prepared.parameters,
-            environment={"manager": "local"},
+            environment=prepared.environment,
             options=options.job_options(),
             compute=options.compute,
             priority=options.priority,
@@ -136,9 +135,7 @@ def submit(
             job.id, StatusUpdate(status=JobStatus.FAILED, reason=f"runner did not start: {e}")
         )
         raise
-    return FlowyardSubmittedRun(
-        client, job, stream_output=options.stream_output, snapshot=snapshot
-    )
+    return FlowyardSubmittedRun(client, job, stream_output=options.stream_output, snapshot=snapshot)
 
 
 class FlowyardBackend(AbstractBackend):  # type: ignore[misc]

@@ -13,8 +13,9 @@ from typing import Any
 import yaml
 from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.projects import utils as project_utils
-from mlflow.utils import data_utils
+from mlflow.utils import data_utils, file_utils
 
+from flowyard.env import spec as env_spec
 from flowyard.errors import InvalidRequestError
 
 LOCAL = "local"
@@ -154,6 +155,7 @@ class PreparedProject:
     work_dir: Path
     entry_point: str
     parameters: dict[str, str]
+    environment: dict[str, Any]
 
 
 def _check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
@@ -173,7 +175,7 @@ def _check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
                     f", not {value!r}; pass e.g. -P {name}={1.0 if kind == 'float' else 1}."
                 )
         elif kind == "path":
-            local = data_utils.get_local_path_or_none(str(value))
+            local = file_utils.get_local_path_or_none(str(value))
             if local is not None and not os.path.exists(local):
                 raise InvalidRequestError(
                     f"Parameter {name!r} names the path {value!r}, which does not exist; pass "
@@ -187,7 +189,12 @@ def _check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
 
 
 def prepare(
-    uri: str, version: str | None, entry_point: str, parameters: dict[str, Any] | None
+    uri: str,
+    version: str | None,
+    entry_point: str,
+    parameters: dict[str, Any] | None,
+    *,
+    build_env: bool = False,
 ) -> PreparedProject:
     """Fetch the project (a folder, or a git URI at ``version``) and check everything a user can
     get wrong, with MLflow's own rules."""
@@ -240,5 +247,9 @@ def prepare(
     }
     resolved.update({str(k): str(v) for k, v in parameters.items() if k not in resolved})
     return PreparedProject(
-        uri=uri, work_dir=Path(work_dir), entry_point=entry_point, parameters=resolved
+        uri=uri,
+        work_dir=Path(work_dir),
+        entry_point=entry_point,
+        parameters=resolved,
+        environment=env_spec.resolve(project, Path(work_dir), build=build_env),
     )

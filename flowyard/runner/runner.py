@@ -24,7 +24,7 @@ from tenacity import (
 
 from flowyard import paths
 from flowyard.client import Client
-from flowyard.errors import FlowyardError, WorkspaceUnreachableError
+from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
 from flowyard.runner.logship import LogShipper
 from flowyard.runner.tracebacks import parse_error
 from flowyard.schemas import ErrorInfo, JobOut, JobStatus, StatusUpdate
@@ -123,32 +123,33 @@ class Runner:
         self.log.say(f"job {job.id} on {socket.gethostname()}, attempt {job.attempt}")
         if job.cancel_requested:
             return JobStatus.CANCELED, "canceled before it started", None, None
+        # From here on the workspace hears from this runner, and can ask it to stop.
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         project_dir = self.dir / "project"
         self.log.say(f"fetching snapshot {job.snapshot_id[:12]}")
         materialize(self.client, job.snapshot_id, project_dir)
         command = self._command(job, project_dir)
-        heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        heartbeat.start()
+        try:
+            bin_dir = self._environment(job)
+        except EnvBuildError as e:
+            self.log.say(f"environment build failed: {e.message}")
+            build_error = ErrorInfo(type=type(e).__name__, message=e.message)
+            return JobStatus.FAILED, "environment build failed", build_error, None
         if self._stop.is_set():
             assert self._stop_reason is not None
             return self._stop_reason[0], self._stop_reason[1], None, None
         self._status(JobStatus.RUNNING, "entry point started")
         self.log.say(f"running: {command}")
-        returncode = self._execute(command, project_dir, job)
+        returncode = self._execute(command, project_dir, job, bin_dir)
         self._status(JobStatus.FINALIZING, f"entry point exited with code {returncode}")
         self._upload_outputs(project_dir / "outputs")
         if self._stop_reason is not None:
             status, reason = self._stop_reason
-            error = (
-                None
-                if status == JobStatus.CANCELED
-                else ErrorInfo(
-                    type="Timeout" if "timed out" in reason else None,
-                    message=reason,
-                    exit_code=returncode,
-                )
-            )
-            return status, reason, error, returncode
+            if status == JobStatus.CANCELED:
+                return status, reason, None, returncode
+            kind = "Timeout" if "timed out" in reason else None
+            stopped = ErrorInfo(type=kind, message=reason, exit_code=returncode)
+            return status, reason, stopped, returncode
         if returncode == 0:
             return JobStatus.COMPLETED, "entry point exited with code 0", None, 0
         error = parse_error(self._log_tail(), returncode)
@@ -164,10 +165,28 @@ class Runner:
         commands: list[str] = get_entry_point_command(
             project, job.entry_point, job.parameters, str(storage)
         )
-        self.log.say(f"environment: this compute's Python ({sys.executable})")
         return " && ".join(commands)
 
-    def _execute(self, command: str, cwd: Path, job: JobOut) -> int:
+    def _environment(self, job: JobOut) -> Path:
+        """The folder whose `python` runs the entry point: the job's built environment, or the
+        Python this runner runs in."""
+        spec = job.environment
+        if spec.get("manager") != "uv":
+            reason = spec.get("reason", "no environment asked for")
+            self.log.say(f"environment: this compute's Python {sys.executable} ({reason})")
+            return Path(sys.executable).parent
+        from flowyard.env import builder
+
+        mlflow_version = str(self._call(self.client.info)["mlflow_version"])
+        started = time.monotonic()
+        self.log.say(f"environment: {spec.get('source', 'spec')} (Python {spec.get('python')})")
+        env = builder.ensure(spec, mlflow_version, self.log.write)
+        took = time.monotonic() - started
+        verb = "built" if env.built else "reusing cached"
+        self.log.say(f"environment: {verb} {env.path} ({took:.2f} s)")
+        return env.bin_dir
+
+    def _execute(self, command: str, cwd: Path, job: JobOut, bin_dir: Path) -> int:
         env = {
             **os.environ,
             **{str(k): str(v) for k, v in (job.options.get("env_vars") or {}).items()},
@@ -175,8 +194,8 @@ class Runner:
             "MLFLOW_RUN_ID": job.id,
             "MLFLOW_EXPERIMENT_ID": job.experiment_id,
             "PYTHONUNBUFFERED": "1",
-            # The entry point's `python` is the Python this runner runs in.
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            # The entry point's `python` is its environment's.
+            "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
         }
         # Its own session, so a cancel stops everything it started and nothing else.
         self._proc = subprocess.Popen(

@@ -1,0 +1,167 @@
+"""Which environment a project asks for, with MLflow's rules, normalised for the uv builder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowyard.errors import InvalidRequestError
+
+# Conda packages that exist on PyPI, under the same name or another. A package not listed here is
+# taken as conda-only (a compiler, a system library, CUDA) and refused with its name, since uv
+# cannot install it. Add a row when a package is published on PyPI under a known name.
+_SAME_NAME = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+    "seaborn",
+    "statsmodels",
+    "requests",
+    "pyyaml",
+    "cloudpickle",
+    "joblib",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "tensorflow",
+    "keras",
+    "pillow",
+    "h5py",
+    "tqdm",
+    "click",
+    "mlflow",
+    "mlflow-skinny",
+    "pyarrow",
+    "numba",
+    "sympy",
+    "networkx",
+    "plotly",
+    "nltk",
+    "setuptools",
+    "wheel",
+    "scikit-image",
+    "sqlalchemy",
+    "psutil",
+    "protobuf",
+    "transformers",
+    "datasets",
+    "python-dateutil",
+)
+CONDA_TO_PYPI = {name: name for name in _SAME_NAME} | {
+    "pytorch": "torch",
+    "py-xgboost": "xgboost",
+    "opencv": "opencv-python",
+}
+# Conda's own tooling: part of every conda env, meaningless to uv.
+CONDA_SKIP = {"pip"}
+_CONDA_SPEC = re.compile(
+    r"^(?:[\w.-]+::)?(?P<name>[A-Za-z0-9_.-]+)\s*(?P<op>[=<>!~]*)\s*(?P<ver>.*)$"
+)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise InvalidRequestError(f"The environment file {path.name} cannot be read ({e}).") from e
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"The environment file {path.name} must be a YAML mapping.")
+    return data
+
+
+def _python_request(version: str, source: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+){0,2}", version):
+        raise InvalidRequestError(
+            f"{source} asks for Python {version!r}; write a version like 3.11 or 3.11.7."
+        )
+    return version
+
+
+def from_python_env(path: Path) -> dict[str, Any]:
+    data = _load_yaml(path)
+    python = str(data.get("python", "")).strip()
+    deps = data.get("dependencies") or []
+    build = data.get("build_dependencies") or []
+    if not isinstance(deps, list) or not isinstance(build, list):
+        raise InvalidRequestError(f"{path.name}: dependencies must be lists of requirements.")
+    return {
+        "manager": "uv",
+        "source": path.name,
+        "python": _python_request(python, path.name) if python else None,
+        "build_dependencies": [str(d) for d in build],
+        "dependencies": [str(d) for d in deps],
+    }
+
+
+def _conda_to_pip(spec: str, source: str) -> tuple[str | None, str | None]:
+    """(python version, pip requirement) for one conda dependency string."""
+    match = _CONDA_SPEC.match(spec.strip())
+    if not match:
+        raise InvalidRequestError(f"{source}: cannot read the conda dependency {spec!r}.")
+    name, op, version = match["name"].lower(), match["op"], match["ver"].strip()
+    # conda's build string (`numpy=1.26=py311h...`) says nothing uv can use.
+    version = version.split("=")[0].strip() if op == "=" else version
+    if name == "python":
+        return (_python_request(version.rstrip(".*"), source) if version else None), None
+    if name in CONDA_SKIP:
+        return None, None
+    if name not in CONDA_TO_PYPI:
+        raise InvalidRequestError(
+            f"{source} asks for the conda package {name!r}, which has no PyPI counterpart "
+            "Flowyard knows; move it to the pip: list under its PyPI name, or remove it."
+        )
+    pypi = CONDA_TO_PYPI[name]
+    if not version:
+        return None, pypi
+    # conda's `=1.2` means any 1.2.x; `==1.2` and the comparison operators mean what pip's do.
+    pip_op = "==" if op in ("=", "==") else op
+    if op == "=" and not version.endswith("*"):
+        version += ".*" if version.count(".") < 2 else ""
+    return None, f"{pypi}{pip_op}{version}"
+
+
+def from_conda_yaml(path: Path) -> dict[str, Any]:
+    """A conda.yaml translated for uv: its Python, its `pip:` list and the conda packages that
+    exist on PyPI (see CONDA_TO_PYPI)."""
+    data = _load_yaml(path)
+    python: str | None = None
+    deps: list[str] = []
+    for item in data.get("dependencies") or []:
+        if isinstance(item, dict):
+            deps.extend(str(d) for d in item.get("pip") or [])
+            continue
+        version, requirement = _conda_to_pip(str(item), path.name)
+        python = version or python
+        if requirement:
+            deps.append(requirement)
+    return {
+        "manager": "uv",
+        "source": path.name,
+        "python": python,
+        "build_dependencies": [],
+        "dependencies": deps,
+    }
+
+
+def resolve(project: Any, work_dir: Path, *, build: bool) -> dict[str, Any]:
+    """The environment a job of ``project`` gets.
+
+    Args:
+        project: MLflow's loaded project (its ``env_type`` and ``env_config_path`` follow MLflow's
+            rules: MLproject's python_env/conda_env, else python_env.yaml, else conda.yaml).
+        build: USE_CONDA / ENV_MANAGER asked for the project's environment.
+    """
+    if not build:
+        return {"manager": "local", "reason": "USE_CONDA is false: the compute's own Python"}
+    path = getattr(project, "env_config_path", None)
+    if not path:
+        return {"manager": "local", "reason": "the project has no environment file"}
+    path = Path(work_dir, path) if not Path(path).is_absolute() else Path(path)
+    if project.env_type == "python_env":
+        return from_python_env(path)
+    return from_conda_yaml(path)
