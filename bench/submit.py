@@ -48,7 +48,7 @@ import flowyard.mlflow_plugin as plugin
 import flowyard.snapshot as snapshot_mod
 from flowyard.client import Client
 from flowyard.schemas import JobOut, JobStatus
-from flowyard.snapshot import build_manifest, upload
+from flowyard.snapshot import build_manifest, materialize, upload
 from flowyard.submitted_run import FlowyardSubmittedRun
 
 BIN = Path(sys.executable).parent
@@ -186,8 +186,8 @@ CLIENT_PHASES = (
     ("start_runner", "start runner (Popen)"),
 )
 JOB_PHASES = (
-    ("runner_startup", "runner start-up → start_job (queued→preparing)"),
-    ("materialize", "materialize snapshot + command (preparing→running)"),
+    # A local job is created already "preparing", so no event marks the runner's start_job.
+    ("runner_to_running", "runner: start-up, imports, materialize, command (→running)"),
     ("entry_point", "entry point: bash + python main.py (running→finalizing)"),
     ("finalize", "log upload + final status (finalizing→final)"),
     ("wait_sees", "wait(): polling notices the end + get_job"),
@@ -254,8 +254,7 @@ def job_phases(job: JobOut, probe: Probe) -> dict[str, float]:
         at.setdefault(e.to_status, _wall(e.at))
     final = next(s for s in (JobStatus.COMPLETED, JobStatus.FAILED) if s in at)
     return {
-        "runner_startup": at[JobStatus.PREPARING] - probe.marks["start_runner_end"],
-        "materialize": at[JobStatus.RUNNING] - at[JobStatus.PREPARING],
+        "runner_to_running": at[JobStatus.RUNNING] - probe.marks["start_runner_end"],
         "entry_point": at[JobStatus.FINALIZING] - at[JobStatus.RUNNING],
         "finalize": at[final] - at[JobStatus.FINALIZING],
         "wait_sees": probe.marks["wait_end"] - at[final],
@@ -331,7 +330,10 @@ def import_times() -> dict[str, float]:
             "-c",
             "from mlflow.projects.utils import load_project",
         ],
-        "runner's whole import set": ["-c", RUNNER_IMPORTS],
+        "runner's whole import set (+ mlflow.projects.utils, MlflowClient)": [
+            "-c",
+            RUNNER_IMPORTS,
+        ],
         "python -m flowyard.runner --help": ["-m", "flowyard.runner", "--help"],
     }
     out: dict[str, float] = {}
@@ -352,8 +354,8 @@ RUNNER_IMPORTS = (
 )
 
 
-def top_imports(n: int = 10) -> list[tuple[str, float]]:
-    """The top-level modules that cost the runner's whole import set most (-X importtime)."""
+def top_imports(n: int = 8) -> list[tuple[str, float]]:
+    """Self import time of the runner's whole import set, summed by top-level package."""
     done = subprocess.run(
         [PYTHON, "-X", "importtime", "-c", RUNNER_IMPORTS],
         capture_output=True,
@@ -361,13 +363,25 @@ def top_imports(n: int = 10) -> list[tuple[str, float]]:
         check=True,
     )
     rows: dict[str, float] = {}
-    pattern = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)")
+    pattern = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|\s+(\S+)")
     for line in done.stderr.splitlines():
         m = pattern.match(line)
-        if m and not m.group(2):  # top level only
-            root = m.group(3).split(".")[0]
+        if m:
+            root = m.group(2).split(".")[0]
             rows[root] = rows.get(root, 0.0) + int(m.group(1)) / 1e6
     return sorted(rows.items(), key=lambda kv: kv[1], reverse=True)[:n]
+
+
+def measure_materialize(url: str, project: Path, tmp: Path) -> dict[str, float]:
+    """In-process `materialize` of the trivial project's snapshot: empty, then warm blob cache."""
+    out: dict[str, float] = {}
+    with Client(url) as client:
+        snap = upload(client, build_manifest(project))
+        for key in ("materialize_cold_cache", "materialize_warm_cache"):
+            t0 = time.perf_counter()
+            materialize(client, snap.id, tmp / key, cache_dir=tmp / "blob-cache")
+            out[key] = time.perf_counter() - t0
+    return out
 
 
 # -- part 2: the snapshot of a big project ---------------------------------------------------
@@ -499,16 +513,19 @@ def render_submit(res: dict[str, Any], c: Counts) -> None:
 
 def render_imports(res: dict[str, Any]) -> None:
     imp = Table(
-        title=f"Fresh-interpreter start-up (best of {IMPORT_REPEATS}), seconds",
+        title="What the runner's start-up is made of, measured apart: fresh interpreters (best "
+        f"of {IMPORT_REPEATS}) and an in-process materialize, seconds",
         title_justify="left",
     )
-    imp.add_column("command")
+    imp.add_column("what")
     imp.add_column("wall", justify="right")
     for label, s in res["import_s"].items():
         imp.add_row(label, f"{s:.3f}")
+    for key, s in res["materialize_s"].items():
+        imp.add_row(f"{key.replace('_', ' ')} (trivial snapshot, in-process)", f"{s:.3f}")
     imp.add_section()
     for name, s in res["top_imports_s"]:
-        imp.add_row(f"  -X importtime, runner's imports: {name}", f"{s:.3f}", style="dim")
+        imp.add_row(f"  -X importtime self time, runner's imports: {name}", f"{s:.3f}", style="dim")
     console.print(imp)
 
 
@@ -659,6 +676,7 @@ def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
         console.print("Measuring interpreter start-up...")
         imports = import_times()
         top = top_imports()
+        mat = measure_materialize(url, trivial, tmp / "materialize")
         console.print("[bold]Part 2[/]: snapshot of the big project")
         snap = measure_snapshot(url, big, counts.resubmits)
         big_runs = measure_big_runs(big, exp_id)
@@ -667,6 +685,7 @@ def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
         "flowyard_breakdown": breakdown,
         "import_s": imports,
         "top_imports_s": top,
+        "materialize_s": mat,
         "snapshot": snap,
         "big_runs": big_runs,
     }

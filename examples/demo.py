@@ -1,8 +1,10 @@
-"""The README's main job: a workspace on its embedded defaults, with an example run tracked on it.
+"""The README's main job: a workspace on its embedded defaults, with the example project trained
+on it.
 
 Run it with `make demo`. It creates `.demo/workspace` (SQLite and an artifact folder), points
-`examples/` at it with `.flowyard/config.json`, starts `flowyard server`, tracks a run with the
-stock MLflow client, prints where to see it, and serves until Ctrl-C (`--exit` stops at once).
+`examples/` at it with `.flowyard/config.json`, starts `flowyard server`, trains
+`examples/sklearn_elasticnet` through `mlflow.projects.run(..., backend="flowyard")` exactly as the
+Azure ML sample did, prints where to see the run, and serves until Ctrl-C (`--exit` stops at once).
 """
 
 from __future__ import annotations
@@ -71,15 +73,16 @@ def _wait_for(server: subprocess.Popen[bytes], timeout: float = 180) -> Workspac
     sys.exit(f"the workspace did not answer within {timeout:.0f} s: {last}")
 
 
-def _track_example_run(ws: Workspace) -> str:
+def _train_example(ws: Workspace) -> str:
     mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())
-    experiment = mlflow.set_experiment("flowyard-demo")
-    with mlflow.start_run(run_name="demo-tracking") as run:
-        mlflow.log_params({"alpha": 0.3, "l1_ratio": 0.5})
-        for step in range(20):
-            mlflow.log_metric("rmse", 1.0 / (step + 1) + 0.5, step=step)
-        mlflow.log_text("Tracked by the Flowyard demo.\n", "outputs/notes.txt")
-    return f"{ws.url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+    experiment = mlflow.set_experiment("experiment-with-mlflow-projects")
+    local_run = mlflow.projects.run(
+        uri=str(EXAMPLES / "sklearn_elasticnet"),
+        parameters={"alpha": 0.3},
+        backend="flowyard",
+        backend_config={"USE_CONDA": False},
+    )
+    return f"{ws.url}/#/experiments/{experiment.experiment_id}/runs/{local_run.run_id}"
 
 
 def main() -> None:
@@ -93,9 +96,9 @@ def main() -> None:
     server = subprocess.Popen([*FLOWYARD, "server"], cwd=EXAMPLES, start_new_session=True)
     try:
         ws = _wait_for(server)
-        run_url = _track_example_run(ws)
+        run_url = _train_example(ws)
         print(f"\nWorkspace {ws.name!r} is at {ws.url}")
-        print(f"The demo run in the MLflow UI: {run_url}")
+        print(f"The example's run in the MLflow UI: {run_url}")
         if args.exit:
             return
         print("Serving until Ctrl-C.")

@@ -108,3 +108,17 @@ def error_from_payload(payload: dict[str, Any]) -> FlowyardError:
         _collect(FlowyardError)
     cls = _ALL.get(str(payload.get("error_code")), FlowyardError)
     return cls(str(payload.get("message", "the workspace answered with an unknown error")))
+
+
+class ComputeError(FlowyardError):
+    """A compute target refused or failed an operation."""
+
+    code = "COMPUTE_ERROR"
+    http_status = 502
+
+
+class ComputeUnavailableError(ComputeError):
+    """The compute cannot be reached: an infrastructure failure, worth a retry."""
+
+    code = "COMPUTE_UNAVAILABLE"
+    http_status = 503

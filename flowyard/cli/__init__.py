@@ -27,6 +27,7 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from flowyard.cli.env import env
     from flowyard.cli.jobs import job, run
     from flowyard.cli.server import server
     from flowyard.cli.snapshot import snapshot
@@ -36,6 +37,7 @@ def _register() -> None:
     cli.add_command(server)
     cli.add_command(job)
     cli.add_command(run)
+    cli.add_command(env)
     cli.add_command(snapshot)
 
 

@@ -1,0 +1,31 @@
+"""Compute targets: where the workspace's dispatcher starts runners.
+
+``process`` runs them as subprocesses of the workspace host; ``ray`` submits them as Ray jobs to
+an existing Ray cluster. Each is a :class:`~flowyard.compute.base.ComputeTarget`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowyard.compute.base import ComputeTarget
+from flowyard.errors import InvalidRequestError
+
+TYPES = ("process", "ray")
+
+
+def target_for(kind: str, name: str, address: str | None, settings: dict[str, Any]) -> ComputeTarget:
+    """The target object for a registered compute."""
+    if kind == "process":
+        from flowyard.compute.process import ProcessTarget
+
+        return ProcessTarget(name)
+    if kind == "ray":
+        from flowyard.compute.ray import RayTarget
+
+        if not address:
+            raise InvalidRequestError(f"The ray compute {name!r} has no --address.")
+        return RayTarget(name, address, settings)
+    raise InvalidRequestError(
+        f"Unknown compute type {kind!r}; use one of {', '.join(TYPES)}."
+    )

@@ -1,0 +1,73 @@
+"""The contract every compute target keeps."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ExternalState(StrEnum):
+    """What a compute says of a runner it started."""
+
+    PENDING = "pending"  # accepted, not started yet (e.g. waiting for Ray resources)
+    RUNNING = "running"
+    ENDED = "ended"  # exited (the runner reports the job's own result to the workspace)
+    GONE = "gone"  # the compute has no such runner any more, or it died without reporting
+
+
+@dataclass(frozen=True)
+class RunnerCommand:
+    """How to start the runner for one attempt of one job."""
+
+    job_id: str
+    attempt: int
+    workspace_url: str
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def argv(self) -> list[str]:
+        return ["-m", "flowyard.runner", "--workspace", self.workspace_url, "--job", self.job_id]
+
+
+@dataclass(frozen=True)
+class Health:
+    healthy: bool
+    detail: str
+    # Engine-specific facts worth showing (Ray: nodes, CPUs, GPUs).
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+class ComputeTarget(ABC):
+    """Starts, watches and stops runners on one compute.
+
+    Every method may block on the network and is called from the dispatcher's or reconciler's
+    thread, never from a request handler. Errors: :class:`~flowyard.errors.ComputeUnavailableError`
+    means the compute could not be reached (an infrastructure failure: the job may be retried);
+    any other :class:`~flowyard.errors.FlowyardError` is final for the call.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abstractmethod
+    def submit(self, command: RunnerCommand) -> str:
+        """Start the runner for ``command``; returns the compute's id for it.
+
+        Called once per attempt, after the dispatcher has claimed the job. Not idempotent: a
+        second call starts a second runner (which the workspace refuses to let claim the job).
+        """
+
+    @abstractmethod
+    def poll(self, external_id: str) -> ExternalState:
+        """The state of a runner this target started. Idempotent; called by the reconciler."""
+
+    @abstractmethod
+    def cancel(self, external_id: str) -> None:
+        """Stop the runner and everything it started. Idempotent: stopping a stopped runner is
+        not an error."""
+
+    @abstractmethod
+    def health(self) -> Health:
+        """Whether the compute answers, and what it has. Idempotent; cheap enough for a page."""
