@@ -13,7 +13,7 @@ from mlflow.projects.backend.abstract_backend import AbstractBackend
 from flowyard import paths
 from flowyard.client import Client
 from flowyard.env import builder
-from flowyard.errors import InvalidRequestError, NotAWorkspaceError
+from flowyard.errors import NotAWorkspaceError
 from flowyard.project import LOCAL, BackendOptions, PreparedProject, prepare
 from flowyard.schemas import JobStatus, JobSubmit, StatusUpdate
 from flowyard.submitted_run import FlowyardSubmittedRun
@@ -100,13 +100,12 @@ def submit(
     options = BackendOptions.parse(backend_config)
     client, info = connect(tracking_uri)
     if options.compute != LOCAL:
-        raise InvalidRequestError(
-            f"Unknown compute {options.compute!r}; this workspace knows: {LOCAL}."
-        )
+        client.request("GET", f"/computes/{options.compute}")  # unknown → lists the known ones
     prepared = prepare(
         project_uri, version, entry_point, params, build_env=options.builds_environment
     )
-    builder.check_python(prepared.environment, str(info["mlflow_version"]))
+    if options.compute == LOCAL:
+        builder.check_python(prepared.environment, str(info["mlflow_version"]))
     manifest = build_manifest(
         prepared.work_dir, max_mb=options.snapshot_max_mb, max_files=options.snapshot_max_files
     )
@@ -129,7 +128,8 @@ def submit(
         )
     )
     try:
-        start_local_runner(client.url, job.id)
+        if options.compute == LOCAL:
+            start_local_runner(client.url, job.id)
     except OSError as e:
         client.update_status(
             job.id, StatusUpdate(status=JobStatus.FAILED, reason=f"runner did not start: {e}")

@@ -29,6 +29,10 @@ KNOWN_KEYS = {
     "ENV_VARS": "environment variables for the entry point, as a JSON object",
     "TAGS": "extra MLflow run tags, as a JSON object",
     "PRIORITY": "higher runs sooner on a busy compute",
+    "MAX_RETRIES": "times to retry after an infrastructure failure (never after the code's own)",
+    "NUM_CPUS": "CPUs to reserve for the job on a ray compute",
+    "NUM_GPUS": "GPUs to reserve for the job on a ray compute",
+    "MEMORY": "bytes of memory to reserve for the job on a ray compute",
     "SNAPSHOT_MAX_MB": "largest snapshot allowed (default 300)",
     "SNAPSHOT_MAX_FILES": "most files a snapshot may hold (default 2000)",
 }
@@ -88,6 +92,8 @@ class BackendOptions:
     env_vars: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     priority: int = 0
+    max_retries: int | None = None
+    resources: dict[str, float] = field(default_factory=dict)
     snapshot_max_mb: float = 300
     snapshot_max_files: int = 2000
 
@@ -132,6 +138,14 @@ class BackendOptions:
             env_vars=_str_dict("ENV_VARS", get("ENV_VARS") or {}),
             tags=_str_dict("TAGS", get("TAGS") or {}),
             priority=_number("PRIORITY", get("PRIORITY", 0), int),
+            max_retries=None
+            if get("MAX_RETRIES") is None
+            else _number("MAX_RETRIES", get("MAX_RETRIES"), int),
+            resources={
+                key.lower(): _number(key, get(key), float)
+                for key in ("NUM_CPUS", "NUM_GPUS", "MEMORY")
+                if get(key) is not None
+            },
             snapshot_max_mb=_number("SNAPSHOT_MAX_MB", get("SNAPSHOT_MAX_MB", 300), float),
             snapshot_max_files=_number("SNAPSHOT_MAX_FILES", get("SNAPSHOT_MAX_FILES", 2000), int),
         )
@@ -144,7 +158,12 @@ class BackendOptions:
 
     def job_options(self) -> dict[str, Any]:
         """What the runner needs to know, stored with the job."""
-        return {"timeout": self.timeout, "env_vars": self.env_vars}
+        options: dict[str, Any] = {"timeout": self.timeout, "env_vars": self.env_vars}
+        if self.max_retries is not None:
+            options["max_retries"] = self.max_retries
+        if self.resources:
+            options["resources"] = self.resources
+        return options
 
 
 @dataclass(frozen=True)

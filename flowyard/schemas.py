@@ -103,6 +103,8 @@ class JobOut(_Model):
     exit_code: int | None
     error: ErrorInfo | None
     log_size: int
+    waiting_reason: str | None = None
+    external_id: str | None = None
     events: list[JobEventOut] = []
 
 
@@ -129,3 +131,42 @@ class Heartbeat(_Model):
 
 class LogAppended(_Model):
     size: int
+
+
+_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class ComputeCreate(_Model):
+    name: str = Field(pattern=_NAME)
+    type: str = Field(pattern=r"^(process|ray)$")
+    address: str | None = None
+    max_concurrent_jobs: int = Field(default=2, ge=1, le=10_000)
+    workspace_url: str | None = None
+    # {"resources": {"num_cpus": 1, "num_gpus": 0, "memory": 0}, "max_retries": 0,
+    #  "python": "python"}
+    settings: dict[str, Any] = {}
+
+
+class ComputeUpdate(_Model):
+    address: str | None = None
+    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=10_000)
+    workspace_url: str | None = None
+    settings: dict[str, Any] | None = None
+
+
+class ComputeOut(_Model):
+    name: str
+    type: str
+    address: str | None
+    max_concurrent_jobs: int
+    workspace_url: str | None
+    settings: dict[str, Any]
+    active_jobs: int = 0
+    queued_jobs: int = 0
+    healthy: bool | None = None
+    health: str | None = None
+    resources: dict[str, Any] = {}
+
+
+class ComputeList(_Model):
+    computes: list[ComputeOut]

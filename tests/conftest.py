@@ -49,6 +49,7 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     log: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -56,7 +57,7 @@ class Server:
 
     def start(self, timeout: float = 180) -> Server:
         self.log = self.cwd / f"server-{self.port}.log"
-        with self.log.open("w") as out:
+        with self.log.open("a") as out:
             self.proc = subprocess.Popen(
                 [*FLOWYARD, "server", *self.args, "--port", str(self.port)],
                 cwd=self.cwd,
@@ -64,6 +65,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 text=True,
                 start_new_session=True,
+                env={**os.environ, **self.env},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -77,6 +79,12 @@ class Server:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server did not answer in {timeout} s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL the server's whole process group, as a crash would."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
     def stop(self, timeout: float = 30) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

@@ -27,6 +27,7 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from flowyard.cli.compute import compute
     from flowyard.cli.env import env
     from flowyard.cli.jobs import job, run
     from flowyard.cli.server import server
@@ -38,6 +39,7 @@ def _register() -> None:
     cli.add_command(job)
     cli.add_command(run)
     cli.add_command(env)
+    cli.add_command(compute)
     cli.add_command(snapshot)
 
 

@@ -14,7 +14,9 @@ from flowyard.errors import InvalidRequestError
 TYPES = ("process", "ray")
 
 
-def target_for(kind: str, name: str, address: str | None, settings: dict[str, Any]) -> ComputeTarget:
+def target_for(
+    kind: str, name: str, address: str | None, settings: dict[str, Any]
+) -> ComputeTarget:
     """The target object for a registered compute."""
     if kind == "process":
         from flowyard.compute.process import ProcessTarget
@@ -26,6 +28,4 @@ def target_for(kind: str, name: str, address: str | None, settings: dict[str, An
         if not address:
             raise InvalidRequestError(f"The ray compute {name!r} has no --address.")
         return RayTarget(name, address, settings)
-    raise InvalidRequestError(
-        f"Unknown compute type {kind!r}; use one of {', '.join(TYPES)}."
-    )
+    raise InvalidRequestError(f"Unknown compute type {kind!r}; use one of {', '.join(TYPES)}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -145,6 +146,12 @@ class Runner:
         self._upload_outputs(project_dir / "outputs")
         if self._stop_reason is not None:
             status, reason = self._stop_reason
+            if status == JobStatus.FAILED and reason.startswith("runner received"):
+                # Stopped from outside (Ray's stop_job, a process-group kill): a cancel if the
+                # workspace asked for one.
+                with contextlib.suppress(FlowyardError):
+                    if self.client.heartbeat(self.job_id).cancel_requested:
+                        status, reason = JobStatus.CANCELED, "canceled by the user"
             if status == JobStatus.CANCELED:
                 return status, reason, None, returncode
             kind = "Timeout" if "timed out" in reason else None

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
-from flowyard.server.routers import jobs, meta, snapshots
+from flowyard.server.routers import computes, jobs, meta, snapshots
+from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
 
@@ -47,12 +48,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     from mlflow.server.fastapi_app import app as mlflow_app
 
     engine = make_engine(parse_db_url(settings.db_url))
+    dispatcher = Dispatcher(engine, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # MLflow's own lifespan only reaps its GenAI assistant's Docker sandboxes, which
         # Flowyard does not run, so it is not entered here.
+        dispatcher.start()
         yield
+        dispatcher.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -63,9 +67,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.flowyard = AppState(settings=settings, engine=engine)
+    app.state.flowyard = AppState(settings=settings, engine=engine, dispatcher=dispatcher)
     app.add_exception_handler(FlowyardError, _flowyard_error)
-    for module in (meta, snapshots, jobs):
+    for module in (meta, snapshots, jobs, computes):
         app.include_router(module.router, prefix=defaults.API_PREFIX)
     # Last, so Flowyard's routes win: MLflow's REST API, artifact proxy and UI.
     app.mount("/", mlflow_app)

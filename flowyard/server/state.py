@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
 
 
@@ -17,6 +18,7 @@ from flowyard.server.settings import ServerSettings
 class AppState:
     settings: ServerSettings
     engine: Engine
+    dispatcher: Dispatcher
 
     @staticmethod
     def of(request: Request) -> AppState:

@@ -106,6 +106,9 @@ class Job(Base):
     # {"type", "message", "traceback", "exit_code", "signal"} when it failed.
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     log_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Why a queued job still waits ("cpu-cluster: 2 of 2 slots busy, 3 ahead"), kept current by
+    # the dispatcher without adding an event each time it is recomputed.
+    waiting_reason: Mapped[str | None] = mapped_column(Text)
 
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
@@ -136,3 +139,21 @@ class LogChunk(Base):
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     at: Mapped[datetime] = mapped_column(_Time, default=_now)
+
+
+class Compute(Base):
+    """A registered compute target that jobs name in COMPUTE."""
+
+    __tablename__ = "flowyard_computes"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    # Ray: the cluster's dashboard URL (http://head:8265).
+    address: Mapped[str | None] = mapped_column(Text)
+    max_concurrent_jobs: Mapped[int] = mapped_column(Integer)
+    # The workspace's URL as the compute's runners reach it (default: the server's own).
+    workspace_url: Mapped[str | None] = mapped_column(Text)
+    # Per-compute defaults: {"resources": {"num_cpus": 1, ...}, "max_retries": 0, ...}
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(_Time, default=_now)

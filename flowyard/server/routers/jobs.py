@@ -18,7 +18,7 @@ from flowyard.schemas import (
 )
 from flowyard.server.db.models import Job
 from flowyard.server.services import jobs
-from flowyard.server.state import DbSession
+from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -45,9 +45,12 @@ def job_out(job: Job, *, with_events: bool = False) -> JobOut:
 
 
 @router.post("", status_code=201)
-def submit(body: JobSubmit, request: Request, session: DbSession) -> JobOut:
+def submit(body: JobSubmit, request: Request, session: DbSession, state: State) -> JobOut:
     client = request.client.host if request.client else "an unknown host"
-    return job_out(jobs.submit(session, body, submitted_from=client))
+    job = jobs.submit(session, body, submitted_from=client)
+    if job.status == JobStatus.QUEUED:
+        state.dispatcher.wake()
+    return job_out(job)
 
 
 @router.get("")

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session, selectinload
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
 from flowyard.server.db.models import Job, JobEvent, LogChunk, Snapshot
-from flowyard.server.services import runs
+from flowyard.server.services import computes, runs
+from flowyard.server.settings import ServerSettings
 
-LOCAL_COMPUTE = "local"
+LOCAL_COMPUTE = computes.LOCAL
 
 # Which status may follow which. A final status is never left; anything not final may fail or be
 # canceled, because a runner can die or be stopped at any step.
@@ -59,10 +60,7 @@ def list_jobs(
 
 def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
     """Create the job and its MLflow run (one id for both). Nothing is left if a check fails."""
-    if request.compute != LOCAL_COMPUTE:
-        raise InvalidRequestError(
-            f"Unknown compute {request.compute!r}; this workspace knows: {LOCAL_COMPUTE}."
-        )
+    compute = None if request.compute == LOCAL_COMPUTE else computes.get(session, request.compute)
     if session.get(Snapshot, request.snapshot_id) is None:
         raise InvalidRequestError(
             f"Snapshot {request.snapshot_id} is not in this workspace; upload it first."
@@ -76,6 +74,7 @@ def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
         request.experiment_id, request.user, request.run_name, tags, request.parameters
     )
     # Local jobs skip the queue: the submitting machine starts the runner right away.
+    status = JobStatus.PREPARING if compute is None else JobStatus.QUEUED
     job = Job(
         id=run_id,
         experiment_id=request.experiment_id,
@@ -86,7 +85,7 @@ def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
         environment=request.environment,
         options=request.options,
         compute=request.compute,
-        status=JobStatus.PREPARING,
+        status=status,
         priority=request.priority,
         cancel_requested=False,
         user=request.user,
@@ -94,13 +93,18 @@ def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
         submitted_at=_now(),
         log_size=0,
     )
-    job.events.append(
-        JobEvent(
-            at=job.submitted_at,
-            from_status=None,
-            to_status=JobStatus.PREPARING,
-            reason=f"submitted from {submitted_from}; the runner starts on the submitting machine",
+    if compute is None:
+        reason = f"submitted from {submitted_from}; the runner starts on the submitting machine"
+    else:
+        load = computes.counts(session).get(compute.name, {"active": 0, "queued": 0})
+        reason = (
+            f"submitted from {submitted_from}; queued on {compute.name}: "
+            f"{load['active']} of {compute.max_concurrent_jobs} slots busy, "
+            f"{load['queued']} ahead"
         )
+        job.waiting_reason = reason
+    job.events.append(
+        JobEvent(at=job.submitted_at, from_status=None, to_status=status, reason=reason)
     )
     session.add(job)
     try:
@@ -112,7 +116,7 @@ def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
     return job
 
 
-def _transition(session: Session, job: Job, to: JobStatus, reason: str) -> bool:
+def transition(session: Session, job: Job, to: JobStatus, reason: str) -> bool:
     """Move ``job`` to ``to`` with an event; False (and no change) if it is already there."""
     current = JobStatus(job.status)
     if current == to:
@@ -147,14 +151,14 @@ def start(session: Session, job_id: str, host: str, pid: int) -> Job:
         raise ConflictError(f"Job {job_id} has already ended ({job.status}).")
     job.runner = runner
     job.heartbeat_at = _now()
-    _transition(session, job, JobStatus.PREPARING, f"runner started on {host} (pid {pid})")
+    transition(session, job, JobStatus.PREPARING, f"runner started on {host} (pid {pid})")
     session.commit()
     return job
 
 
 def update_status(session: Session, job_id: str, update: StatusUpdate) -> Job:
     job = _locked(session, job_id)
-    changed = _transition(session, job, update.status, update.reason)
+    changed = transition(session, job, update.status, update.reason)
     if update.exit_code is not None:
         job.exit_code = update.exit_code
     if update.error is not None:
@@ -182,7 +186,7 @@ def cancel(session: Session, job_id: str, reason: str = "canceled by the user") 
         return job
     job.cancel_requested = True
     if status == JobStatus.QUEUED or job.runner is None:
-        _transition(session, job, JobStatus.CANCELED, reason)
+        transition(session, job, JobStatus.CANCELED, reason)
         job.error = ErrorInfo(message=reason).model_dump()
         session.commit()
         runs.set_run_status(job.id, JobStatus.CANCELED)
@@ -238,3 +242,44 @@ def read_log(session: Session, job_id: str, offset: int = 0, limit: int | None =
         hi = len(data) if end is None else min(end - start_at, len(data))
         parts.append(data[lo:hi])
     return b"".join(parts)
+
+
+def requeue(session: Session, job: Job, reason: str) -> None:
+    """Put a job whose runner was lost back in its queue, as its next attempt."""
+    fresh = _locked(session, job.id)
+    current = JobStatus(fresh.status)
+    if current.is_final:
+        session.commit()
+        return
+    fresh.status = JobStatus.QUEUED
+    fresh.attempt += 1
+    fresh.runner = None
+    fresh.external_id = None
+    fresh.heartbeat_at = None
+    fresh.waiting_reason = reason
+    session.add(
+        JobEvent(
+            job_id=fresh.id,
+            at=_now(),
+            from_status=current,
+            to_status=JobStatus.QUEUED,
+            reason=reason,
+        )
+    )
+    session.commit()
+    append_note(session, fresh.id, reason)
+    runs.set_run_status(fresh.id, JobStatus.QUEUED)
+
+
+def append_note(session: Session, job_id: str, text: str) -> None:
+    """A line from the workspace itself in the job's log (a retry, a lost runner)."""
+    size = get(session, job_id).log_size
+    session.commit()
+    append_log(session, job_id, size, f"[flowyard] {text}\n".encode())
+
+
+def finish_run(session: Session, job: Job, settings: ServerSettings) -> None:
+    """End the MLflow run of a job the workspace settled itself (its runner being gone), with
+    the log it has as `logs/std_log.txt`."""
+    runs.set_run_status(job.id, JobStatus(job.status))
+    runs.upload_log(job.id, read_log(session, job.id), settings.artifacts_destination)

@@ -70,3 +70,20 @@ def set_run_status(run_id: str, status: JobStatus) -> None:
 
 def delete_run(run_id: str) -> None:
     _store().delete_run(run_id)
+
+
+def upload_log(run_id: str, data: bytes, artifacts_destination: str) -> None:
+    """Store ``data`` as the run's `logs/std_log.txt`, straight into the artifact store."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    artifact_uri: str = _store().get_run(run_id).info.artifact_uri
+    # `mlflow-artifacts:/<path>` is served from `<destination>/<path>` by MLflow's proxy.
+    path = artifact_uri.removeprefix("mlflow-artifacts:").lstrip("/")
+    repo = get_artifact_repository(f"{artifacts_destination.rstrip('/')}/{path}")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "std_log.txt"
+        local.write_bytes(data)
+        repo.log_artifact(str(local), "logs")

@@ -1,0 +1,155 @@
+"""`flowyard compute ...`: the compute targets jobs run on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from flowyard.client import Client
+from flowyard.schemas import ComputeList, ComputeOut
+from flowyard.workspace import Workspace
+
+
+def _client() -> Client:
+    return Client(Workspace.from_config().url)
+
+
+def _settings(
+    num_cpus: float | None,
+    num_gpus: float | None,
+    memory: int | None,
+    max_retries: int | None,
+    python: str | None,
+) -> dict[str, Any]:
+    resources = {
+        k: v
+        for k, v in {"num_cpus": num_cpus, "num_gpus": num_gpus, "memory": memory}.items()
+        if v is not None
+    }
+    settings: dict[str, Any] = {"resources": resources} if resources else {}
+    if max_retries is not None:
+        settings["max_retries"] = max_retries
+    if python:
+        settings["python"] = python
+    return settings
+
+
+def _print(compute: ComputeOut) -> None:
+    click.echo(json.dumps(compute.model_dump(), indent=2))
+
+
+_options = [
+    click.option("--address", help="ray: the cluster's dashboard URL, e.g. http://head:8265"),
+    click.option("--max-concurrent-jobs", type=click.IntRange(min=1), help="slots"),
+    click.option("--workspace-url", help="the workspace's URL as the compute's runners see it"),
+    click.option("--num-cpus", type=float, help="default CPUs per job (ray)"),
+    click.option("--num-gpus", type=float, help="default GPUs per job (ray)"),
+    click.option("--memory", type=int, help="default memory per job in bytes (ray)"),
+    click.option("--max-retries", type=click.IntRange(min=0), help="default MAX_RETRIES"),
+    click.option("--python", help="ray: the Python command on the cluster (default: python)"),
+]
+
+
+def _with_options(fn: Any) -> Any:
+    for option in reversed(_options):
+        fn = option(fn)
+    return fn
+
+
+@click.group("compute")
+def compute() -> None:
+    """Create, list, change and delete compute targets."""
+
+
+@compute.command("create")
+@click.argument("name")
+@click.option("--type", "kind", type=click.Choice(["process", "ray"]), required=True)
+@_with_options
+def create(
+    name: str,
+    kind: str,
+    address: str | None,
+    max_concurrent_jobs: int | None,
+    workspace_url: str | None,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    memory: int | None,
+    max_retries: int | None,
+    python: str | None,
+) -> None:
+    """Register a compute target NAME."""
+    body: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "address": address,
+        "workspace_url": workspace_url,
+        "settings": _settings(num_cpus, num_gpus, memory, max_retries, python),
+    }
+    if max_concurrent_jobs:
+        body["max_concurrent_jobs"] = max_concurrent_jobs
+    _print(ComputeOut.model_validate(_client().request("POST", "/computes", json=body)))
+
+
+@compute.command("update")
+@click.argument("name")
+@_with_options
+def update(
+    name: str,
+    address: str | None,
+    max_concurrent_jobs: int | None,
+    workspace_url: str | None,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    memory: int | None,
+    max_retries: int | None,
+    python: str | None,
+) -> None:
+    """Change a compute target's settings (those given)."""
+    client = _client()
+    current = ComputeOut.model_validate(client.request("GET", f"/computes/{name}"))
+    settings = {**current.settings, **_settings(num_cpus, num_gpus, memory, max_retries, python)}
+    body = {
+        "address": address,
+        "max_concurrent_jobs": max_concurrent_jobs,
+        "workspace_url": workspace_url,
+        "settings": settings,
+    }
+    _print(ComputeOut.model_validate(client.request("PATCH", f"/computes/{name}", json=body)))
+
+
+@compute.command("list")
+def list_computes() -> None:
+    found = ComputeList.model_validate(_client().request("GET", "/computes")).computes
+    table = Table("name", "type", "address", "slots used", "queued")
+    table.add_row("local", "this machine", "", "", "")
+    for c in found:
+        table.add_row(
+            c.name,
+            c.type,
+            c.address or "",
+            f"{c.active_jobs} of {c.max_concurrent_jobs}",
+            str(c.queued_jobs),
+        )
+    Console().print(table)
+
+
+@compute.command("show")
+@click.argument("name")
+def show(name: str) -> None:
+    """A compute's settings, load and health."""
+    _print(
+        ComputeOut.model_validate(
+            _client().request("GET", f"/computes/{name}", params={"health": "true"})
+        )
+    )
+
+
+@compute.command("delete")
+@click.argument("name")
+def delete(name: str) -> None:
+    _client().request("DELETE", f"/computes/{name}", raw=True)
+    click.echo(f"deleted {name}")

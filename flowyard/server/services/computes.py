@@ -1,0 +1,121 @@
+"""The compute registry: the targets jobs name in COMPUTE, stored in the workspace database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from flowyard.compute import target_for
+from flowyard.compute.base import ComputeTarget
+from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
+from flowyard.schemas import ComputeCreate, ComputeOut, ComputeUpdate, JobStatus
+from flowyard.server.db.models import Compute, Job
+
+LOCAL = "local"
+ACTIVE = (JobStatus.PREPARING, JobStatus.RUNNING, JobStatus.FINALIZING)
+
+
+def names(session: Session) -> list[str]:
+    return [LOCAL, *session.scalars(sa.select(Compute.name).order_by(Compute.name))]
+
+
+def all_computes(session: Session) -> list[Compute]:
+    return list(session.scalars(sa.select(Compute).order_by(Compute.name)))
+
+
+def get(session: Session, name: str) -> Compute:
+    compute = session.get(Compute, name)
+    if compute is None:
+        raise NotFoundError(
+            f"Unknown compute {name!r}; this workspace knows: {', '.join(names(session))} "
+            "(create one with `flowyard compute create`)."
+        )
+    return compute
+
+
+def _check(kind: str, address: str | None) -> None:
+    if kind == "ray" and not (address or "").startswith(("http://", "https://")):
+        raise InvalidRequestError(
+            "A ray compute needs --address, the cluster's dashboard URL (http://HEAD:8265)."
+        )
+
+
+def create(session: Session, body: ComputeCreate) -> Compute:
+    if body.name == LOCAL or session.get(Compute, body.name) is not None:
+        raise ConflictError(f"A compute named {body.name!r} already exists; pick another name.")
+    _check(body.type, body.address)
+    compute = Compute(
+        **body.model_dump(), created_at=datetime.now(UTC), updated_at=datetime.now(UTC)
+    )
+    session.add(compute)
+    session.commit()
+    return compute
+
+
+def update(session: Session, name: str, body: ComputeUpdate) -> Compute:
+    compute = get(session, name)
+    for key, value in body.model_dump(exclude_none=True).items():
+        setattr(compute, key, value)
+    _check(compute.type, compute.address)
+    compute.updated_at = datetime.now(UTC)
+    session.commit()
+    return compute
+
+
+def delete(session: Session, name: str) -> None:
+    compute = get(session, name)
+    waiting = session.scalar(
+        sa.select(sa.func.count()).where(
+            Job.compute == name, Job.status.in_([JobStatus.QUEUED, *ACTIVE])
+        )
+    )
+    if waiting:
+        raise ConflictError(
+            f"Compute {name!r} has {waiting} queued or running job(s); cancel them or wait "
+            "before deleting it."
+        )
+    session.delete(compute)
+    session.commit()
+
+
+def target(compute: Compute) -> ComputeTarget:
+    return target_for(compute.type, compute.name, compute.address, compute.settings or {})
+
+
+def counts(session: Session) -> dict[str, dict[str, int]]:
+    """Active and queued jobs per compute."""
+    rows = session.execute(
+        sa.select(Job.compute, Job.status, sa.func.count())
+        .where(Job.status.in_([JobStatus.QUEUED, *ACTIVE]))
+        .group_by(Job.compute, Job.status)
+    )
+    found: dict[str, dict[str, int]] = {}
+    for compute, status, n in rows:
+        slot = found.setdefault(compute, {"active": 0, "queued": 0})
+        slot["queued" if status == JobStatus.QUEUED else "active"] += n
+    return found
+
+
+def out(
+    compute: Compute, count: dict[str, int] | None = None, *, health: bool = False
+) -> ComputeOut:
+    result = ComputeOut(
+        name=compute.name,
+        type=compute.type,
+        address=compute.address,
+        max_concurrent_jobs=compute.max_concurrent_jobs,
+        workspace_url=compute.workspace_url,
+        settings=compute.settings or {},
+        active_jobs=(count or {}).get("active", 0),
+        queued_jobs=(count or {}).get("queued", 0),
+    )
+    if health:
+        state = target(compute).health()
+        result.healthy, result.health, result.resources = (
+            state.healthy,
+            state.detail,
+            state.resources,
+        )
+    return result

@@ -1,0 +1,247 @@
+"""The dispatcher (queued jobs → compute targets) and the reconciler (settles jobs whose runner is
+gone). Every server process runs both; claims are atomic, so each job starts exactly once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from flowyard.compute.base import ExternalState, RunnerCommand
+from flowyard.errors import ComputeUnavailableError, FlowyardError
+from flowyard.schemas import ErrorInfo, JobStatus
+from flowyard.server.db.models import Compute, Job
+from flowyard.server.services import computes, jobs
+from flowyard.server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+DISPATCH_INTERVAL_S = float(os.environ.get("FLOWYARD_DISPATCH_INTERVAL_S", "0.5"))
+RECONCILE_INTERVAL_S = float(os.environ.get("FLOWYARD_RECONCILE_INTERVAL_S", "5"))
+# A runner beats every second; silence this long means it is gone.
+HEARTBEAT_TIMEOUT_S = float(os.environ.get("FLOWYARD_HEARTBEAT_TIMEOUT_S", "60"))
+# A canceled job whose runner does not stop it within this long is stopped through its compute.
+CANCEL_GRACE_S = 30.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes for timezone-aware columns; they are stored in UTC.
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def claim(session: Session, compute_name: str) -> list[Job]:
+    """Move as many queued jobs of one compute to `preparing` as it has free slots — highest
+    priority first, then oldest — and note why the others wait. One transaction."""
+    compute = session.get(Compute, compute_name)
+    if compute is None:
+        return []
+    # Writing the compute's row first serialises dispatchers per compute: a row lock on
+    # PostgreSQL, the database's write lock on SQLite. The slot count below is then exact.
+    session.execute(
+        sa.update(Compute).where(Compute.name == compute_name).values(updated_at=Compute.updated_at)
+    )
+    session.refresh(compute)
+    active = (
+        session.scalar(
+            sa.select(sa.func.count()).where(
+                Job.compute == compute_name, Job.status.in_(computes.ACTIVE)
+            )
+        )
+        or 0
+    )
+    queued = list(
+        session.scalars(
+            sa.select(Job)
+            .where(Job.compute == compute_name, Job.status == JobStatus.QUEUED)
+            .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
+        )
+    )
+    free = max(compute.max_concurrent_jobs - active, 0)
+    taken = queued[:free]
+    for slot, job in enumerate(taken, start=active + 1):
+        jobs.transition(
+            session,
+            job,
+            JobStatus.PREPARING,
+            f"dispatched to {compute_name} (slot {slot} of "
+            f"{compute.max_concurrent_jobs}), attempt {job.attempt}",
+        )
+        job.runner = None
+        job.external_id = None
+        job.waiting_reason = None
+        job.heartbeat_at = _now()  # the runner has until the heartbeat timeout to start
+    busy = active + len(taken)
+    for ahead, job in enumerate(queued[free:]):
+        reason = (
+            f"{compute_name}: {busy} of {compute.max_concurrent_jobs} slots busy, {ahead} ahead"
+        )
+        if job.waiting_reason != reason:
+            job.waiting_reason = reason
+    session.commit()
+    return taken
+
+
+class Dispatcher:
+    """The background thread of one server process."""
+
+    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        """A job was queued here: dispatch now rather than at the next tick."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        next_reconcile = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() >= next_reconcile:
+                    self.reconcile()
+                    next_reconcile = time.monotonic() + RECONCILE_INTERVAL_S
+                self.dispatch()
+            except Exception:
+                log.exception("dispatcher cycle failed; trying again")
+            self._wake.wait(DISPATCH_INTERVAL_S)
+            self._wake.clear()
+
+    # --- dispatch ----------------------------------------------------------------------------
+
+    def dispatch(self) -> int:
+        started = 0
+        with Session(self.engine, expire_on_commit=False) as session:
+            waiting = session.scalars(
+                sa.select(Job.compute).where(Job.status == JobStatus.QUEUED).distinct()
+            ).all()
+            for name in waiting:
+                for job in claim(session, name):
+                    self._submit(session, job)
+                    started += 1
+        return started
+
+    def _submit(self, session: Session, job: Job) -> None:
+        compute = session.get(Compute, job.compute)
+        assert compute is not None
+        command = RunnerCommand(
+            job_id=job.id,
+            attempt=job.attempt,
+            workspace_url=compute.workspace_url or self.settings.url,
+            resources=dict(job.options.get("resources") or {}),
+        )
+        try:
+            external_id = computes.target(compute).submit(command)
+        except ComputeUnavailableError as e:
+            self.settle_lost(session, job, f"compute {compute.name} is unreachable: {e.message}")
+            return
+        except FlowyardError as e:
+            self._fail(
+                session,
+                job,
+                f"compute {compute.name} refused the job: {e.message}",
+                ErrorInfo(type=type(e).__name__, message=e.message),
+            )
+            return
+        session.execute(
+            sa.update(Job)
+            .where(Job.id == job.id, Job.attempt == job.attempt)
+            .values(external_id=external_id)
+        )
+        session.commit()
+
+    # --- reconcile ---------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Compare every active job with its compute and its runner's heartbeat; settle the
+        ones whose runner is gone."""
+        now = _now()
+        with Session(self.engine, expire_on_commit=False) as session:
+            active = list(session.scalars(sa.select(Job).where(Job.status.in_(computes.ACTIVE))))
+            for job in active:
+                try:
+                    self._reconcile_one(session, job, now)
+                except ComputeUnavailableError as e:
+                    log.warning("cannot reach compute %s: %s", job.compute, e.message)
+                except FlowyardError as e:
+                    log.warning("cannot reconcile job %s: %s", job.id, e.message)
+
+    def _reconcile_one(self, session: Session, job: Job, now: datetime) -> None:
+        compute = session.get(Compute, job.compute)
+        target = computes.target(compute) if compute is not None else None
+        state = None
+        if target is not None and job.external_id:
+            state = target.poll(job.external_id)
+            if state == ExternalState.PENDING:
+                # Waiting for the cluster's resources is not silence.
+                job.heartbeat_at = now
+                session.commit()
+                return
+        beat = _aware(job.heartbeat_at) or _aware(job.submitted_at) or now
+        silent = now - beat > timedelta(seconds=HEARTBEAT_TIMEOUT_S)
+        if job.cancel_requested and (silent or now - beat > timedelta(seconds=CANCEL_GRACE_S)):
+            if target is not None and job.external_id:
+                target.cancel(job.external_id)
+            fresh = session.get(Job, job.id)
+            if fresh is not None and not JobStatus(fresh.status).is_final:
+                jobs.transition(
+                    session,
+                    fresh,
+                    JobStatus.CANCELED,
+                    "canceled by the user; stopped through its compute",
+                )
+                session.commit()
+                jobs.finish_run(session, fresh, self.settings)
+            return
+        if state in (ExternalState.GONE, ExternalState.ENDED):
+            self.settle_lost(
+                session,
+                job,
+                f"runner {job.external_id} on {job.compute} ended without reporting a result",
+            )
+        elif silent:
+            self.settle_lost(
+                session, job, f"runner heartbeat lost at {beat.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+            )
+
+    def settle_lost(self, session: Session, job: Job, reason: str) -> None:
+        """An infrastructure failure: retry when MAX_RETRIES allows, else fail the job."""
+        compute = session.get(Compute, job.compute)
+        default = (compute.settings or {}).get("max_retries", 0) if compute else 0
+        max_retries = int(job.options.get("max_retries", default) or 0)
+        if job.compute != computes.LOCAL and job.attempt <= max_retries:
+            jobs.requeue(
+                session, job, f"{reason}; retrying (attempt {job.attempt + 1} of {max_retries + 1})"
+            )
+            self.wake()
+            return
+        self._fail(session, job, reason, ErrorInfo(type="RunnerLost", message=reason))
+
+    def _fail(self, session: Session, job: Job, reason: str, error: ErrorInfo) -> None:
+        fresh = session.get(Job, job.id)
+        if fresh is None or JobStatus(fresh.status).is_final:
+            return
+        jobs.append_note(session, fresh.id, reason)
+        jobs.transition(session, fresh, JobStatus.FAILED, reason)
+        fresh.error = error.model_dump()
+        session.commit()
+        jobs.finish_run(session, fresh, self.settings)

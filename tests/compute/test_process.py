@@ -1,0 +1,225 @@
+"""Queued jobs on a `process` compute: the registry, the dispatcher's limits and order, cancel,
+lost runners and retries, and a server that crashes mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from flowyard.client import Client
+from flowyard.errors import NotFoundError
+from flowyard.schemas import JobOut, JobStatus
+from tests.conftest import Server, free_port, init_workspace, run_cli
+from tests.factories import EXAMPLE, make_project
+
+# Short timeouts, so a lost runner is noticed in seconds rather than a minute.
+FAST = {
+    "FLOWYARD_HEARTBEAT_TIMEOUT_S": "4",
+    "FLOWYARD_RECONCILE_INTERVAL_S": "1",
+    "FLOWYARD_DISPATCH_INTERVAL_S": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    project = tmp_path_factory.mktemp("process-compute")
+    port = free_port()
+    init_workspace(project, port=port)
+    cache = project / "cache"
+    server = Server(args=[], cwd=project, port=port,
+                    env={**FAST, "XDG_CACHE_HOME": str(cache)}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(workspace: Server, tmp_path: Path) -> Iterator[Client]:
+    mlflow.set_tracking_uri(workspace.url)
+    mlflow.set_experiment(f"compute-{tmp_path.name}")
+    yield Client(workspace.url)
+    mlflow.set_tracking_uri(None)
+
+
+def _compute(workspace: Server, name: str, *args: str) -> None:
+    result = run_cli("compute", "create", name, "--type", "process", *args,
+                     cwd=workspace.cwd, env={"FLOWYARD_WORKSPACE_URL": workspace.url})
+    assert result.returncode == 0, result.stderr
+
+
+def _submit(project: Path, compute: str, **config: object) -> str:
+    run = mlflow.projects.run(
+        str(project), backend="flowyard", synchronous=False,
+        backend_config={"COMPUTE": compute, "USE_CONDA": False, "STREAM_OUTPUT": False,
+                        **config},
+    )
+    return str(run.run_id)
+
+
+def _final(client: Client, run_id: str, timeout: float = 180) -> JobOut:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get_job(run_id)
+        if job.status.is_final:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {run_id} still {client.get_job(run_id).status} after {timeout} s")
+
+
+def _at(job: JobOut, status: JobStatus) -> datetime:
+    return next(e.at for e in job.events if e.to_status == status)
+
+
+def test_the_remote_flow_on_a_process_compute(client: Client, workspace: Server) -> None:
+    _compute(workspace, "cpu-cluster", "--max-concurrent-jobs", "2")
+    run = mlflow.projects.run(
+        str(EXAMPLE), parameters={"alpha": 0.3, "steps": 5}, backend="flowyard",
+        backend_config={"COMPUTE": "cpu-cluster", "USE_CONDA": False, "STREAM_OUTPUT": False},
+    )
+    job = client.get_job(run.run_id)
+    assert job.status == JobStatus.COMPLETED
+    assert job.compute == "cpu-cluster"
+    assert [e.to_status for e in job.events] == [
+        JobStatus.QUEUED, JobStatus.PREPARING, JobStatus.RUNNING, JobStatus.FINALIZING,
+        JobStatus.COMPLETED,
+    ]
+    assert "dispatched to cpu-cluster" in job.events[1].reason
+    tracked = MlflowClient().get_run(run.run_id)
+    assert tracked.data.params["alpha"] == "0.3"
+    assert tracked.data.tags["flowyard.compute"] == "cpu-cluster"
+    assert len(MlflowClient().get_metric_history(run.run_id, "rmse")) == 5
+    names = {a.path for a in MlflowClient().list_artifacts(run.run_id, "outputs")}
+    assert "outputs/model.pkl" in names
+    log = Path(MlflowClient().download_artifacts(run.run_id, "logs/std_log.txt")).read_text()
+    assert "ElasticNet(alpha=0.3" in log
+
+
+def test_an_unknown_compute_lists_the_known_ones_before_creating_anything(
+    client: Client, workspace: Server, tmp_path: Path
+) -> None:
+    _compute(workspace, "known-one")
+    jobs_before = len(client.list_jobs(limit=1000))
+    with pytest.raises(NotFoundError, match=r"Unknown compute 'gpu-cluster'; this workspace "
+                                            r"knows: local, .*known-one"):
+        _submit(make_project(tmp_path / "p", "print(1)\n"), "gpu-cluster")
+    assert len(client.list_jobs(limit=1000)) == jobs_before
+
+
+def test_ten_jobs_on_two_slots_never_run_more_than_two_at_once(
+    client: Client, workspace: Server, tmp_path: Path
+) -> None:
+    _compute(workspace, "two-slots", "--max-concurrent-jobs", "2")
+    project = make_project(tmp_path / "p", "import time\ntime.sleep(1)\nprint('done')\n")
+    ids = [_submit(project, "two-slots") for _ in range(10)]
+    waiting = client.get_job(ids[-1])
+    assert waiting.status == JobStatus.QUEUED
+    assert waiting.waiting_reason is not None
+    assert "two-slots: 2 of 2 slots busy" in waiting.waiting_reason
+    jobs = [_final(client, i) for i in ids]
+    assert all(j.status == JobStatus.COMPLETED for j in jobs)
+    spans = [(_at(j, JobStatus.PREPARING), j.ended_at) for j in jobs]
+    for start, _ in spans:
+        overlapping = sum(1 for s, e in spans if e is not None and s <= start < e)
+        assert overlapping <= 2
+    # Submission order: each job was dispatched no earlier than the one submitted before it.
+    dispatched = [_at(j, JobStatus.PREPARING) for j in jobs]
+    assert dispatched == sorted(dispatched)
+
+
+def test_priority_goes_first_and_a_queued_job_cancels_at_once(
+    client: Client, workspace: Server, tmp_path: Path
+) -> None:
+    _compute(workspace, "one-slot", "--max-concurrent-jobs", "1")
+    slow = make_project(tmp_path / "slow", "import time\ntime.sleep(3)\n")
+    quick = make_project(tmp_path / "quick", "print('quick')\n")
+    first = _submit(slow, "one-slot")
+    low = _submit(quick, "one-slot")
+    high = _submit(quick, "one-slot", PRIORITY=5)
+    doomed = _submit(quick, "one-slot")
+    canceled = client.cancel_job(doomed)
+    assert canceled.status == JobStatus.CANCELED
+    assert MlflowClient().get_run(doomed).info.status == "KILLED"
+    jobs = {i: _final(client, i) for i in (first, low, high)}
+    assert _at(jobs[high], JobStatus.PREPARING) < _at(jobs[low], JobStatus.PREPARING)
+
+
+def _runner_pid(client: Client, run_id: str, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get_job(run_id)
+        if job.status == JobStatus.RUNNING and job.external_id:
+            return int(job.external_id.split(":")[1])
+        time.sleep(0.1)
+    raise AssertionError(f"job {run_id} never started running")
+
+
+def test_a_killed_runner_fails_the_job_and_is_retried(
+    client: Client, workspace: Server, tmp_path: Path
+) -> None:
+    _compute(workspace, "flaky", "--max-concurrent-jobs", "2")
+    marker = tmp_path / "attempts"
+    project = make_project(
+        tmp_path / "p",
+        f"""\
+        import time
+        with open({str(marker)!r}, "a") as f:
+            f.write("x")
+        if len(open({str(marker)!r}).read()) == 1:
+            time.sleep(300)
+        print("second attempt done")
+        """,
+    )
+    retried = _submit(project, "flaky", MAX_RETRIES=1)
+    os.killpg(_runner_pid(client, retried), signal.SIGKILL)
+    job = _final(client, retried)
+    assert job.status == JobStatus.COMPLETED
+    assert job.attempt == 2
+    statuses = [e.to_status for e in job.events]
+    assert statuses.count(JobStatus.QUEUED) == 2
+    requeue = next(e for e in job.events[1:] if e.to_status == JobStatus.QUEUED)
+    assert "runner" in requeue.reason and "retrying (attempt 2 of 2)" in requeue.reason
+    log = client.read_log(retried)[0].decode()
+    assert "retrying (attempt 2 of 2)" in log and "second attempt done" in log
+
+    marker.unlink()
+    no_retry = _submit(project, "flaky")
+    started = time.monotonic()
+    os.killpg(_runner_pid(client, no_retry), signal.SIGKILL)
+    job = _final(client, no_retry)
+    assert job.status == JobStatus.FAILED
+    assert time.monotonic() - started < 30
+    assert job.error is not None and job.error.type == "RunnerLost"
+    assert MlflowClient().get_run(no_retry).info.status == "FAILED"
+
+
+def test_a_server_killed_mid_run_loses_nothing(
+    client: Client, workspace: Server, tmp_path: Path
+) -> None:
+    """kill -9 the server while jobs run and log; restart it: the jobs finish, and their logs
+    have every line once, in order."""
+    _compute(workspace, "steady", "--max-concurrent-jobs", "2")
+    project = make_project(
+        tmp_path / "p",
+        "import time\nfor i in range(60):\n    print(f'line {i}', flush=True)\n"
+        "    time.sleep(0.1)\n",
+    )
+    ids = [_submit(project, "steady") for _ in range(2)]
+    for run_id in ids:
+        _runner_pid(client, run_id)
+    time.sleep(1)
+    workspace.kill()
+    time.sleep(3)
+    workspace.start()
+    for run_id in ids:
+        job = _final(client, run_id)
+        assert job.status == JobStatus.COMPLETED
+        lines = [ln for ln in client.read_log(run_id)[0].decode().splitlines()
+                 if ln.startswith("line ")]
+        assert lines == [f"line {i}" for i in range(60)]
