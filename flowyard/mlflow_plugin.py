@@ -119,7 +119,7 @@ def submit(
             entry_point=prepared.entry_point,
             parameters=prepared.parameters,
             environment=prepared.environment,
-            options=options.job_options(),
+            options={**options.job_options(), "command": prepared.command},
             compute=options.compute,
             priority=options.priority,
             run_name=run_name,

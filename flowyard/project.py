@@ -175,6 +175,7 @@ class PreparedProject:
     entry_point: str
     parameters: dict[str, str]
     environment: dict[str, Any]
+    command: str | None = None
 
 
 def _check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
@@ -271,4 +272,20 @@ def prepare(
         entry_point=entry_point,
         parameters=resolved,
         environment=env_spec.resolve(project, Path(work_dir), build=build_env),
+        command=_command(entry, resolved),
     )
+
+
+def _command(entry: Any, parameters: dict[str, str]) -> str | None:
+    """The entry point's shell command, built here by MLflow's own rules (substitution, quoting,
+    extra parameters appended), so the runner need not import MLflow to build it. None when a
+    `path` parameter names a remote URI: the runner downloads it with MLflow, as MLflow would."""
+    values = dict(parameters)
+    for name, spec in entry.parameters.items():
+        if spec.type != "path":
+            continue
+        local = file_utils.get_local_path_or_none(values[name])
+        if local is None:
+            return None
+        values[name] = os.path.abspath(local)
+    return str(entry.compute_command(values, storage_dir=None))

@@ -15,7 +15,9 @@ import traceback
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import httpx
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -112,7 +114,7 @@ class Runner:
         status, reason, error, exit_code = final
         self.log.say(f"job {status}: {reason}")
         self.log.close()
-        self._upload_log()
+        # The workspace writes the log it now holds whole to the run's logs/std_log.txt.
         self._status(status, reason, error, exit_code)
         if status == JobStatus.COMPLETED:
             shutil.rmtree(self.dir / "project", ignore_errors=True)
@@ -143,7 +145,7 @@ class Runner:
         self.log.say(f"running: {command}")
         returncode = self._execute(command, project_dir, job, bin_dir)
         self._status(JobStatus.FINALIZING, f"entry point exited with code {returncode}")
-        self._upload_outputs(project_dir / "outputs")
+        self._upload_outputs(project_dir / "outputs", str(job.options.get("artifact_uri", "")))
         if self._stop_reason is not None:
             status, reason = self._stop_reason
             if status == JobStatus.FAILED and reason.startswith("runner received"):
@@ -164,6 +166,10 @@ class Runner:
         return JobStatus.FAILED, f"entry point failed ({what})", error, returncode
 
     def _command(self, job: JobOut, project_dir: Path) -> str:
+        command = job.options.get("command")
+        if command:
+            return str(command)
+        # A `path` parameter names a remote URI: MLflow downloads it, as its local backend does.
         from mlflow.projects.utils import get_entry_point_command, load_project
 
         project = load_project(str(project_dir))
@@ -275,19 +281,30 @@ class Runner:
             f.seek(max(path.stat().st_size - size, 0))
             return f.read().decode(errors="replace")
 
-    def _upload_outputs(self, outputs: Path) -> None:
-        if not outputs.is_dir() or not any(outputs.iterdir()):
+    def _upload_outputs(self, outputs: Path, artifact_uri: str) -> None:
+        files = sorted(p for p in outputs.rglob("*") if p.is_file()) if outputs.is_dir() else []
+        if not files:
             self.log.say("no ./outputs to upload")
             return
-        from mlflow import MlflowClient
+        if artifact_uri.startswith("mlflow-artifacts:"):
+            # Straight to MLflow's artifact proxy: no MLflow import in the runner.
+            base = artifact_uri.removeprefix("mlflow-artifacts:").strip("/")
+            for path in files:
+                rel = path.relative_to(outputs).as_posix()
+                self._call(self._put_artifact, f"{base}/outputs/{rel}", path)
+        else:
+            from mlflow import MlflowClient
 
-        files = sum(1 for p in outputs.rglob("*") if p.is_file())
-        self._call(MlflowClient(self.url).log_artifacts, self.job_id, str(outputs), "outputs")
-        self.log.say(f"uploaded {files} file(s) from ./outputs to the run's outputs/")
+            self._call(MlflowClient(self.url).log_artifacts, self.job_id, str(outputs), "outputs")
+        self.log.say(f"uploaded {len(files)} file(s) from ./outputs to the run's outputs/")
 
-    def _upload_log(self) -> None:
-        from mlflow import MlflowClient
-
-        self._call(
-            MlflowClient(self.url).log_artifact, self.job_id, str(self.dir / "std_log.txt"), "logs"
-        )
+    def _put_artifact(self, artifact_path: str, path: Path) -> None:
+        url = f"{self.url}/api/2.0/mlflow-artifacts/artifacts/{quote(artifact_path)}"
+        with path.open("rb") as body:
+            try:
+                response = self.client.http.put(url, content=body)
+            except httpx.HTTPError as e:
+                raise WorkspaceUnreachableError(f"uploading {artifact_path} failed: {e}") from e
+        if response.status_code >= 500:
+            raise FlowyardError(f"uploading {artifact_path}: HTTP {response.status_code}")
+        response.raise_for_status()

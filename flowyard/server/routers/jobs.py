@@ -73,8 +73,8 @@ def get_job(job_id: str, session: DbSession) -> JobOut:
 
 
 @router.post("/{job_id}/cancel")
-def cancel(job_id: str, session: DbSession) -> JobOut:
-    return job_out(jobs.cancel(session, job_id))
+def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
+    return job_out(jobs.cancel(session, job_id, state.settings))
 
 
 @router.post("/{job_id}/start")
@@ -83,8 +83,8 @@ def start(job_id: str, body: RunnerStart, session: DbSession) -> JobOut:
 
 
 @router.post("/{job_id}/status")
-def update_status(job_id: str, body: StatusUpdate, session: DbSession) -> JobOut:
-    return job_out(jobs.update_status(session, job_id, body))
+def update_status(job_id: str, body: StatusUpdate, session: DbSession, state: State) -> JobOut:
+    return job_out(jobs.update_status(session, job_id, body, state.settings))
 
 
 @router.post("/{job_id}/heartbeat")

@@ -73,6 +73,8 @@ def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
     run_id = runs.create_run(
         request.experiment_id, request.user, request.run_name, tags, request.parameters
     )
+    # Where the runner uploads ./outputs, through MLflow's artifact proxy.
+    options = {**request.options, "artifact_uri": runs.artifact_uri(run_id)}
     # Local jobs skip the queue: the submitting machine starts the runner right away.
     status = JobStatus.PREPARING if compute is None else JobStatus.QUEUED
     job = Job(
@@ -83,7 +85,7 @@ def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
         entry_point=request.entry_point,
         parameters=request.parameters,
         environment=request.environment,
-        options=request.options,
+        options=options,
         compute=request.compute,
         status=status,
         priority=request.priority,
@@ -156,7 +158,9 @@ def start(session: Session, job_id: str, host: str, pid: int) -> Job:
     return job
 
 
-def update_status(session: Session, job_id: str, update: StatusUpdate) -> Job:
+def update_status(
+    session: Session, job_id: str, update: StatusUpdate, settings: ServerSettings
+) -> Job:
     job = _locked(session, job_id)
     changed = transition(session, job, update.status, update.reason)
     if update.exit_code is not None:
@@ -164,7 +168,9 @@ def update_status(session: Session, job_id: str, update: StatusUpdate) -> Job:
     if update.error is not None:
         job.error = update.error.model_dump()
     session.commit()
-    if changed:
+    if changed and update.status.is_final:
+        finish_run(session, job, settings)
+    elif changed:
         runs.set_run_status(job.id, update.status)
     return job
 
@@ -176,7 +182,9 @@ def heartbeat(session: Session, job_id: str) -> Job:
     return job
 
 
-def cancel(session: Session, job_id: str, reason: str = "canceled by the user") -> Job:
+def cancel(
+    session: Session, job_id: str, settings: ServerSettings, reason: str = "canceled by the user"
+) -> Job:
     """Ask the job to stop. A job nobody runs yet ends at once; a running one at its runner's
     next heartbeat."""
     job = _locked(session, job_id)
@@ -189,7 +197,7 @@ def cancel(session: Session, job_id: str, reason: str = "canceled by the user") 
         transition(session, job, JobStatus.CANCELED, reason)
         job.error = ErrorInfo(message=reason).model_dump()
         session.commit()
-        runs.set_run_status(job.id, JobStatus.CANCELED)
+        finish_run(session, job, settings)
     else:
         session.commit()
     return job
@@ -279,7 +287,8 @@ def append_note(session: Session, job_id: str, text: str) -> None:
 
 
 def finish_run(session: Session, job: Job, settings: ServerSettings) -> None:
-    """End the MLflow run of a job the workspace settled itself (its runner being gone), with
-    the log it has as `logs/std_log.txt`."""
+    """End a job's MLflow run, with the log the workspace holds as `logs/std_log.txt`."""
     runs.set_run_status(job.id, JobStatus(job.status))
-    runs.upload_log(job.id, read_log(session, job.id), settings.artifacts_destination)
+    log = read_log(session, job.id)
+    if log:
+        runs.upload_log(job.id, log, settings.artifacts_destination)

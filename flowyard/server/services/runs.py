@@ -60,6 +60,11 @@ def create_run(
     return run_id
 
 
+def artifact_uri(run_id: str) -> str:
+    uri: str = _store().get_run(run_id).info.artifact_uri
+    return uri
+
+
 def set_run_status(run_id: str, status: JobStatus) -> None:
     """Mirror a job's status onto its run; a final status also ends the run."""
     end_time = int(time.time() * 1000) if status.is_final else None
@@ -79,9 +84,8 @@ def upload_log(run_id: str, data: bytes, artifacts_destination: str) -> None:
 
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    artifact_uri: str = _store().get_run(run_id).info.artifact_uri
     # `mlflow-artifacts:/<path>` is served from `<destination>/<path>` by MLflow's proxy.
-    path = artifact_uri.removeprefix("mlflow-artifacts:").lstrip("/")
+    path = artifact_uri(run_id).removeprefix("mlflow-artifacts:").lstrip("/")
     repo = get_artifact_repository(f"{artifacts_destination.rstrip('/')}/{path}")
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "std_log.txt"
