@@ -24,6 +24,9 @@ class LogShipper:
         self._append = append
         self._buffer = bytearray()
         self._sent = 0
+        # Nothing is sent before `begin` says where the job's log ends (a retried job's log
+        # already holds its earlier attempts).
+        self._started = threading.Event()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -43,7 +46,14 @@ class LogShipper:
         """A line from the runner itself, marked so it stands out from the job's own output."""
         self.write(f"[flowyard] {line}\n".encode())
 
+    def begin(self, offset: int) -> None:
+        """Start sending, appending at ``offset``."""
+        self._sent = offset
+        self._started.set()
+
     def _send_pending(self) -> None:
+        if not self._started.is_set():
+            return
         while True:
             with self._lock:
                 piece = bytes(self._buffer[:MAX_PIECE])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -39,6 +40,23 @@ HEARTBEAT_S = float(os.environ.get("FLOWYARD_HEARTBEAT_S", "1.0"))
 KILL_GRACE_S = float(os.environ.get("FLOWYARD_KILL_GRACE_S", "10"))
 # A workspace away for longer than this fails the job's calls for good.
 RETRY_FOR_S = float(os.environ.get("FLOWYARD_RETRY_FOR_S", "600"))
+
+
+def _libc_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Looked up before any fork: the child may only make the one foreign call.
+_PRCTL = _libc_prctl() if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _transient(error: BaseException) -> bool:
@@ -100,6 +118,7 @@ class Runner:
             print(f"flowyard runner: cannot start job {self.job_id}: {e}", file=sys.stderr)
             self.log.close()
             return 2
+        self.log.begin(job.log_size)
         try:
             final = self._run(job)
         except Exception as e:
@@ -210,7 +229,8 @@ class Runner:
             # The entry point's `python` is its environment's.
             "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
         }
-        # Its own session, so a cancel stops everything it started and nothing else.
+        # Its own session, so a cancel stops everything it started and nothing else; and it dies
+        # with the runner, so a lost runner leaves no orphan behind to be run again on retry.
         self._proc = subprocess.Popen(
             ["bash", "-c", command],
             cwd=cwd,
@@ -219,6 +239,7 @@ class Runner:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (one foreign call, looked up before fork)
         )
         assert self._proc.stdout is not None
         reader = threading.Thread(target=self._pump, args=(self._proc.stdout,), daemon=True)

@@ -179,7 +179,7 @@ def test_a_killed_runner_fails_the_job_and_is_retried(
     retried = _submit(project, "flaky", MAX_RETRIES=1)
     os.killpg(_runner_pid(client, retried), signal.SIGKILL)
     job = _final(client, retried)
-    assert job.status == JobStatus.COMPLETED
+    assert job.status == JobStatus.COMPLETED, job.events
     assert job.attempt == 2
     statuses = [e.to_status for e in job.events]
     assert statuses.count(JobStatus.QUEUED) == 2

@@ -100,6 +100,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self.started_at = _now()
 
     def start(self) -> None:
         self._thread.start()
@@ -196,7 +197,9 @@ class Dispatcher:
                 job.heartbeat_at = now
                 session.commit()
                 return
-        beat = _aware(job.heartbeat_at) or _aware(job.submitted_at) or now
+        # Silence while this server was down is the workspace's, not the runner's: a restarted
+        # server gives every runner a whole timeout to get through again.
+        beat = max(_aware(job.heartbeat_at) or _aware(job.submitted_at) or now, self.started_at)
         silent = now - beat > timedelta(seconds=HEARTBEAT_TIMEOUT_S)
         if job.cancel_requested and (silent or now - beat > timedelta(seconds=CANCEL_GRACE_S)):
             if target is not None and job.external_id:

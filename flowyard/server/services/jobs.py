@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -204,30 +205,45 @@ def cancel(
 
 
 def append_log(session: Session, job_id: str, offset: int, data: bytes) -> int:
-    """Append ``data`` at byte ``offset``; a retry of an append already stored changes nothing.
+    """Append ``data`` at byte ``offset``; bytes already stored at their offset (a retry) are
+    not stored again.
 
     Returns:
         The log's size after the append.
     """
-    job = _locked(session, job_id)
-    if offset < job.log_size:
-        if offset + len(data) <= job.log_size:
+    for _ in range(10):
+        job = _locked(session, job_id)
+        size = job.log_size
+        if offset > size:
+            raise ConflictError(
+                f"Log append at {offset} would leave a gap in job {job_id}'s log "
+                f"({size} bytes); resend from {size}."
+            )
+        # A retry whose first bytes are already stored (the answer to the first try was lost,
+        # and more output has come since): keep only what is new.
+        new = data[size - offset :]
+        if not new:
             session.commit()
-            return job.log_size
-        raise ConflictError(
-            f"Log append at {offset} overlaps the stored log of job {job_id} "
-            f"({job.log_size} bytes) only partly; resend from {job.log_size}."
-        )
-    if offset > job.log_size:
-        raise ConflictError(
-            f"Log append at {offset} would leave a gap in job {job_id}'s log "
-            f"({job.log_size} bytes); resend from {job.log_size}."
-        )
-    if data:
-        session.add(LogChunk(job_id=job_id, offset=offset, data=data, at=_now()))
-        job.log_size = offset + len(data)
-    session.commit()
-    return job.log_size
+            return size
+        try:
+            # Conditional on the size read above, so two writers (a runner and the workspace's
+            # own note) never both take one offset, on SQLite too, where rows are not locked.
+            moved = session.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.log_size == size)
+                .values(log_size=size + len(new))
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(moved, "rowcount", 1) != 1:
+                session.rollback()
+                continue
+            session.add(LogChunk(job_id=job_id, offset=size, data=new, at=_now()))
+            session.commit()
+        except (IntegrityError, OperationalError):
+            session.rollback()
+            continue
+        return size + len(new)
+    raise ConflictError(f"The log of job {job_id} is being written by too many at once; retry.")
 
 
 def read_log(session: Session, job_id: str, offset: int = 0, limit: int | None = None) -> bytes:
