@@ -23,7 +23,10 @@ def test_demo_trains_the_example_and_prints_its_url(tmp_path: Path) -> None:
     port = free_port()
     result = subprocess.run(
         [sys.executable, str(examples / "demo.py"), "--port", str(port), "--exit"],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -39,8 +42,9 @@ def test_demo_trains_the_example_and_prints_its_url(tmp_path: Path) -> None:
         pass
     run_id = match.group(2)
     # Read the run back through a fresh server on the demo's workspace.
-    server = Server(args=["--workspace", str(tmp_path / ".demo" / "workspace")],
-                    cwd=tmp_path).start()
+    server = Server(
+        args=["--workspace", str(tmp_path / ".demo" / "workspace")], cwd=tmp_path
+    ).start()
     try:
         run = MlflowClient(server.url).get_run(run_id)
         assert run.info.status == "FINISHED"

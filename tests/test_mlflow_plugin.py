@@ -29,9 +29,9 @@ LOCAL = {"USE_CONDA": False}
 
 
 @pytest.fixture
-def tracking(sqlite_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
-    str
-]:
+def tracking(
+    sqlite_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """The MLflow client pointed at the workspace, in a fresh experiment, with a private cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     mlflow.set_tracking_uri(Workspace.get(sqlite_server.url).get_mlflow_tracking_uri())
@@ -80,14 +80,18 @@ def test_the_azure_flow_trains_the_example_and_tracks_everything(
     assert job.status == JobStatus.COMPLETED
     assert job.snapshot_id == tags["flowyard.snapshot"]
     assert [e.to_status for e in job.events] == [
-        JobStatus.PREPARING, JobStatus.RUNNING, JobStatus.FINALIZING, JobStatus.COMPLETED
+        JobStatus.PREPARING,
+        JobStatus.RUNNING,
+        JobStatus.FINALIZING,
+        JobStatus.COMPLETED,
     ]
     files = Client(sqlite_server.url).request("GET", f"/snapshots/{job.snapshot_id}")["files"]
     assert {f["path"] for f in files} == {"MLproject", "conda.yaml", "python_env.yaml", "train.py"}
 
 
-def test_a_failing_project_reports_its_error(tracking: str, sqlite_server: Server,
-                                             tmp_path: Path) -> None:
+def test_a_failing_project_reports_its_error(
+    tracking: str, sqlite_server: Server, tmp_path: Path
+) -> None:
     project = make_project(
         tmp_path / "fails",
         """\
@@ -102,8 +106,9 @@ def test_a_failing_project_reports_its_error(tracking: str, sqlite_server: Serve
         """,
     )
     with pytest.raises(ExecutionException):
-        mlflow.projects.run(str(project), parameters={"alpha": 0.3}, backend="flowyard",
-                            backend_config=LOCAL)
+        mlflow.projects.run(
+            str(project), parameters={"alpha": 0.3}, backend="flowyard", backend_config=LOCAL
+        )
     run = mlflow.search_runs([tracking], output_format="list")[0]
     assert run.info.status == "FAILED"
     job = Client(sqlite_server.url).get_job(run.info.run_id)
@@ -128,16 +133,20 @@ def test_a_failing_project_reports_its_error(tracking: str, sqlite_server: Serve
 
 def test_asynchronous_submit_then_wait(tracking: str) -> None:
     submitted = mlflow.projects.run(
-        str(EXAMPLE), parameters={"alpha": 0.1, "steps": 3}, backend="flowyard",
-        backend_config={**LOCAL, "STREAM_OUTPUT": False}, synchronous=False,
+        str(EXAMPLE),
+        parameters={"alpha": 0.1, "steps": 3},
+        backend="flowyard",
+        backend_config={**LOCAL, "STREAM_OUTPUT": False},
+        synchronous=False,
     )
     assert submitted.get_status() in {"SCHEDULED", "RUNNING", "FINISHED"}
     assert submitted.wait() is True
     assert submitted.get_status() == "FINISHED"
 
 
-def test_cancel_stops_the_process_group(tracking: str, sqlite_server: Server,
-                                        tmp_path: Path) -> None:
+def test_cancel_stops_the_process_group(
+    tracking: str, sqlite_server: Server, tmp_path: Path
+) -> None:
     pid_file = tmp_path / "child.pid"
     project = make_project(
         tmp_path / "sleeps",
@@ -151,7 +160,9 @@ def test_cancel_stops_the_process_group(tracking: str, sqlite_server: Server,
         """,
     )
     submitted = mlflow.projects.run(
-        str(project), backend="flowyard", synchronous=False,
+        str(project),
+        backend="flowyard",
+        synchronous=False,
         backend_config={**LOCAL, "ENV_VARS": {"PID_FILE": str(pid_file)}},
     )
     client = Client(sqlite_server.url)
@@ -188,10 +199,28 @@ def test_mlflow_run_cli_reaches_a_final_status_on_its_own(
     config = tmp_path / "backend.json"
     config.write_text(json.dumps(LOCAL))
     result = subprocess.run(
-        [sys.executable, "-m", "mlflow", "run", str(EXAMPLE), "-b", "flowyard", "-c", str(config),
-         "-P", "alpha=0.2", "-P", "steps=2", "--experiment-id", tracking],
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(EXAMPLE),
+            "-b",
+            "flowyard",
+            "-c",
+            str(config),
+            "-P",
+            "alpha=0.2",
+            "-P",
+            "steps=2",
+            "--experiment-id",
+            tracking,
+        ],
         env={**os.environ, "MLFLOW_TRACKING_URI": sqlite_server.url},
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     run = mlflow.search_runs([tracking], output_format="list")[0]
@@ -201,8 +230,9 @@ def test_mlflow_run_cli_reaches_a_final_status_on_its_own(
 
 
 def test_resubmitting_unchanged_code_uploads_nothing(tracking: str, tmp_path: Path) -> None:
-    project = make_project(tmp_path / "same", f"print('{tmp_path}')\n",
-                           files={"data/a.txt": f"{tmp_path}" * 100})
+    project = make_project(
+        tmp_path / "same", f"print('{tmp_path}')\n", files={"data/a.txt": f"{tmp_path}" * 100}
+    )
     first = mlflow.projects.run(str(project), backend="flowyard", backend_config=LOCAL)
     second = mlflow.projects.run(str(project), backend="flowyard", backend_config=LOCAL)
     # MLproject may already be stored by another test: its content is the factory's default.
@@ -240,8 +270,9 @@ def test_bad_input_is_refused_before_anything_is_created(
     _assert_refused(project, tracking, sqlite_server, kwargs, message)
 
 
-def _assert_refused(project: Path, experiment_id: str, server: Server,
-                    kwargs: dict[str, object], message: str) -> None:
+def _assert_refused(
+    project: Path, experiment_id: str, server: Server, kwargs: dict[str, object], message: str
+) -> None:
     client = Client(server.url)
     jobs_before = len(client.list_jobs(limit=1000))
     call: dict[str, object] = {"parameters": {"alpha": 0.1}, "backend_config": LOCAL, **kwargs}
@@ -266,8 +297,13 @@ def test_missing_parameter_malformed_mlproject_and_docker_env(
     tracking: str, sqlite_server: Server, tmp_path: Path
 ) -> None:
     needs = make_project(tmp_path / "needs", "", parameters="{alpha: float}")
-    _assert_refused(needs, tracking, sqlite_server, {"parameters": {}},
-                    "No value given for missing parameters: 'alpha'")
+    _assert_refused(
+        needs,
+        tracking,
+        sqlite_server,
+        {"parameters": {}},
+        "No value given for missing parameters: 'alpha'",
+    )
     broken = make_project(tmp_path / "broken", "")
     (broken / "MLproject").write_text("entry_points: [this, is, not, a, mapping\n")
     _assert_refused(broken, tracking, sqlite_server, {}, "cannot be used")
@@ -279,9 +315,13 @@ def test_tracking_uri_that_is_not_a_workspace(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", "print(1)\n")
     mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
     try:
-        with pytest.raises(NotAWorkspaceError, match="is not a Flowyard workspace; call "
-                           r"mlflow.set_tracking_uri\(Workspace.from_config\(\)"):
-            mlflow.projects.run(str(project), backend="flowyard", backend_config=LOCAL,
-                                experiment_id="0")
+        with pytest.raises(
+            NotAWorkspaceError,
+            match="is not a Flowyard workspace; call "
+            r"mlflow.set_tracking_uri\(Workspace.from_config\(\)",
+        ):
+            mlflow.projects.run(
+                str(project), backend="flowyard", backend_config=LOCAL, experiment_id="0"
+            )
     finally:
         mlflow.set_tracking_uri(None)

@@ -34,8 +34,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     init_workspace(project, port=port)
     cache = project / "cache"
-    server = Server(args=[], cwd=project, port=port,
-                    env={**FAST, "XDG_CACHE_HOME": str(cache)}).start()
+    server = Server(
+        args=[], cwd=project, port=port, env={**FAST, "XDG_CACHE_HOME": str(cache)}
+    ).start()
     yield server
     server.stop()
 
@@ -49,16 +50,25 @@ def client(workspace: Server, tmp_path: Path) -> Iterator[Client]:
 
 
 def _compute(workspace: Server, name: str, *args: str) -> None:
-    result = run_cli("compute", "create", name, "--type", "process", *args,
-                     cwd=workspace.cwd, env={"FLOWYARD_WORKSPACE_URL": workspace.url})
+    result = run_cli(
+        "compute",
+        "create",
+        name,
+        "--type",
+        "process",
+        *args,
+        cwd=workspace.cwd,
+        env={"FLOWYARD_WORKSPACE_URL": workspace.url},
+    )
     assert result.returncode == 0, result.stderr
 
 
 def _submit(project: Path, compute: str, **config: object) -> str:
     run = mlflow.projects.run(
-        str(project), backend="flowyard", synchronous=False,
-        backend_config={"COMPUTE": compute, "USE_CONDA": False, "STREAM_OUTPUT": False,
-                        **config},
+        str(project),
+        backend="flowyard",
+        synchronous=False,
+        backend_config={"COMPUTE": compute, "USE_CONDA": False, "STREAM_OUTPUT": False, **config},
     )
     return str(run.run_id)
 
@@ -80,14 +90,19 @@ def _at(job: JobOut, status: JobStatus) -> datetime:
 def test_the_remote_flow_on_a_process_compute(client: Client, workspace: Server) -> None:
     _compute(workspace, "cpu-cluster", "--max-concurrent-jobs", "2")
     run = mlflow.projects.run(
-        str(EXAMPLE), parameters={"alpha": 0.3, "steps": 5}, backend="flowyard",
+        str(EXAMPLE),
+        parameters={"alpha": 0.3, "steps": 5},
+        backend="flowyard",
         backend_config={"COMPUTE": "cpu-cluster", "USE_CONDA": False, "STREAM_OUTPUT": False},
     )
     job = client.get_job(run.run_id)
     assert job.status == JobStatus.COMPLETED
     assert job.compute == "cpu-cluster"
     assert [e.to_status for e in job.events] == [
-        JobStatus.QUEUED, JobStatus.PREPARING, JobStatus.RUNNING, JobStatus.FINALIZING,
+        JobStatus.QUEUED,
+        JobStatus.PREPARING,
+        JobStatus.RUNNING,
+        JobStatus.FINALIZING,
         JobStatus.COMPLETED,
     ]
     assert "dispatched to cpu-cluster" in job.events[1].reason
@@ -106,8 +121,11 @@ def test_an_unknown_compute_lists_the_known_ones_before_creating_anything(
 ) -> None:
     _compute(workspace, "known-one")
     jobs_before = len(client.list_jobs(limit=1000))
-    with pytest.raises(NotFoundError, match=r"Unknown compute 'gpu-cluster'; this workspace "
-                                            r"knows: local, .*known-one"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"Unknown compute 'gpu-cluster'; this workspace "
+        r"knows: local, .*known-one",
+    ):
         _submit(make_project(tmp_path / "p", "print(1)\n"), "gpu-cluster")
     assert len(client.list_jobs(limit=1000)) == jobs_before
 
@@ -220,6 +238,7 @@ def test_a_server_killed_mid_run_loses_nothing(
     for run_id in ids:
         job = _final(client, run_id)
         assert job.status == JobStatus.COMPLETED
-        lines = [ln for ln in client.read_log(run_id)[0].decode().splitlines()
-                 if ln.startswith("line ")]
+        lines = [
+            ln for ln in client.read_log(run_id)[0].decode().splitlines() if ln.startswith("line ")
+        ]
         assert lines == [f"line {i}" for i in range(60)]

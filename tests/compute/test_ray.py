@@ -42,16 +42,37 @@ def ray_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     port, dashboard = free_port(), free_port()
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     log = tmp_path_factory.mktemp("ray") / "ray.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(bin_dir / "ray"), "start", "--head", "--block", "--port", str(port),
-             "--dashboard-port", str(dashboard), "--dashboard-host", "127.0.0.1",
-             "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--disable-usage-stats",
-             "--include-dashboard", "true"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(bin_dir / "ray"),
+                "start",
+                "--head",
+                "--block",
+                "--port",
+                str(port),
+                "--dashboard-port",
+                str(dashboard),
+                "--dashboard-host",
+                "127.0.0.1",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--num-cpus",
+                "2",
+                "--disable-usage-stats",
+                "--include-dashboard",
+                "true",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 180
@@ -78,11 +99,24 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, ray_dashboard: str) -> I
     project = tmp_path_factory.mktemp("ray-workspace")
     port = free_port()
     init_workspace(project, port=port)
-    server = Server(args=[], cwd=project, port=port,
-                    env={**FAST, "XDG_CACHE_HOME": str(project / "cache")}).start()
-    result = run_cli("compute", "create", "ray-cluster", "--type", "ray", "--address",
-                     ray_dashboard, "--python", sys.executable, "--num-cpus", "1",
-                     cwd=project, env={"FLOWYARD_WORKSPACE_URL": server.url})
+    server = Server(
+        args=[], cwd=project, port=port, env={**FAST, "XDG_CACHE_HOME": str(project / "cache")}
+    ).start()
+    result = run_cli(
+        "compute",
+        "create",
+        "ray-cluster",
+        "--type",
+        "ray",
+        "--address",
+        ray_dashboard,
+        "--python",
+        sys.executable,
+        "--num-cpus",
+        "1",
+        cwd=project,
+        env={"FLOWYARD_WORKSPACE_URL": server.url},
+    )
     assert result.returncode == 0, result.stderr
     yield server
     server.stop()
@@ -98,7 +132,9 @@ def client(workspace: Server, tmp_path: Path) -> Iterator[Client]:
 
 def test_the_remote_flow_on_ray(client: Client) -> None:
     run = mlflow.projects.run(
-        str(EXAMPLE), parameters={"alpha": 0.3, "steps": 4}, backend="flowyard",
+        str(EXAMPLE),
+        parameters={"alpha": 0.3, "steps": 4},
+        backend="flowyard",
         backend_config={"COMPUTE": "ray-cluster", "USE_CONDA": False, "STREAM_OUTPUT": False},
     )
     job = client.get_job(run.run_id)
@@ -118,10 +154,13 @@ def test_cancel_a_running_ray_job(client: Client, tmp_path: Path, ray_dashboard:
     from ray.job_submission import JobStatus as RayStatus
     from ray.job_submission import JobSubmissionClient
 
-    project = make_project(tmp_path / "p",
-                           "import time\nprint('sleeping', flush=True)\ntime.sleep(300)\n")
+    project = make_project(
+        tmp_path / "p", "import time\nprint('sleeping', flush=True)\ntime.sleep(300)\n"
+    )
     run = mlflow.projects.run(
-        str(project), backend="flowyard", synchronous=False,
+        str(project),
+        backend="flowyard",
+        synchronous=False,
         backend_config={"COMPUTE": "ray-cluster", "USE_CONDA": False},
     )
     deadline = time.monotonic() + 120
@@ -134,8 +173,11 @@ def test_cancel_a_running_ray_job(client: Client, tmp_path: Path, ray_dashboard:
     assert MlflowClient().get_run(run.run_id).info.status == "KILLED"
     ray = JobSubmissionClient(ray_dashboard)
     deadline = time.monotonic() + 60
-    while ray.get_job_status(job.external_id) not in (RayStatus.STOPPED, RayStatus.SUCCEEDED,
-                                                      RayStatus.FAILED):
+    while ray.get_job_status(job.external_id) not in (
+        RayStatus.STOPPED,
+        RayStatus.SUCCEEDED,
+        RayStatus.FAILED,
+    ):
         assert time.monotonic() < deadline, "the Ray job kept running after the cancel"
         time.sleep(0.5)
 
@@ -163,7 +205,9 @@ def test_a_killed_ray_runner_is_retried(client: Client, tmp_path: Path) -> None:
         """,
     )
     run = mlflow.projects.run(
-        str(project), backend="flowyard", synchronous=False,
+        str(project),
+        backend="flowyard",
+        synchronous=False,
         backend_config={"COMPUTE": "ray-cluster", "USE_CONDA": False, "MAX_RETRIES": 1},
     )
     deadline = time.monotonic() + 120
@@ -189,5 +233,3 @@ def _ray_runner_pid(job_id: str) -> int:
         if b"flowyard.runner" in cmdline and job_id.encode() in cmdline:
             return int(entry.name)
     raise AssertionError(f"no runner process for job {job_id}")
-
-

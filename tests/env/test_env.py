@@ -43,8 +43,9 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def tracking(sqlite_server: Server, tmp_path: Path, uv_cache: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def tracking(
+    sqlite_server: Server, tmp_path: Path, uv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
     mlflow.set_tracking_uri(Workspace.get(sqlite_server.url).get_mlflow_tracking_uri())
@@ -64,8 +65,9 @@ def _log(run_id: str) -> str:
 
 
 def _executable(log: str) -> Path:
-    return Path(next(line.split(" ", 1)[1] for line in log.splitlines()
-                     if line.startswith("EXECUTABLE ")))
+    return Path(
+        next(line.split(" ", 1)[1] for line in log.splitlines() if line.startswith("EXECUTABLE "))
+    )
 
 
 def test_a_new_env_then_the_cached_one(tracking: str, tmp_path: Path) -> None:
@@ -88,12 +90,14 @@ def test_a_new_env_then_the_cached_one(tracking: str, tmp_path: Path) -> None:
     assert _executable(log) == env_python
 
 
-def test_two_concurrent_jobs_build_one_env_once(tracking: str, tmp_path: Path,
-                                                sqlite_server: Server) -> None:
+def test_two_concurrent_jobs_build_one_env_once(
+    tracking: str, tmp_path: Path, sqlite_server: Server
+) -> None:
     project = _python_env_project(tmp_path / "p", ["six==1.16.0", "idna==3.10"])
     runs = [
-        mlflow.projects.run(str(project), backend="flowyard", backend_config=BUILD,
-                            synchronous=False)
+        mlflow.projects.run(
+            str(project), backend="flowyard", backend_config=BUILD, synchronous=False
+        )
         for _ in range(2)
     ]
     assert all(r.wait() for r in runs)
@@ -113,16 +117,22 @@ builder.ensure(spec, sys.argv[1], lambda b: (sys.stdout.buffer.write(b), sys.std
 """
 
 
-def test_a_build_killed_midway_is_never_reused(tmp_path: Path, uv_cache: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_killed_midway_is_never_reused(
+    tmp_path: Path, uv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
     envs = tmp_path / "cache" / "flowyard" / "envs"
-    proc = subprocess.Popen([sys.executable, "-c", _BUILD_AND_HANG, mlflow.__version__],
-                            stdout=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BUILD_AND_HANG, mlflow.__version__],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
-    while not any(p.name.startswith(".build-") and (p / "bin" / "python").exists()
-                  for p in (envs.iterdir() if envs.exists() else [])):
+    while not any(
+        p.name.startswith(".build-") and (p / "bin" / "python").exists()
+        for p in (envs.iterdir() if envs.exists() else [])
+    ):
         assert time.monotonic() < deadline and proc.poll() is None, "the build never started"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -130,12 +140,21 @@ def test_a_build_killed_midway_is_never_reused(tmp_path: Path, uv_cache: Path,
     leftovers = [p for p in envs.iterdir() if p.name.startswith(".build-")]
     assert leftovers and not [p for p in envs.iterdir() if p.is_dir() and p not in leftovers]
 
-    spec = {"manager": "uv", "source": "python_env.yaml", "python": None,
-            "build_dependencies": [], "dependencies": ["six==1.16.0"]}
+    spec = {
+        "manager": "uv",
+        "source": "python_env.yaml",
+        "python": None,
+        "build_dependencies": [],
+        "dependencies": ["six==1.16.0"],
+    }
     env = builder.ensure(spec, mlflow.__version__, lambda _: None)
     assert env.built
-    check = subprocess.run([str(env.python), "-c", "import six, mlflow; print(six.__version__)"],
-                           capture_output=True, text=True, check=True)
+    check = subprocess.run(
+        [str(env.python), "-c", "import six, mlflow; print(six.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert check.stdout.strip() == "1.16.0"
     assert set(builder.prune(unused_days=30)) == {p.name for p in leftovers}
     assert [e.key for e in builder.list_envs()] == [env.path.name]
@@ -153,8 +172,9 @@ def test_conda_yaml_without_conda(tracking: str, tmp_path: Path) -> None:
     assert "environment: conda.yaml (Python 3.11)" in log
 
 
-def test_python_the_compute_lacks_is_refused_up_front(tracking: str, tmp_path: Path,
-                                                      sqlite_server: Server) -> None:
+def test_python_the_compute_lacks_is_refused_up_front(
+    tracking: str, tmp_path: Path, sqlite_server: Server
+) -> None:
     """The Azure sample's conda.yaml says python=3.6."""
     project = make_project(tmp_path / "p", "print(1)\n", parameters="{}", command="python main.py")
     (project / "conda.yaml").write_text(
@@ -188,8 +208,9 @@ def test_a_package_that_does_not_exist_fails_the_job_with_the_resolver_text(
 
 
 def test_the_example_runs_in_its_pinned_env(tracking: str) -> None:
-    submitted = mlflow.projects.run(str(EXAMPLE), parameters={"steps": 2}, backend="flowyard",
-                                    backend_config=BUILD)
+    submitted = mlflow.projects.run(
+        str(EXAMPLE), parameters={"steps": 2}, backend="flowyard", backend_config=BUILD
+    )
     log = _log(submitted.run_id)
     assert "environment: python_env.yaml (Python 3.11)" in log
     assert "environment: built" in log

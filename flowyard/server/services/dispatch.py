@@ -26,6 +26,8 @@ DISPATCH_INTERVAL_S = float(os.environ.get("FLOWYARD_DISPATCH_INTERVAL_S", "0.5"
 RECONCILE_INTERVAL_S = float(os.environ.get("FLOWYARD_RECONCILE_INTERVAL_S", "5"))
 # A runner beats every second; silence this long means it is gone.
 HEARTBEAT_TIMEOUT_S = float(os.environ.get("FLOWYARD_HEARTBEAT_TIMEOUT_S", "60"))
+# Jobs one claim takes at most: short transactions, and a fair share between server processes.
+CLAIM_BATCH = 50
 # A canceled job whose runner does not stop it within this long is stopped through its compute.
 CANCEL_GRACE_S = 30.0
 
@@ -39,7 +41,7 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
-def claim(session: Session, compute_name: str) -> list[Job]:
+def claim(session: Session, compute_name: str, limit: int = CLAIM_BATCH) -> list[Job]:
     """Move as many queued jobs of one compute to `preparing` as it has free slots — highest
     priority first, then oldest — and note why the others wait. One transaction."""
     compute = session.get(Compute, compute_name)
@@ -66,7 +68,7 @@ def claim(session: Session, compute_name: str) -> list[Job]:
             .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
         )
     )
-    free = max(compute.max_concurrent_jobs - active, 0)
+    free = min(max(compute.max_concurrent_jobs - active, 0), limit)
     taken = queued[:free]
     for slot, job in enumerate(taken, start=active + 1):
         jobs.transition(
