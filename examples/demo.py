@@ -2,9 +2,10 @@
 on it.
 
 Run it with `make demo`. It creates `.demo/workspace` (SQLite and an artifact folder), points
-`examples/` at it with `.flowyard/config.json`, starts `flowyard server`, trains
-`examples/sklearn_elasticnet` through `mlflow.projects.run(..., backend="flowyard")` exactly as the
-Azure ML sample did, prints where to see the run, and serves until Ctrl-C (`--exit` stops at once).
+`examples/` at it with `.flowyard/config.json`, starts `flowyard server`, registers a `process`
+compute named `cpu-cluster`, trains `examples/sklearn_elasticnet` through
+`mlflow.projects.run(..., backend="flowyard")` as the Azure ML samples did — on this machine and
+on `cpu-cluster` — prints where to see both runs, and serves until Ctrl-C (`--exit` stops at once).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import mlflow
 
 from flowyard import Workspace
-from flowyard.errors import FlowyardError
+from flowyard.client import Client
+from flowyard.errors import FlowyardError, NotFoundError
 
 EXAMPLES = Path(__file__).resolve().parent
 WORKSPACE_DIR = EXAMPLES.parent / ".demo" / "workspace"
@@ -73,16 +75,32 @@ def _wait_for(server: subprocess.Popen[bytes], timeout: float = 180) -> Workspac
     sys.exit(f"the workspace did not answer within {timeout:.0f} s: {last}")
 
 
-def _train_example(ws: Workspace) -> str:
+def _ensure_cpu_cluster(ws: Workspace) -> None:
+    with Client(ws.url) as client:
+        try:
+            client.request("GET", "/computes/cpu-cluster")
+        except NotFoundError:
+            body = {"name": "cpu-cluster", "type": "process", "max_concurrent_jobs": 2}
+            client.request("POST", "/computes", json=body)
+
+
+def _train_example(ws: Workspace) -> list[str]:
+    """Train the example as the Azure sample did: on this machine, then on `cpu-cluster`."""
     mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())
-    experiment = mlflow.set_experiment("experiment-with-mlflow-projects")
-    local_run = mlflow.projects.run(
-        uri=str(EXAMPLES / "sklearn_elasticnet"),
-        parameters={"alpha": 0.3},
-        backend="flowyard",
-        backend_config={"USE_CONDA": False},
-    )
-    return f"{ws.url}/#/experiments/{experiment.experiment_id}/runs/{local_run.run_id}"
+    urls = []
+    for experiment_name, config in [
+        ("experiment-with-mlflow-projects", {"USE_CONDA": False}),
+        ("train-mlflow-project-amlcompute", {"COMPUTE": "cpu-cluster", "USE_CONDA": False}),
+    ]:
+        experiment = mlflow.set_experiment(experiment_name)
+        run = mlflow.projects.run(
+            uri=str(EXAMPLES / "sklearn_elasticnet"),
+            parameters={"alpha": 0.3},
+            backend="flowyard",
+            backend_config=config,
+        )
+        urls.append(f"{ws.url}/#/experiments/{experiment.experiment_id}/runs/{run.run_id}")
+    return urls
 
 
 def main() -> None:
@@ -96,9 +114,11 @@ def main() -> None:
     server = subprocess.Popen([*FLOWYARD, "server"], cwd=EXAMPLES, start_new_session=True)
     try:
         ws = _wait_for(server)
-        run_url = _train_example(ws)
+        _ensure_cpu_cluster(ws)
+        local_url, cluster_url = _train_example(ws)
         print(f"\nWorkspace {ws.name!r} is at {ws.url}")
-        print(f"The example's run in the MLflow UI: {run_url}")
+        print(f"The example trained on this machine: {local_url}")
+        print(f"The example trained on cpu-cluster:  {cluster_url}")
         if args.exit:
             return
         print("Serving until Ctrl-C.")

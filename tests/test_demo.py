@@ -30,8 +30,10 @@ def test_demo_trains_the_example_and_prints_its_url(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    match = re.search(r"The example's run in the MLflow UI: (http://\S+/runs/(\w+))", result.stdout)
+    match = re.search(r"trained on this machine: (http://\S+/runs/(\w+))", result.stdout)
     assert match, result.stdout
+    cluster = re.search(r"trained on cpu-cluster: +(http://\S+/runs/(\w+))", result.stdout)
+    assert cluster, result.stdout
     assert (tmp_path / ".demo" / "workspace" / "flowyard.db").is_file()
     assert "ElasticNet(alpha=0.3, l1_ratio=0.5)" in result.stdout
     # The server stopped with the demo; its database keeps the finished run.
@@ -40,14 +42,18 @@ def test_demo_trains_the_example_and_prints_its_url(tmp_path: Path) -> None:
         raise AssertionError("the demo left its server running")
     except httpx.ConnectError:
         pass
-    run_id = match.group(2)
     # Read the run back through a fresh server on the demo's workspace.
     server = Server(
         args=["--workspace", str(tmp_path / ".demo" / "workspace")], cwd=tmp_path
     ).start()
     try:
-        run = MlflowClient(server.url).get_run(run_id)
-        assert run.info.status == "FINISHED"
-        assert run.data.params["alpha"] == "0.3"
+        for run_id in (match.group(2), cluster.group(2)):
+            run = MlflowClient(server.url).get_run(run_id)
+            assert run.info.status == "FINISHED"
+            assert run.data.params["alpha"] == "0.3"
+        assert (
+            MlflowClient(server.url).get_run(cluster.group(2)).data.tags["flowyard.compute"]
+            == "cpu-cluster"
+        )
     finally:
         server.stop()
