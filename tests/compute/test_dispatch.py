@@ -20,7 +20,7 @@ from flowyard.client import Client
 from flowyard.schemas import JobStatus
 from flowyard.server.db.engine import prepare_database
 from flowyard.server.db.models import Compute, Job, Snapshot
-from tests.compute.test_process import FAST, _at, _final
+from tests.compute.conftest import FAST, event_at, final_job
 from tests.conftest import Server, run_cli
 from tests.factories import make_project
 
@@ -153,10 +153,10 @@ def test_two_real_servers_run_each_job_once(two_servers: list[Server], tmp_path:
         )
     mlflow.set_tracking_uri(None)
     client = Client(first.url)
-    jobs = [_final(client, i) for i in ids]
+    jobs = [final_job(client, i) for i in ids]
     assert all(j.status == JobStatus.COMPLETED for j in jobs)
     runs = sorted(p.name.split("-")[0] for p in marker.iterdir())
     assert runs == sorted(ids)  # each entry point ran exactly once
-    spans = [(_at(j, JobStatus.PREPARING), j.ended_at) for j in jobs]
+    spans = [(event_at(j, JobStatus.PREPARING), j.ended_at) for j in jobs]
     for start, _ in spans:
         assert sum(1 for s, e in spans if e is not None and s <= start < e) <= 3

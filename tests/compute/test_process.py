@@ -7,7 +7,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import mlflow
@@ -16,37 +15,17 @@ from mlflow import MlflowClient
 
 from flowyard.client import Client
 from flowyard.errors import NotFoundError
-from flowyard.schemas import JobOut, JobStatus
-from tests.conftest import Server, free_port, init_workspace, run_cli
+from flowyard.schemas import JobStatus
+from tests.compute.conftest import event_at, fast_workspace, final_job
+from tests.conftest import Server, run_cli
 from tests.factories import EXAMPLE, make_project
-
-# Short timeouts, so a lost runner is noticed in seconds rather than a minute.
-FAST = {
-    "FLOWYARD_HEARTBEAT_TIMEOUT_S": "4",
-    "FLOWYARD_RECONCILE_INTERVAL_S": "1",
-    "FLOWYARD_DISPATCH_INTERVAL_S": "0.2",
-}
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    project = tmp_path_factory.mktemp("process-compute")
-    port = free_port()
-    init_workspace(project, port=port)
-    cache = project / "cache"
-    server = Server(
-        args=[], cwd=project, port=port, env={**FAST, "XDG_CACHE_HOME": str(cache)}
-    ).start()
+    server = fast_workspace(tmp_path_factory.mktemp("process-compute"))
     yield server
     server.stop()
-
-
-@pytest.fixture
-def client(workspace: Server, tmp_path: Path) -> Iterator[Client]:
-    mlflow.set_tracking_uri(workspace.url)
-    mlflow.set_experiment(f"compute-{tmp_path.name}")
-    yield Client(workspace.url)
-    mlflow.set_tracking_uri(None)
 
 
 def _compute(workspace: Server, name: str, *args: str) -> None:
@@ -71,20 +50,6 @@ def _submit(project: Path, compute: str, **config: object) -> str:
         backend_config={"COMPUTE": compute, "USE_CONDA": False, "STREAM_OUTPUT": False, **config},
     )
     return str(run.run_id)
-
-
-def _final(client: Client, run_id: str, timeout: float = 180) -> JobOut:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get_job(run_id)
-        if job.status.is_final:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {run_id} still {client.get_job(run_id).status} after {timeout} s")
-
-
-def _at(job: JobOut, status: JobStatus) -> datetime:
-    return next(e.at for e in job.events if e.to_status == status)
 
 
 def test_the_remote_flow_on_a_process_compute(client: Client, workspace: Server) -> None:
@@ -140,14 +105,14 @@ def test_ten_jobs_on_two_slots_never_run_more_than_two_at_once(
     assert waiting.status == JobStatus.QUEUED
     assert waiting.waiting_reason is not None
     assert "two-slots: 2 of 2 slots busy" in waiting.waiting_reason
-    jobs = [_final(client, i) for i in ids]
+    jobs = [final_job(client, i) for i in ids]
     assert all(j.status == JobStatus.COMPLETED for j in jobs)
-    spans = [(_at(j, JobStatus.PREPARING), j.ended_at) for j in jobs]
+    spans = [(event_at(j, JobStatus.PREPARING), j.ended_at) for j in jobs]
     for start, _ in spans:
         overlapping = sum(1 for s, e in spans if e is not None and s <= start < e)
         assert overlapping <= 2
     # Submission order: each job was dispatched no earlier than the one submitted before it.
-    dispatched = [_at(j, JobStatus.PREPARING) for j in jobs]
+    dispatched = [event_at(j, JobStatus.PREPARING) for j in jobs]
     assert dispatched == sorted(dispatched)
 
 
@@ -164,8 +129,8 @@ def test_priority_goes_first_and_a_queued_job_cancels_at_once(
     canceled = client.cancel_job(doomed)
     assert canceled.status == JobStatus.CANCELED
     assert MlflowClient().get_run(doomed).info.status == "KILLED"
-    jobs = {i: _final(client, i) for i in (first, low, high)}
-    assert _at(jobs[high], JobStatus.PREPARING) < _at(jobs[low], JobStatus.PREPARING)
+    jobs = {i: final_job(client, i) for i in (first, low, high)}
+    assert event_at(jobs[high], JobStatus.PREPARING) < event_at(jobs[low], JobStatus.PREPARING)
 
 
 def _runner_pid(client: Client, run_id: str, timeout: float = 60) -> int:
@@ -196,7 +161,7 @@ def test_a_killed_runner_fails_the_job_and_is_retried(
     )
     retried = _submit(project, "flaky", MAX_RETRIES=1)
     os.killpg(_runner_pid(client, retried), signal.SIGKILL)
-    job = _final(client, retried)
+    job = final_job(client, retried)
     assert job.status == JobStatus.COMPLETED, job.events
     assert job.attempt == 2
     statuses = [e.to_status for e in job.events]
@@ -210,7 +175,7 @@ def test_a_killed_runner_fails_the_job_and_is_retried(
     no_retry = _submit(project, "flaky")
     started = time.monotonic()
     os.killpg(_runner_pid(client, no_retry), signal.SIGKILL)
-    job = _final(client, no_retry)
+    job = final_job(client, no_retry)
     assert job.status == JobStatus.FAILED
     assert time.monotonic() - started < 30
     assert job.error is not None and job.error.type == "RunnerLost"
@@ -236,7 +201,7 @@ def test_a_server_killed_mid_run_loses_nothing(
     time.sleep(3)
     workspace.start()
     for run_id in ids:
-        job = _final(client, run_id)
+        job = final_job(client, run_id)
         assert job.status == JobStatus.COMPLETED
         lines = [
             ln for ln in client.read_log(run_id)[0].decode().splitlines() if ln.startswith("line ")

@@ -23,8 +23,8 @@ from mlflow import MlflowClient
 
 from flowyard.client import Client
 from flowyard.schemas import ComputeOut, JobStatus
-from tests.compute.test_process import FAST, _final
-from tests.conftest import Server, free_port, init_workspace, run_cli
+from tests.compute.conftest import fast_workspace, final_job
+from tests.conftest import Server, free_port, run_cli
 from tests.factories import EXAMPLE, make_project
 
 pytestmark = pytest.mark.ray
@@ -96,12 +96,7 @@ def ray_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, ray_dashboard: str) -> Iterator[Server]:
-    project = tmp_path_factory.mktemp("ray-workspace")
-    port = free_port()
-    init_workspace(project, port=port)
-    server = Server(
-        args=[], cwd=project, port=port, env={**FAST, "XDG_CACHE_HOME": str(project / "cache")}
-    ).start()
+    server = fast_workspace(tmp_path_factory.mktemp("ray-workspace"))
     result = run_cli(
         "compute",
         "create",
@@ -114,20 +109,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, ray_dashboard: str) -> I
         sys.executable,
         "--num-cpus",
         "1",
-        cwd=project,
+        cwd=server.cwd,
         env={"FLOWYARD_WORKSPACE_URL": server.url},
     )
     assert result.returncode == 0, result.stderr
     yield server
     server.stop()
-
-
-@pytest.fixture
-def client(workspace: Server, tmp_path: Path) -> Iterator[Client]:
-    mlflow.set_tracking_uri(workspace.url)
-    mlflow.set_experiment(f"ray-{tmp_path.name}")
-    yield Client(workspace.url)
-    mlflow.set_tracking_uri(None)
 
 
 def test_the_remote_flow_on_ray(client: Client) -> None:
@@ -168,7 +155,7 @@ def test_cancel_a_running_ray_job(client: Client, tmp_path: Path, ray_dashboard:
         assert time.monotonic() < deadline, "the Ray job never started its entry point"
         time.sleep(0.3)
     run.cancel()
-    job = _final(client, run.run_id)
+    job = final_job(client, run.run_id)
     assert job.status == JobStatus.CANCELED
     assert MlflowClient().get_run(run.run_id).info.status == "KILLED"
     ray = JobSubmissionClient(ray_dashboard)
@@ -216,7 +203,7 @@ def test_a_killed_ray_runner_is_retried(client: Client, tmp_path: Path) -> None:
         time.sleep(0.2)
     runner = _ray_runner_pid(run.run_id)
     os.kill(runner, signal.SIGKILL)
-    job = _final(client, run.run_id)
+    job = final_job(client, run.run_id)
     assert job.status == JobStatus.COMPLETED
     assert job.attempt == 2
 
