@@ -6,6 +6,7 @@ import getpass
 import os
 import subprocess
 import sys
+import traceback
 from typing import Any
 
 from mlflow.projects.backend.abstract_backend import AbstractBackend
@@ -61,27 +62,57 @@ def _run_tags(
 
 
 def start_local_runner(workspace_url: str, job_id: str) -> None:
-    """Start the runner on this machine, detached: it outlives the caller."""
+    """Start the runner on this machine, detached: it outlives the caller.
+
+    Where the OS can fork, the runner is forked from this process, which has already imported
+    what the runner needs: a fresh interpreter would spend most of a second importing it again
+    before the job's own code could start. The double fork leaves it a child of init, in a
+    session of its own, so it neither becomes a zombie of the caller nor dies with it.
+    """
     folder = paths.job_dir(job_id)
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "runner.out").open("ab") as out:
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowyard.runner",
-                "--workspace",
-                workspace_url,
-                "--job",
-                job_id,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env={**os.environ},
-        )
+        if not hasattr(os, "fork"):
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "flowyard.runner",
+                    "--workspace",
+                    workspace_url,
+                    "--job",
+                    job_id,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+            return
+        from flowyard.runner.runner import Runner  # imported before the fork, not after
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            os.waitpid(pid, 0)  # the intermediate child exits at once
+            return
+        code = 1
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(out.fileno(), 1)
+            os.dup2(out.fileno(), 2)
+            code = Runner(workspace_url, job_id).run()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            # Never return into the caller's code (or its atexit handlers) in the child.
+            os._exit(code)
 
 
 def submit(
