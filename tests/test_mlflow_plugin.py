@@ -19,7 +19,7 @@ from mlflow.exceptions import ExecutionException
 
 from flowyard import Workspace
 from flowyard.client import Client
-from flowyard.errors import InvalidRequestError, NotAWorkspaceError
+from flowyard.errors import FlowyardError, NotAWorkspaceError
 from flowyard.schemas import JobStatus
 from flowyard.submitted_run import FlowyardSubmittedRun
 from tests.conftest import Server
@@ -276,7 +276,7 @@ def _assert_refused(
     client = Client(server.url)
     jobs_before = len(client.list_jobs(limit=1000))
     call: dict[str, object] = {"parameters": {"alpha": 0.1}, "backend_config": LOCAL, **kwargs}
-    with pytest.raises(InvalidRequestError) as err:
+    with pytest.raises(FlowyardError) as err:
         mlflow.projects.run(str(project), backend="flowyard", **call)  # type: ignore[arg-type]
     assert message in str(err.value)
     assert mlflow.search_runs([experiment_id], output_format="list") == []

@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
-from flowyard.server.routers import computes, jobs, meta, snapshots
+from flowyard.server.routers import computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
@@ -71,6 +72,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_exception_handler(FlowyardError, _flowyard_error)
     for module in (meta, snapshots, jobs, computes):
         app.include_router(module.router, prefix=defaults.API_PREFIX)
+    # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
+    app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")
+    app.include_router(studio.router)
     # Last, so Flowyard's routes win: MLflow's REST API, artifact proxy and UI.
     app.mount("/", mlflow_app)
     return app

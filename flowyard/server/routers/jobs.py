@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict
 
 from flowyard.errors import InvalidRequestError
 from flowyard.schemas import (
@@ -75,6 +76,25 @@ def get_job(job_id: str, session: DbSession) -> JobOut:
 @router.post("/{job_id}/cancel")
 def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
     return job_out(jobs.cancel(session, job_id, state.settings))
+
+
+class Rerun(BaseModel):
+    """Parameters to change for a re-run; the others keep the old job's values."""
+
+    model_config = ConfigDict(extra="forbid")
+    parameters: dict[str, str] = {}
+
+
+@router.post("/{job_id}/rerun", status_code=201)
+def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state: State) -> JobOut:
+    """A new job from this one's snapshot and compute, with edited parameters."""
+    client = request.client.host if request.client else "an unknown host"
+    job = jobs.rerun(
+        session, job_id, body.parameters, f"{client} (re-run of {job_id})", state.settings
+    )
+    if job.status == JobStatus.QUEUED:
+        state.dispatcher.wake()
+    return job_out(job)
 
 
 @router.post("/{job_id}/start")

@@ -308,3 +308,73 @@ def finish_run(session: Session, job: Job, settings: ServerSettings) -> None:
     log = read_log(session, job.id)
     if log:
         runs.upload_log(job.id, log, settings.artifacts_destination)
+
+
+# The submission tags a re-run inherits: where the code came from, not what the run logged.
+_RERUN_TAGS = ("mlflow.user", "mlflow.source.", "mlflow.project.entryPoint", "mlflow.project.env")
+
+
+def rerun(
+    session: Session,
+    job_id: str,
+    parameters: dict[str, str],
+    submitted_from: str,
+    settings: ServerSettings,
+) -> Job:
+    """A new job from ``job_id``'s snapshot, entry point, environment and compute, with its
+    parameters replaced by ``parameters`` where given, checked by MLflow's rules like a submit.
+
+    Only jobs on a registered compute can be re-run: a local job's runner would have to start
+    on the machine that submitted it, which the workspace cannot reach.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from flowyard.project import prepare
+    from flowyard.server.services import snapshots
+
+    old = get(session, job_id)
+    if old.compute == LOCAL_COMPUTE:
+        raise InvalidRequestError(
+            f"Job {job_id} ran on the submitting machine (COMPUTE local), where the workspace "
+            "cannot start a runner; run it again from that machine, or submit it to a compute."
+        )
+    snapshot = snapshots.get_snapshot(session, old.snapshot_id)
+    with tempfile.TemporaryDirectory(prefix="flowyard-rerun-") as tmp:
+        # MLflow's checks read the MLproject, its environment files and a file entry point; the
+        # rest of the code stays in the artifact store.
+        for entry in snapshot.manifest:
+            path: str = entry["path"]
+            if (
+                path.lower() == "mlproject"
+                or path.endswith((".yaml", ".yml"))
+                or (path == old.entry_point)
+            ):
+                blob = snapshots.open_blob(session, settings.artifacts_destination, entry["digest"])
+                target = Path(tmp, path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(blob.path.read_bytes())
+                if blob.temp_dir:
+                    shutil.rmtree(blob.temp_dir, ignore_errors=True)
+        prepared = prepare(tmp, None, old.entry_point, {**old.parameters, **parameters})
+    tags = session.execute(
+        sa.text("SELECT key, value FROM tags WHERE run_uuid = :id"), {"id": job_id}
+    ).tuples()
+    inherited = {k: v for k, v in tags if k.startswith(_RERUN_TAGS)}
+    options = {k: v for k, v in old.options.items() if k != "artifact_uri"}
+    options["command"] = prepared.command
+    request = JobSubmit(
+        experiment_id=old.experiment_id,
+        snapshot_id=old.snapshot_id,
+        project_uri=old.project_uri,
+        entry_point=old.entry_point,
+        parameters=prepared.parameters,
+        environment=old.environment,
+        options=options,
+        compute=old.compute,
+        priority=old.priority,
+        user=old.user,
+        tags={**inherited, "flowyard.rerun_of": job_id},
+    )
+    return submit(session, request, submitted_from)

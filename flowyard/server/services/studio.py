@@ -20,6 +20,7 @@ from flowyard.schemas import JobStatus
 from flowyard.server.db.models import Compute, Job, Snapshot
 from flowyard.server.services import computes
 from flowyard.server.services import jobs as job_service
+from flowyard.snapshot import FileEntry
 
 # Lightweight handles on MLflow's tables: only the columns the studio reads.
 RUNS = sa.table(
@@ -150,9 +151,9 @@ def jobs_page(session: Session, filters: JobFilters) -> JobsPage:
         ):
             by_id[run_id].params[key] = value
         for key, value, run_id in session.execute(
-            sa.select(LATEST_METRICS.c.key, LATEST_METRICS.c.value, LATEST_METRICS.c.run_uuid).where(
-                LATEST_METRICS.c.run_uuid.in_(by_id)
-            )
+            sa.select(
+                LATEST_METRICS.c.key, LATEST_METRICS.c.value, LATEST_METRICS.c.run_uuid
+            ).where(LATEST_METRICS.c.run_uuid.in_(by_id))
         ):
             by_id[run_id].metrics[key] = value
     any_active = bool(
@@ -241,8 +242,7 @@ def job_detail(session: Session, job_id: str) -> JobDetail:
         metrics=metrics,
         tags=tags,
         snapshot=session.get(Snapshot, job.snapshot_id),
-        rerunnable=job.compute != computes.LOCAL
-        and session.get(Compute, job.compute) is not None,
+        rerunnable=job.compute != computes.LOCAL and session.get(Compute, job.compute) is not None,
     )
 
 
@@ -252,15 +252,21 @@ def _int_or(value: str) -> int | str:
 
 
 def snapshot_tree(manifest: list[dict[str, Any]]) -> dict[str, Any]:
-    """The manifest as nested folders: {name: subtree} for a folder, {name: entry} for a file."""
+    """The manifest as nested folders, folders first: {name: subtree} for a folder,
+    {name: FileEntry} for a file."""
     root: dict[str, Any] = {}
     for entry in manifest:
         *folders, name = entry["path"].split("/")
         node = root
         for folder in folders:
             node = node.setdefault(folder, {})
-        node[name] = entry
-    return root
+        node[name] = FileEntry.from_json(entry)
+    return _folders_first(root)
+
+
+def _folders_first(node: dict[str, Any]) -> dict[str, Any]:
+    items = sorted(node.items(), key=lambda kv: (not isinstance(kv[1], dict), kv[0].lower()))
+    return {k: _folders_first(v) if isinstance(v, dict) else v for k, v in items}
 
 
 @dataclass

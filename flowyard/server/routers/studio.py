@@ -1,0 +1,257 @@
+"""The studio: server-rendered pages for jobs, logs, metrics, outputs, snapshots and computes.
+
+Pages read the database directly (see ``services/studio.py``); what changes while a job runs
+(status, log tail, metric histories, outputs) is fetched by the pages' scripts from the JSON APIs
+that already exist: Flowyard's under ``/api/flowyard/v1`` and MLflow's own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
+
+from flowyard import __version__, defaults
+from flowyard.errors import NotFoundError
+from flowyard.schemas import JobStatus
+from flowyard.server.services import computes as compute_service
+from flowyard.server.services import jobs as job_service
+from flowyard.server.services import snapshots as snapshot_service
+from flowyard.server.services import studio
+from flowyard.server.state import DbSession, State
+
+PREFIX = "/studio"
+STATIC_DIR = Path(__file__).resolve().parents[1] / "studio" / "static"
+# Past this size a snapshot file is offered for download rather than highlighted in the page.
+MAX_VIEW_BYTES = 512 * 1024
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "studio" / "templates")
+
+
+def _duration(job: Any) -> str:
+    start = studio.utc(job.started_at)
+    if start is None:
+        return ""
+    end = studio.utc(job.ended_at) or datetime.now(UTC)
+    seconds = int((end - start).total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError
+
+
+def _iso(at: datetime | None) -> str:
+    moment = studio.utc(at)
+    return moment.isoformat(timespec="seconds") if moment else ""
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+templates.env.filters.update(duration=_duration, size=_size, iso=_iso, number=_number)
+templates.env.globals.update(
+    prefix=PREFIX,
+    api=defaults.API_PREFIX,
+    version=__version__,
+    final={s.value for s in JobStatus if s.is_final},
+)
+
+
+def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def not_found(request: Request, message: str) -> Response:
+    return _page(request, "404.html", status_code=404, message=message)
+
+
+@router.get("")
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse(f"{PREFIX}/jobs")
+
+
+@router.get("/jobs")
+def jobs_list(
+    request: Request,
+    session: DbSession,
+    status: str | None = None,
+    compute: str | None = None,
+    experiment: str | None = None,
+    user: str | None = None,
+    sort: str = "submitted",
+    order: str = "desc",
+    page: int = Query(1, ge=1),
+    fragment: bool = False,
+) -> Response:
+    filters = studio.JobFilters(
+        status=status or None,
+        compute=compute or None,
+        experiment=experiment or None,
+        user=user or None,
+        sort=sort if sort in studio.SORTS else "submitted",
+        desc=order != "asc",
+        page=page,
+    )
+    found = studio.jobs_page(session, filters)
+    name = "_jobs_table.html" if fragment else "jobs.html"
+    return _page(request, name, filters=filters, found=found)
+
+
+@router.get("/jobs/{job_id}")
+def job_page(job_id: str, request: Request, session: DbSession) -> Response:
+    try:
+        detail = studio.job_detail(session, job_id)
+    except NotFoundError as e:
+        return not_found(request, e.message)
+    tree = studio.snapshot_tree(detail.snapshot.manifest) if detail.snapshot else {}
+    return _page(request, "job.html", d=detail, job=detail.job, tree=tree)
+
+
+@router.get("/jobs/{job_id}/log.txt")
+def log_download(job_id: str, request: Request, session: DbSession) -> Response:
+    try:
+        data = job_service.read_log(session, job_id)
+    except NotFoundError as e:
+        return not_found(request, e.message)
+    return Response(
+        data,
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-std_log.txt"'},
+    )
+
+
+@router.get("/jobs/{job_id}/snapshot.zip")
+def snapshot_zip(job_id: str, request: Request, session: DbSession, state: State) -> Response:
+    """The job's code as a zip, assembled from the snapshot's blobs in a temporary file."""
+    try:
+        job = job_service.get(session, job_id)
+        snapshot = snapshot_service.get_snapshot(session, job.snapshot_id)
+    except NotFoundError as e:
+        return not_found(request, e.message)
+    folder = Path(tempfile.mkdtemp(prefix="flowyard-zip-"))
+    try:
+        archive = folder / f"{job_id}-snapshot.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for entry in snapshot.manifest:
+                blob = snapshot_service.open_blob(
+                    session, state.settings.artifacts_destination, entry["digest"]
+                )
+                try:
+                    info = zipfile.ZipInfo.from_file(blob.path, entry["path"])
+                    # Keep the executable bit the manifest recorded; blobs are stored plain.
+                    info.external_attr = (0o755 if entry.get("executable") else 0o644) << 16
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with blob.path.open("rb") as src, zf.open(info, "w") as dst:
+                        shutil.copyfileobj(src, dst)
+                finally:
+                    if blob.temp_dir:
+                        shutil.rmtree(blob.temp_dir, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        archive,
+        media_type="application/zip",
+        filename=archive.name,
+        background=BackgroundTask(shutil.rmtree, folder, True),
+    )
+
+
+@router.get("/jobs/{job_id}/snapshot/{path:path}")
+def snapshot_file(
+    job_id: str, path: str, request: Request, session: DbSession, state: State
+) -> Response:
+    try:
+        job = job_service.get(session, job_id)
+        snapshot = snapshot_service.get_snapshot(session, job.snapshot_id)
+        entry = snapshot_service.snapshot_file(snapshot, path)
+    except NotFoundError as e:
+        return not_found(request, e.message)
+    html = None
+    if entry.size <= MAX_VIEW_BYTES:
+        blob = snapshot_service.open_blob(
+            session, state.settings.artifacts_destination, entry.digest
+        )
+        try:
+            html = _highlight(path, blob.path.read_bytes())
+        finally:
+            if blob.temp_dir:
+                shutil.rmtree(blob.temp_dir, ignore_errors=True)
+    raw = f"{defaults.API_PREFIX}/snapshots/{snapshot.id}/files/{path}"
+    return _page(request, "snapshot_file.html", job=job, path=path, entry=entry, html=html, raw=raw)
+
+
+def _highlight(path: str, data: bytes) -> str | None:
+    """The file as highlighted HTML (Pygments, on the server: no script needed to read code);
+    None for binary content."""
+    from markupsafe import Markup
+
+    # Pygments ships no type hints (and the dev extra has no stubs for it).
+    from pygments import highlight  # type: ignore[import-untyped]
+    from pygments.formatters import HtmlFormatter  # type: ignore[import-untyped]
+    from pygments.lexer import Lexer  # type: ignore[import-untyped]
+    from pygments.lexers import TextLexer, YamlLexer, guess_lexer_for_filename  # type: ignore[import-untyped]
+    from pygments.util import ClassNotFound  # type: ignore[import-untyped]
+
+    if b"\0" in data[:8192]:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    lexer: Lexer
+    if Path(path).name.lower() == "mlproject":  # YAML without the extension
+        lexer = YamlLexer()
+    else:
+        try:
+            lexer = guess_lexer_for_filename(path, text)
+        except ClassNotFound:
+            lexer = TextLexer()
+    formatter = HtmlFormatter(linenos="table", cssclass="code", anchorlinenos=True, lineanchors="L")
+    return Markup(highlight(text, lexer, formatter))
+
+
+@router.get("/compare")
+def compare(
+    request: Request, session: DbSession, ids: Annotated[list[str] | None, Query()] = None
+) -> Response:
+    # One "a,b,c" value or repeated ids=a&ids=b: links and the jobs table's form both work.
+    wanted = [i for raw in ids or [] for i in raw.split(",") if i][:10]
+    if len(wanted) < 2:
+        return _page(request, "compare.html", found=None)
+    try:
+        found = studio.compare(session, wanted)
+    except NotFoundError as e:
+        return not_found(request, e.message)
+    return _page(request, "compare.html", found=found)
+
+
+@router.get("/computes")
+def computes_page(request: Request, session: DbSession) -> Response:
+    counts = compute_service.counts(session)
+    found = [
+        compute_service.out(c, counts.get(c.name)) for c in compute_service.all_computes(session)
+    ]
+    local = counts.get(compute_service.LOCAL, {"active": 0, "queued": 0})
+    return _page(request, "computes.html", computes=found, local=local)
+
+
+@router.get("/{rest:path}")
+def unknown(rest: str, request: Request) -> Response:
+    return not_found(request, f"The studio has no page /studio/{rest}.")

@@ -1,0 +1,128 @@
+// Flowyard studio: behaviour shared by every page, the jobs table and the computes page.
+// Plain browser JavaScript, no build step: the pages work without it, and it adds live updates.
+"use strict";
+
+const FY = {
+  prefix: document.body.dataset.prefix,
+  api: document.body.dataset.api,
+
+  async json(url, options) {
+    const response = await fetch(url, options);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.message || `${response.status} ${response.statusText}`);
+    return body;
+  },
+
+  // Run `task` now and every `ms` while `keepGoing()` holds; paused while the tab is hidden, so a
+  // forgotten tab costs the server nothing.
+  poll(task, ms, keepGoing) {
+    let timer = null;
+    const tick = async () => {
+      if (!keepGoing()) return;
+      if (!document.hidden) {
+        try { await task(); } catch (e) { console.warn("studio: refresh failed", e); }
+      }
+      if (keepGoing()) timer = setTimeout(tick, ms);
+    };
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && timer) { clearTimeout(timer); tick(); }
+    });
+    tick();
+  },
+
+  // Server times are UTC; show them in the reader's zone.
+  localTimes(root) {
+    for (const el of (root || document).querySelectorAll("time[datetime]")) {
+      const at = new Date(el.getAttribute("datetime"));
+      if (!isNaN(at)) { el.textContent = at.toLocaleString(); el.title = el.getAttribute("datetime"); }
+    }
+  },
+
+  badge(status) {
+    const span = document.createElement("span");
+    span.className = `badge s-${status}`;
+    span.dataset.status = status;
+    span.textContent = status;
+    return span;
+  },
+
+  escape(text) {
+    return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  },
+};
+
+function jobsPage() {
+  const filters = document.getElementById("filters");
+  if (!filters) return;
+  for (const select of filters.querySelectorAll("select")) {
+    select.addEventListener("change", () => filters.submit());
+  }
+  const form = document.getElementById("compare-form");
+  const button = document.getElementById("compare-selected");
+  const picked = new Set();
+  const syncPicks = () => {
+    for (const box of form.querySelectorAll("input[name=ids]")) box.checked = picked.has(box.value);
+    button.disabled = picked.size < 2;
+    button.textContent = picked.size ? `Compare selected (${picked.size})` : "Compare selected";
+  };
+  form.addEventListener("change", (e) => {
+    if (e.target.name !== "ids") return;
+    e.target.checked ? picked.add(e.target.value) : picked.delete(e.target.value);
+    syncPicks();
+  });
+  const note = document.getElementById("live-note");
+  const table = () => document.getElementById("jobs-table");
+  const active = () => table() && table().dataset.active === "true";
+  if (active()) note.textContent = "Live: refreshing while jobs are queued or running";
+  // The same page as a fragment replaces the table: one query plan, one template.
+  FY.poll(async () => {
+    const url = new URL(location.href);
+    url.searchParams.set("fragment", "1");
+    const response = await fetch(url);
+    if (!response.ok) return;
+    const holder = document.createElement("div");
+    holder.innerHTML = await response.text();
+    table().replaceWith(holder.firstElementChild);
+    FY.localTimes(table());
+    syncPicks();
+    if (!active()) note.textContent = "";
+  }, 3000, active);
+}
+
+function computesPage() {
+  for (const row of document.querySelectorAll("tr[data-compute]")) {
+    const name = row.dataset.compute;
+    // Health asks the compute itself (Ray may be slow or down), so it loads after the page.
+    FY.json(`${FY.api}/computes/${encodeURIComponent(name)}?health=true`).then((c) => {
+      const cell = row.querySelector(".health");
+      cell.innerHTML = `<span class="badge ${c.healthy ? "s-completed" : "s-failed"}">${c.healthy ? "healthy" : "unhealthy"}</span> <span class="muted"></span>`;
+      cell.querySelector(".muted").textContent = c.health || "";
+      const r = c.resources || {};
+      const parts = [];
+      if (r.nodes !== undefined) parts.push(`${r.nodes} node${r.nodes === 1 ? "" : "s"}`);
+      if (r.cpus !== undefined && r.cpus !== null) parts.push(`${r.cpus} CPUs`);
+      if (r.gpus !== undefined) parts.push(`${r.gpus} GPUs`);
+      row.querySelector(".resources").textContent = parts.join(" · ");
+    }).catch((e) => { row.querySelector(".health").textContent = `unknown (${e.message})`; });
+  }
+}
+
+function tabs() {
+  const sections = [...document.querySelectorAll("section.tab")];
+  if (!sections.length) return;
+  document.body.classList.add("js");
+  const show = () => {
+    const id = location.hash.slice(1);
+    const current = sections.find((s) => s.id === id) || sections[0];
+    for (const s of sections) s.classList.toggle("on", s === current);
+    for (const a of document.querySelectorAll(".tabs a")) a.classList.toggle("on", a.hash === `#${current.id}`);
+    document.dispatchEvent(new CustomEvent("studio:tab", { detail: current.id }));
+  };
+  window.addEventListener("hashchange", show);
+  show();
+}
+
+FY.localTimes();
+jobsPage();
+computesPage();
+tabs();

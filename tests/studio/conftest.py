@@ -1,0 +1,160 @@
+"""Fixtures for the studio: a workspace with real jobs on a `process` compute, and a headless
+Chromium (Debian's, never Playwright's download) that reaches nothing beyond loopback."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from flowyard.client import Client
+from flowyard.schemas import JobOut, JobStatus
+from tests.compute.conftest import fast_workspace, final_job
+from tests.conftest import Server, run_cli
+from tests.factories import EXAMPLE, make_project
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install 'flowyard[dev]'")
+
+CHROMIUM = "/usr/bin/chromium"
+# No sandbox (containers), no GPU, and none of Chromium's own calls home: the tests' only
+# connections are to the workspace on 127.0.0.1.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+SLOW = """\
+import time
+import mlflow
+
+with mlflow.start_run():
+    for i in range(2000):
+        print(f"line {i}", flush=True)
+        mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+        time.sleep(0.25)
+"""
+
+FAILING = """\
+def check(alpha):
+    raise ValueError(f"alpha must be below 1, got {alpha}")
+
+
+check(5)
+"""
+
+
+@dataclass
+class Jobs:
+    """The jobs every studio test looks at, submitted once."""
+
+    finished: JobOut
+    other: JobOut
+    failed: JobOut
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = fast_workspace(tmp_path_factory.mktemp("studio"))
+    result = run_cli(
+        "compute",
+        "create",
+        "cpu",
+        "--type",
+        "process",
+        "--max-concurrent-jobs",
+        "4",
+        cwd=server.cwd,
+        env={"FLOWYARD_WORKSPACE_URL": server.url},
+    )
+    assert result.returncode == 0, result.stderr
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(workspace: Server) -> Iterator[Client]:
+    mlflow.set_tracking_uri(workspace.url)
+    mlflow.set_experiment("studio-tests")
+    with Client(workspace.url) as c:
+        yield c
+    mlflow.set_tracking_uri(None)
+
+
+def submit(project: Path, parameters: dict[str, object] | None = None) -> str:
+    run = mlflow.projects.run(
+        str(project),
+        parameters=parameters or {},
+        backend="flowyard",
+        synchronous=False,
+        backend_config={"COMPUTE": "cpu", "USE_CONDA": False, "STREAM_OUTPUT": False},
+    )
+    return str(run.run_id)
+
+
+@pytest.fixture(scope="module")
+def jobs(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Jobs:
+    failing = make_project(tmp_path_factory.mktemp("failing"), FAILING)
+    ids = [
+        submit(EXAMPLE, {"alpha": 0.3, "steps": 5}),
+        submit(EXAMPLE, {"alpha": 0.7, "steps": 8}),
+        submit(failing),
+    ]
+    finished, other, failed = (final_job(client, i) for i in ids)
+    assert finished.status == other.status == JobStatus.COMPLETED
+    assert failed.status == JobStatus.FAILED
+    return Jobs(finished=finished, other=other, failed=failed)
+
+
+def running_job(client: Client, tmp_path: Path, timeout: float = 120) -> str:
+    """A job that prints a line and logs a metric four times a second, once it runs."""
+    run_id = submit(make_project(tmp_path / "slow", SLOW))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get_job(run_id)
+        if job.status == JobStatus.RUNNING and job.log_size > 0:
+            return run_id
+        assert not job.status.is_final, job
+        time.sleep(0.2)
+    raise AssertionError(f"job {run_id} did not start running in {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing; `make studio-browser` installs Debian's chromium")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with playwright.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            accept_downloads=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context: object) -> Iterator[playwright.Page]:
+    assert isinstance(browser_context, playwright.BrowserContext)
+    page = browser_context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("studio-screenshots")
