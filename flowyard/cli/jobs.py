@@ -31,9 +31,9 @@ def job() -> None:
 def list_jobs(status: str | None, compute: str | None, limit: int) -> None:
     """The newest jobs first."""
     jobs = _client().list_jobs(status=status, compute=compute, limit=limit)
-    table = Table("run id", "status", "entry point", "compute", "user", "submitted")
-    for j in jobs:
-        table.add_row(
+    header = ("run id", "status", "entry point", "compute", "user", "submitted")
+    rows = [
+        (
             j.run_id,
             j.status,
             j.entry_point,
@@ -41,6 +41,16 @@ def list_jobs(status: str | None, compute: str | None, limit: int) -> None:
             j.user,
             j.submitted_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
+        for j in jobs
+    ]
+    if not sys.stdout.isatty():
+        # Piped: one tab-separated line per job, for `cut`, `awk` and scripts.
+        for row in (header, *rows):
+            click.echo("\t".join(row))
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 
@@ -56,6 +66,8 @@ def show(job_id: str) -> None:
     out.print(f"[bold]{j.run_id}[/bold] {j.status}  ({run_url(client.url, j)})")
     out.print(f"entry point {j.entry_point}  parameters {j.parameters}")
     out.print(f"compute {j.compute}  snapshot {j.snapshot_id[:12]}  user {j.user}")
+    if j.status == JobStatus.QUEUED and j.waiting_reason:
+        out.print(f"waiting: {j.waiting_reason}")
     timeline = Table("at", "from", "to", "reason")
     for e in j.events:
         timeline.add_row(
