@@ -20,6 +20,7 @@ from mlflow.exceptions import ExecutionException
 from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.errors import FlowyardError, NotAWorkspaceError
+from flowyard.projects import run as flowyard_run
 from flowyard.schemas import JobStatus
 from flowyard.submitted_run import FlowyardSubmittedRun
 from tests.conftest import Server
@@ -131,17 +132,26 @@ def test_a_failing_project_reports_its_error(
     assert f"flowyard job logs {job.run_id}" in printed
 
 
-def test_asynchronous_submit_then_wait(tracking: str) -> None:
-    submitted = mlflow.projects.run(
+def test_asynchronous_submit_then_wait(tracking: str, tmp_path: Path) -> None:
+    """Through `flowyard.projects.run`, which takes the Azure samples' `use_conda` argument, with
+    a JSON-file backend_config and a run name."""
+    config = tmp_path / "backend_config.json"
+    config.write_text(json.dumps({"STREAM_OUTPUT": False}))
+    submitted = flowyard_run(
         str(EXAMPLE),
         parameters={"alpha": 0.1, "steps": 3},
         backend="flowyard",
-        backend_config={**LOCAL, "STREAM_OUTPUT": False},
+        backend_config=str(config),
+        use_conda=False,
         synchronous=False,
+        run_name="azure-style",
     )
     assert submitted.get_status() in {"SCHEDULED", "RUNNING", "FINISHED"}
     assert submitted.wait() is True
     assert submitted.get_status() == "FINISHED"
+    run = MlflowClient().get_run(submitted.run_id)
+    assert run.info.run_name == "azure-style"
+    assert run.data.tags["mlflow.project.env"] == "local"
 
 
 def test_cancel_stops_the_process_group(
