@@ -37,3 +37,19 @@ def make_project(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     return root
+
+
+def hangs_on_first_attempt(root: Path, marker: Path) -> Path:
+    """A project that counts its attempts in ``marker``, hangs on the first (for a test to kill
+    its runner) and finishes on the next."""
+    return make_project(
+        root,
+        f"""\
+        import time
+        with open({str(marker)!r}, "a") as f:
+            f.write("x")
+        if len(open({str(marker)!r}).read()) == 1:
+            time.sleep(300)
+        print("second attempt done")
+        """,
+    )

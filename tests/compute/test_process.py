@@ -18,7 +18,7 @@ from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
 from tests.compute.conftest import event_at, fast_workspace, final_job
 from tests.conftest import Server, run_cli
-from tests.factories import EXAMPLE, make_project
+from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project
 
 
 @pytest.fixture(scope="module")
@@ -148,17 +148,7 @@ def test_a_killed_runner_fails_the_job_and_is_retried(
 ) -> None:
     _compute(workspace, "flaky", "--max-concurrent-jobs", "2")
     marker = tmp_path / "attempts"
-    project = make_project(
-        tmp_path / "p",
-        f"""\
-        import time
-        with open({str(marker)!r}, "a") as f:
-            f.write("x")
-        if len(open({str(marker)!r}).read()) == 1:
-            time.sleep(300)
-        print("second attempt done")
-        """,
-    )
+    project = hangs_on_first_attempt(tmp_path / "p", marker)
     retried = _submit(project, "flaky", MAX_RETRIES=1)
     os.killpg(_runner_pid(client, retried), signal.SIGKILL)
     job = final_job(client, retried)

@@ -25,7 +25,7 @@ from flowyard.client import Client
 from flowyard.schemas import ComputeOut, JobStatus
 from tests.compute.conftest import fast_workspace, final_job
 from tests.conftest import Server, free_port, run_cli
-from tests.factories import EXAMPLE, make_project
+from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project
 
 pytestmark = pytest.mark.ray
 
@@ -180,17 +180,7 @@ def test_ray_health_and_resources(workspace: Server) -> None:
 
 def test_a_killed_ray_runner_is_retried(client: Client, tmp_path: Path) -> None:
     marker = tmp_path / "attempts"
-    project = make_project(
-        tmp_path / "p",
-        f"""\
-        import time
-        with open({str(marker)!r}, "a") as f:
-            f.write("x")
-        if len(open({str(marker)!r}).read()) == 1:
-            time.sleep(300)
-        print("second attempt done")
-        """,
-    )
+    project = hangs_on_first_attempt(tmp_path / "p", marker)
     run = mlflow.projects.run(
         str(project),
         backend="flowyard",
