@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # own that has only loopback (root: `unshare --net`; anyone else: `unshare -rn`).
 NETNS := $(if $(filter 0,$(shell id -u)),unshare --net --fork,unshare -rn --fork)
 
-.PHONY: demo test test-ray lint bench
+.PHONY: demo test test-ray lint bench studio-browser
 
 # --compile-bytecode: runners start many short-lived Pythons, which would otherwise compile
 # MLflow from source each time when PYTHONDONTWRITEBYTECODE is set.
@@ -26,9 +26,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint studio-browser
 	$(BIN)/python -m pytest -m "not ray"
 	$(MAKE) test-ray
+
+# The studio's browser tests drive Debian's chromium (Playwright's own download is not used).
+studio-browser:
+	command -v chromium >/dev/null || ($(if $(filter 0,$(shell id -u)),,sudo )apt-get update && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y --no-install-recommends chromium)
 
 test-ray: $(BIN)/.installed
 	$(NETNS) bash -c 'ip link set lo up && RAY_USAGE_STATS_ENABLED=0 exec $(BIN)/python -m pytest -m ray'

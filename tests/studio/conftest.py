@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import playwright.sync_api as playwright
 import pytest
 
 from flowyard.client import Client
@@ -17,8 +18,6 @@ from flowyard.schemas import JobOut, JobStatus
 from tests.compute.conftest import fast_workspace, final_job
 from tests.conftest import Server, run_cli
 from tests.factories import EXAMPLE, make_project
-
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install 'flowyard[dev]'")
 
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox (containers), no GPU, and none of Chromium's own calls home: the tests' only
@@ -36,9 +35,10 @@ CHROMIUM_ARGS = [
 SLOW = """\
 import time
 import mlflow
+import playwright.sync_api as playwright
 
 with mlflow.start_run():
-    for i in range(2000):
+    for i in range(240):  # a minute: bounded even if a test stops before canceling it
         print(f"line {i}", flush=True)
         mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
         time.sleep(0.25)
@@ -115,23 +115,27 @@ def jobs(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Jobs:
     return Jobs(finished=finished, other=other, failed=failed)
 
 
-def running_job(client: Client, tmp_path: Path, timeout: float = 120) -> str:
-    """A job that prints a line and logs a metric four times a second, once it runs."""
+@pytest.fixture
+def running_job(client: Client, tmp_path: Path) -> Iterator[str]:
+    """A job that prints a line and logs a metric four times a second, once it runs; canceled
+    at the end of the test if the test has not."""
     run_id = submit(make_project(tmp_path / "slow", SLOW))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while True:
         job = client.get_job(run_id)
         if job.status == JobStatus.RUNNING and job.log_size > 0:
-            return run_id
+            break
         assert not job.status.is_final, job
+        assert time.monotonic() < deadline, f"job {run_id} did not start running in 120 s"
         time.sleep(0.2)
-    raise AssertionError(f"job {run_id} did not start running in {timeout} s")
+    yield run_id
+    client.cancel_job(run_id)
 
 
 @pytest.fixture(scope="session")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing; `make studio-browser` installs Debian's chromium")
+    # A missing browser fails the tests rather than skipping them: `make test` installs it.
+    assert shutil.which(CHROMIUM), f"{CHROMIUM} is missing; `make studio-browser` installs it"
     profile = tmp_path_factory.mktemp("chromium-profile")
     with playwright.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(

@@ -8,15 +8,18 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 from playwright.sync_api import Page, expect
 
 from flowyard.client import Client
+from flowyard.errors import InvalidRequestError
 from flowyard.schemas import JobStatus
 from tests.compute.conftest import fast_workspace
 from tests.conftest import Server
-from tests.studio.conftest import Jobs, running_job
+from tests.factories import make_project
+from tests.studio.conftest import Jobs
 
 
 def shot(page: Page, folder: Path, name: str) -> None:
@@ -57,9 +60,9 @@ def test_the_jobs_list_shows_filters_sorts_and_picks(
 
 
 def test_a_running_job_tails_its_log_and_charts_its_metric(
-    page: Page, workspace: Server, client: Client, tmp_path: Path, screenshots: Path
+    page: Page, workspace: Server, running_job: str, screenshots: Path
 ) -> None:
-    run_id = running_job(client, tmp_path)
+    run_id = running_job
     page.goto(f"{workspace.url}/studio/jobs/{run_id}#logs")
     expect(page.locator("#status .badge")).to_have_text("running")
     log = page.locator("#log")
@@ -81,13 +84,12 @@ def test_a_running_job_tails_its_log_and_charts_its_metric(
     # The chart keeps growing while the job runs.
     expect(chart).not_to_have_attribute("data-points", str(points), timeout=20_000)
     shot(page, screenshots, "job-metrics")
-    client.cancel_job(run_id)
 
 
 def test_cancel_from_the_job_page(
-    page: Page, workspace: Server, client: Client, tmp_path: Path, screenshots: Path
+    page: Page, workspace: Server, client: Client, running_job: str, screenshots: Path
 ) -> None:
-    run_id = running_job(client, tmp_path)
+    run_id = running_job
     page.goto(f"{workspace.url}/studio/jobs/{run_id}")
     page.click("#cancel")
     expect(page.locator("#status .badge")).to_have_text("canceled", timeout=60_000)
@@ -232,3 +234,19 @@ def test_an_empty_workspace_says_how_to_start(
     expect(page.locator(".empty")).to_contain_text("No compute targets are registered")
     page.goto(f"{empty_workspace.url}/studio/compare")
     expect(page.locator(".empty")).to_contain_text("Pick two or more jobs")
+
+
+def test_a_local_job_explains_why_it_cannot_be_run_again_here(
+    page: Page, workspace: Server, client: Client, tmp_path: Path
+) -> None:
+    run = mlflow.projects.run(
+        str(make_project(tmp_path / "local", "print('hello')\n")),
+        backend="flowyard",
+        backend_config={"COMPUTE": "local", "USE_CONDA": False, "STREAM_OUTPUT": False},
+    )
+    page.goto(f"{workspace.url}/studio/jobs/{run.run_id}")
+    page.click("summary:has-text('Run again')")
+    expect(page.locator("details.rerun")).to_contain_text("ran on the machine that submitted it")
+    expect(page.locator("#rerun-form")).to_have_count(0)
+    with pytest.raises(InvalidRequestError, match="cannot start a runner"):
+        client.request("POST", f"/jobs/{run.run_id}/rerun", json={"parameters": {}})

@@ -127,22 +127,31 @@ def jobs_page(session: Session, filters: JobFilters) -> JobsPage:
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(filters.page, 1), pages)
     column = SORTS.get(filters.sort, Job.submitted_at)
-    order = column.desc() if filters.desc else column.asc()
-    query = (
-        sa.select(Job, RUNS.c.name)
-        .outerjoin(RUNS, RUNS.c.run_uuid == Job.id)
-        .where(*conditions)
-        # The id breaks ties, so a page boundary never shows a job twice or skips one.
-        .order_by(order, Job.id.desc() if filters.desc else Job.id.asc())
+    tiebreak = Job.id.desc() if filters.desc else Job.id.asc()
+    # The page's ids first, from an index alone where the sort allows (see migration 0004), so a
+    # deep page skips index entries rather than whole rows; then only those rows in full.
+    ids_query = sa.select(Job.id).where(*conditions)
+    if filters.sort == "name":
+        ids_query = ids_query.outerjoin(RUNS, RUNS.c.run_uuid == Job.id)
+    ids_query = (
+        ids_query.order_by(column.desc() if filters.desc else column.asc(), tiebreak)
         .limit(PAGE_SIZE)
         .offset((page - 1) * PAGE_SIZE)
     )
+    page_ids = list(session.scalars(ids_query))
     names = experiment_names(session)
-    rows = [
-        JobRow(job=job, run_name=name, experiment=names.get(job.experiment_id, job.experiment_id))
-        for job, name in session.execute(query)
-    ]
-    by_id = {r.job.id: r for r in rows}
+    found = {
+        job.id: JobRow(
+            job=job, run_name=name, experiment=names.get(job.experiment_id, job.experiment_id)
+        )
+        for job, name in session.execute(
+            sa.select(Job, RUNS.c.name)
+            .outerjoin(RUNS, RUNS.c.run_uuid == Job.id)
+            .where(Job.id.in_(page_ids))
+        )
+    }
+    rows = [found[i] for i in page_ids if i in found]
+    by_id = found
     if by_id:
         for key, value, run_id in session.execute(
             sa.select(PARAMS.c.key, PARAMS.c.value, PARAMS.c.run_uuid).where(
@@ -156,7 +165,7 @@ def jobs_page(session: Session, filters: JobFilters) -> JobsPage:
             ).where(LATEST_METRICS.c.run_uuid.in_(by_id))
         ):
             by_id[run_id].metrics[key] = value
-    any_active = bool(
+    any_active = (
         session.scalar(sa.select(Job.id).where(Job.status.in_(ACTIVE)).limit(1)) is not None
     )
     return JobsPage(

@@ -27,6 +27,17 @@
       return li;
     }));
     FY.localTimes(timeline);
+    const waiting = document.getElementById("waiting");
+    if (waiting) {
+      waiting.hidden = status !== "queued" || !job.waiting_reason;
+      waiting.textContent = `Waiting: ${job.waiting_reason || ""}`;
+    }
+    const duration = document.getElementById("duration");
+    if (duration && job.started_at) {
+      const seconds = Math.max(0, Math.round(((job.ended_at ? new Date(job.ended_at) : new Date()) - new Date(job.started_at)) / 1000));
+      const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+      duration.textContent = h ? `${h}h ${String(m).padStart(2, "0")}m` : `${m}m ${String(s).padStart(2, "0")}s`;
+    }
     // The server renders what only a finished job has (error box, outputs, duration): reload
     // once the log has been read to its end.
     if (!FINAL.has(was) && FINAL.has(status)) finished = true;
@@ -138,6 +149,7 @@
       keys = [...new Set([...keys, ...((run.run.data.metrics || []).map((m) => m.key))])].sort();
     }
     document.getElementById("no-metrics").hidden = keys.length > 0;
+    document.querySelector(".tabs a[href='#metrics'] .count").textContent = String(keys.length);
     await Promise.all(keys.map(async (key) => {
       if (!charts.has(key)) charts.set(key, new FY.Chart(chartsBox, key));
       charts.get(key).update([{ label: key, points: FY.points(await FY.history(id, key)) }]);

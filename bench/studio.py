@@ -1,0 +1,308 @@
+"""Benchmark the studio's pages with 10,000 jobs in the workspace.
+
+Fills a fresh SQLite workspace with jobs and their MLflow runs, parameters, latest metrics, tags
+and events by bulk SQL, starts `flowyard server` on it, and times the jobs page (several filter
+and sort variants) and job pages over loopback. For reference it times MLflow's own answer to
+"the newest 50 runs with their params and metrics" (`runs/search`, what the MLflow UI asks).
+
+    python bench/studio.py                 # 10,000 jobs, 100 requests per page
+    python bench/studio.py --jobs 1000 --requests 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from flowyard.server.db.engine import prepare_database
+from flowyard.server.storage import WorkspaceFolder
+
+GOALS_MS = {"jobs page": 150.0, "job page": 100.0}
+EXPERIMENTS = ("fraud-model", "churn", "demand-forecast", "ranking", "sandbox")
+COMPUTES = ("local", "cpu-cluster", "gpu-cluster", "ray-cluster")
+USERS = ("alice", "bob", "carol", "dan", "erin", "frank")
+STATUSES = ("completed",) * 80 + ("failed",) * 12 + ("canceled",) * 4 + ("running", "queued") * 2
+PARAMS = ("alpha", "l1_ratio", "steps")
+METRICS = ("rmse", "mae", "r2")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fill(url: str, n_jobs: int) -> list[str]:
+    """Insert ``n_jobs`` jobs with everything a studio page reads; returns their ids."""
+    rng = random.Random(42)
+    engine = sa.create_engine(url)
+    now = datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
+    manifest = [
+        {"path": f"src/module_{i}.py", "digest": f"{i:064x}", "size": 1000 + i, "executable": False}
+        for i in range(30)
+    ] + [{"path": "MLproject", "digest": "f" * 64, "size": 300, "executable": False}]
+    snapshot_id = "e" * 64
+    ids = [uuid.uuid4().hex for _ in range(n_jobs)]
+    with engine.begin() as conn:
+        for i, name in enumerate(EXPERIMENTS, start=1):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO experiments (experiment_id, name, artifact_location, "
+                    "lifecycle_stage, creation_time, last_update_time) "
+                    "VALUES (:i, :n, :a, 'active', :t, :t)"
+                ),
+                {"i": i, "n": name, "a": f"mlflow-artifacts:/{i}", "t": now_ms},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO flowyard_snapshots (id, file_count, total_bytes, manifest, "
+                "created_at) VALUES (:id, :n, :b, :m, :t)"
+            ),
+            {"id": snapshot_id, "n": len(manifest), "b": 40_000, "m": _json(manifest), "t": now},
+        )
+        runs, jobs, params, metrics, tags, events = [], [], [], [], [], []
+        for k, run_id in enumerate(ids):
+            exp = rng.randint(1, len(EXPERIMENTS))
+            status = rng.choice(STATUSES)
+            submitted = now - timedelta(minutes=n_jobs - k)
+            started = submitted + timedelta(seconds=5)
+            ended = started + timedelta(seconds=rng.randint(10, 3000))
+            final = status in ("completed", "failed", "canceled")
+            user = rng.choice(USERS)
+            start_ms = int(submitted.timestamp() * 1000)
+            runs.append(
+                {
+                    "run_uuid": run_id,
+                    "name": f"run-{k}",
+                    "source_type": "PROJECT",
+                    "source_name": "git@example.com/repo",
+                    "entry_point_name": "main",
+                    "user_id": user,
+                    "status": {
+                        "completed": "FINISHED",
+                        "failed": "FAILED",
+                        "canceled": "KILLED",
+                    }.get(status, "RUNNING"),
+                    "start_time": start_ms,
+                    "end_time": int(ended.timestamp() * 1000) if final else None,
+                    "source_version": "",
+                    "lifecycle_stage": "active",
+                    "artifact_uri": f"mlflow-artifacts:/{exp}/{run_id}/artifacts",
+                    "experiment_id": exp,
+                }
+            )
+            values = {"alpha": f"{rng.random():.3f}", "l1_ratio": "0.5", "steps": "20"}
+            params += [{"key": p, "value": values[p], "run_uuid": run_id} for p in PARAMS]
+            metrics += [
+                {
+                    "key": m,
+                    "value": rng.random() * 100,
+                    "timestamp": start_ms,
+                    "step": 19,
+                    "is_nan": False,
+                    "run_uuid": run_id,
+                }
+                for m in METRICS
+            ]
+            tags += [
+                {"key": "mlflow.user", "value": user, "run_uuid": run_id},
+                {"key": "mlflow.runName", "value": f"run-{k}", "run_uuid": run_id},
+                {"key": "flowyard.snapshot", "value": snapshot_id, "run_uuid": run_id},
+            ]
+            jobs.append(
+                {
+                    "id": run_id,
+                    "experiment_id": str(exp),
+                    "snapshot_id": snapshot_id,
+                    "project_uri": "git@example.com/repo",
+                    "entry_point": "main",
+                    "parameters": _json(values),
+                    "environment": _json({"manager": "local"}),
+                    "options": _json({"command": "python train.py --alpha 0.5"}),
+                    "compute": rng.choice(COMPUTES),
+                    "status": status,
+                    "priority": 0,
+                    "cancel_requested": False,
+                    "user": user,
+                    "attempt": 1,
+                    "submitted_at": submitted,
+                    "started_at": started if status != "queued" else None,
+                    "ended_at": ended if final else None,
+                    "error": _json({"type": "ValueError", "message": "bad input"})
+                    if status == "failed"
+                    else None,
+                    "log_size": 0,
+                }
+            )
+            for step, (to, at) in enumerate(
+                [("queued", submitted), ("preparing", started), ("running", started)]
+                + ([(status, ended)] if final else [])
+            ):
+                events.append(
+                    {
+                        "job_id": run_id,
+                        "at": at,
+                        "from_status": None,
+                        "to_status": to,
+                        "reason": f"step {step}",
+                    }
+                )
+        for table, rows in (
+            ("runs", runs),
+            ("params", params),
+            ("latest_metrics", metrics),
+            ("metrics", metrics),
+            ("tags", tags),
+            ("flowyard_jobs", jobs),
+            ("flowyard_job_events", events),
+        ):
+            columns = ", ".join(f'"{c}"' for c in rows[0])
+            marks = ", ".join(f":{c}" for c in rows[0])
+            conn.execute(sa.text(f"INSERT INTO {table} ({columns}) VALUES ({marks})"), rows)
+    engine.dispose()
+    return ids
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def timed(
+    http: httpx.Client, make: Callable[[int], tuple[str, str, dict[str, object] | None]], n: int
+) -> list[float]:
+    times = []
+    for i in range(n + 5):
+        method, path, body = make(i)
+        started = time.perf_counter()
+        response = http.request(method, path, json=body)
+        took = (time.perf_counter() - started) * 1000
+        response.raise_for_status()
+        if i >= 5:  # the first few warm the server's caches and connections
+            times.append(took)
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        if len(values) > 1
+        else values[0]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="flowyard-bench-studio-") as tmp:
+        folder = WorkspaceFolder.create(Path(tmp) / "ws", "bench")
+        prepare_database(folder.db_url, folder.name)
+        started = time.perf_counter()
+        ids = fill(folder.db_url, args.jobs)
+        print(f"filled {args.jobs:,} jobs in {time.perf_counter() - started:.1f} s")
+        port = free_port()
+        log = (Path(tmp) / "server.log").open("w")
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flowyard.cli",
+                "server",
+                "--workspace",
+                str(folder.path),
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{base}/api/flowyard/v1/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"the server did not start; see {log.name}")
+                time.sleep(0.2)
+            report(base, ids, args.requests)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+            log.close()
+
+
+def report(base: str, ids: list[str], n: int) -> None:
+    rng = random.Random(7)
+    pages = -(-len(ids) // 50)
+    deep = max(1, pages * 3 // 4)
+    cases: list[tuple[str, str, Callable[[int], tuple[str, str, dict[str, object] | None]]]] = [
+        ("jobs page", "newest first", lambda i: ("GET", "/studio/jobs", None)),
+        ("jobs page", "live refresh fragment", lambda i: ("GET", "/studio/jobs?fragment=1", None)),
+        (
+            "jobs page",
+            "status=failed, sorted by run name",
+            lambda i: ("GET", "/studio/jobs?status=failed&sort=name&order=asc", None),
+        ),
+        (
+            "jobs page",
+            "user + compute filter, page 3",
+            lambda i: ("GET", "/studio/jobs?user=alice&compute=cpu-cluster&page=3", None),
+        ),
+        (
+            "jobs page",
+            f"page {deep} of {pages} (deep offset)",
+            lambda i: ("GET", f"/studio/jobs?page={deep}", None),
+        ),
+        ("job page", "random job", lambda i: ("GET", f"/studio/jobs/{rng.choice(ids)}", None)),
+        (
+            "reference",
+            "MLflow runs/search, 50 newest with params+metrics",
+            lambda i: (
+                "POST",
+                "/api/2.0/mlflow/runs/search",
+                {"experiment_ids": ["1", "2", "3", "4", "5"], "max_results": 50},
+            ),
+        ),
+    ]
+    print(f"{len(ids):,} jobs, {n} requests per case, times over loopback in ms")
+    print(f"{'page':<10} {'case':<52} {'p50':>7} {'p95':>7}  goal")
+    verdicts = []
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for kind, label, make in cases:
+            times = timed(http, make, n)
+            p50, p95 = statistics.median(times), percentile(times, 95)
+            goal = GOALS_MS.get(kind)
+            verdict = "" if goal is None else ("MET" if p95 < goal else "MISSED")
+            if goal is not None:
+                verdicts.append(verdict)
+            shown = f"p95 < {goal:.0f} ms {verdict}" if goal else "(reference)"
+            print(f"{kind:<10} {label:<52} {p50:7.1f} {p95:7.1f}  {shown}")
+    print("ALL GOALS MET" if all(v == "MET" for v in verdicts) else "SOME GOALS MISSED")
+
+
+if __name__ == "__main__":
+    main()
