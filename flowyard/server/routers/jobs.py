@@ -18,7 +18,7 @@ from flowyard.schemas import (
     StatusUpdate,
 )
 from flowyard.server.db.models import Job
-from flowyard.server.services import jobs
+from flowyard.server.services import computes, jobs
 from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -27,10 +27,11 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_LOG_APPEND = 1024 * 1024
 
 
-def job_out(job: Job, *, with_events: bool = False) -> JobOut:
+def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
     return JobOut.model_validate(
         {
             **{c: getattr(job, c) for c in JobOut.model_fields if c not in ("run_id", "events")},
+            "waiting_reason": waiting or job.waiting_reason,
             "run_id": job.id,
             "events": [
                 {
@@ -70,12 +71,15 @@ def list_jobs(
 
 @router.get("/{job_id}")
 def get_job(job_id: str, session: DbSession) -> JobOut:
-    return job_out(jobs.get(session, job_id, events=True), with_events=True)
+    job = jobs.get(session, job_id, events=True)
+    return job_out(job, with_events=True, waiting=jobs.waiting_reason(session, job))
 
 
 @router.post("/{job_id}/cancel")
 def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
-    return job_out(jobs.cancel(session, job_id, state.settings))
+    job = jobs.cancel(session, job_id, state.settings)
+    state.dispatcher.wake()  # a canceled queued job may let another move up
+    return job_out(job)
 
 
 class Rerun(BaseModel):
@@ -104,7 +108,10 @@ def start(job_id: str, body: RunnerStart, session: DbSession) -> JobOut:
 
 @router.post("/{job_id}/status")
 def update_status(job_id: str, body: StatusUpdate, session: DbSession, state: State) -> JobOut:
-    return job_out(jobs.update_status(session, job_id, body, state.settings))
+    job = jobs.update_status(session, job_id, body, state.settings)
+    if body.status.is_final and job.compute != computes.LOCAL:
+        state.dispatcher.wake()  # a slot is free: the next queued job need not wait for a tick
+    return job_out(job)
 
 
 @router.post("/{job_id}/heartbeat")

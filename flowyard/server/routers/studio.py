@@ -123,7 +123,8 @@ def job_page(job_id: str, request: Request, session: DbSession) -> Response:
     except NotFoundError as e:
         return not_found(request, e.message)
     tree = studio.snapshot_tree(detail.snapshot.manifest) if detail.snapshot else {}
-    return _page(request, "job.html", d=detail, job=detail.job, tree=tree)
+    waiting = job_service.waiting_reason(session, detail.job)
+    return _page(request, "job.html", d=detail, job=detail.job, tree=tree, waiting=waiting)
 
 
 @router.get("/jobs/{job_id}/log.txt")

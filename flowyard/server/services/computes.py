@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -81,7 +82,22 @@ def delete(session: Session, name: str) -> None:
 
 
 def target(compute: Compute) -> ComputeTarget:
-    return target_for(compute.type, compute.name, compute.address, compute.settings or {})
+    """The compute's target object, reused while its settings stay the same (a Ray client
+    costs a round trip to the cluster to make)."""
+    key = (
+        compute.name,
+        compute.type,
+        compute.address,
+        json.dumps(compute.settings or {}, sort_keys=True),
+    )
+    found = _targets.get(key)
+    if found is None:
+        found = target_for(compute.type, compute.name, compute.address, compute.settings or {})
+        _targets[key] = found
+    return found
+
+
+_targets: dict[tuple[str, str, str | None, str], ComputeTarget] = {}
 
 
 def counts(session: Session) -> dict[str, dict[str, int]]:

@@ -42,8 +42,8 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def claim(session: Session, compute_name: str, limit: int = CLAIM_BATCH) -> list[Job]:
-    """Move as many queued jobs of one compute to `preparing` as it has free slots — highest
-    priority first, then oldest — and note why the others wait. One transaction."""
+    """Move as many queued jobs of one compute to `preparing` as it has free slots (at most
+    ``limit``) — highest priority first, then oldest. One transaction."""
     compute = session.get(Compute, compute_name)
     if compute is None:
         return []
@@ -61,15 +61,21 @@ def claim(session: Session, compute_name: str, limit: int = CLAIM_BATCH) -> list
         )
         or 0
     )
-    queued = list(
-        session.scalars(
-            sa.select(Job)
-            .where(Job.compute == compute_name, Job.status == JobStatus.QUEUED)
-            .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
-        )
-    )
     free = min(max(compute.max_concurrent_jobs - active, 0), limit)
-    taken = queued[:free]
+    # Only as many as can start: the cost of a claim does not grow with the queue. Why the others
+    # wait is worked out when someone looks (jobs.waiting_reason).
+    taken = (
+        list(
+            session.scalars(
+                sa.select(Job)
+                .where(Job.compute == compute_name, Job.status == JobStatus.QUEUED)
+                .order_by(Job.priority.desc(), Job.submitted_at, Job.id)
+                .limit(free)
+            )
+        )
+        if free
+        else []
+    )
     for slot, job in enumerate(taken, start=active + 1):
         jobs.transition(
             session,
@@ -82,13 +88,6 @@ def claim(session: Session, compute_name: str, limit: int = CLAIM_BATCH) -> list
         job.external_id = None
         job.waiting_reason = None
         job.heartbeat_at = _now()  # the runner has until the heartbeat timeout to start
-    busy = active + len(taken)
-    for ahead, job in enumerate(queued[free:]):
-        reason = (
-            f"{compute_name}: {busy} of {compute.max_concurrent_jobs} slots busy, {ahead} ahead"
-        )
-        if job.waiting_reason != reason:
-            job.waiting_reason = reason
     session.commit()
     return taken
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
-from flowyard.server.db.models import Job, JobEvent, LogChunk, Snapshot
+from flowyard.server.db.models import Compute, Job, JobEvent, LogChunk, Snapshot
 from flowyard.server.services import computes, runs
 from flowyard.server.settings import ServerSettings
 
@@ -266,6 +266,33 @@ def read_log(session: Session, job_id: str, offset: int = 0, limit: int | None =
         hi = len(data) if end is None else min(end - start_at, len(data))
         parts.append(data[lo:hi])
     return b"".join(parts)
+
+
+def waiting_reason(session: Session, job: Job) -> str | None:
+    """Why a queued job still waits, as of now: its compute's busy slots and the jobs ahead of it
+    in the dispatcher's order (higher priority first, then older)."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    compute = session.get(Compute, job.compute)
+    if compute is None:
+        return job.waiting_reason
+    active = session.scalar(
+        sa.select(sa.func.count()).where(
+            Job.compute == job.compute, Job.status.in_(computes.ACTIVE)
+        )
+    )
+    earlier = sa.or_(
+        Job.submitted_at < job.submitted_at,
+        sa.and_(Job.submitted_at == job.submitted_at, Job.id < job.id),
+    )
+    ahead = session.scalar(
+        sa.select(sa.func.count()).where(
+            Job.compute == job.compute,
+            Job.status == JobStatus.QUEUED,
+            sa.or_(Job.priority > job.priority, sa.and_(Job.priority == job.priority, earlier)),
+        )
+    )
+    return f"{compute.name}: {active} of {compute.max_concurrent_jobs} slots busy, {ahead} ahead"
 
 
 def requeue(session: Session, job: Job, reason: str) -> None:
