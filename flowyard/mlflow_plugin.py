@@ -90,6 +90,8 @@ def start_local_runner(workspace_url: str, job_id: str) -> None:
                 close_fds=True,
             )
             return
+        import resource
+
         from flowyard.runner.runner import Runner  # imported before the fork, not after
 
         sys.stdout.flush()
@@ -107,6 +109,8 @@ def start_local_runner(workspace_url: str, job_id: str) -> None:
             os.dup2(devnull, 0)
             os.dup2(out.fileno(), 1)
             os.dup2(out.fileno(), 2)
+            # Let go of the caller's files, sockets and pipes: the runner may outlive it by hours.
+            os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
             code = Runner(workspace_url, job_id).run()
         except BaseException:
             traceback.print_exc()

@@ -108,13 +108,16 @@ def _found(path: Path) -> Env | None:
     return Env(path=path, python=python, built=False)
 
 
-def _stream(args: list[str], log: Callable[[bytes], None]) -> tuple[int, bytes]:
+def _stream(
+    args: list[str], log: Callable[[bytes], None], cwd: Path | None = None
+) -> tuple[int, bytes]:
     proc = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=_uv_env(),
+        cwd=cwd,
     )
     assert proc.stdout is not None
     tail = b""
@@ -175,9 +178,15 @@ def check_python(spec: dict[str, Any], mlflow_version: str) -> None:
         raise _missing_python(spec)
 
 
-def ensure(spec: dict[str, Any], mlflow_version: str, log: Callable[[bytes], None]) -> Env:
+def ensure(
+    spec: dict[str, Any],
+    mlflow_version: str,
+    log: Callable[[bytes], None],
+    project_dir: Path | None = None,
+) -> Env:
     """The environment for ``spec``: reused when cached, else built (once, even when several
-    jobs ask at the same moment)."""
+    jobs ask at the same moment). Relative paths in requirements are read from
+    ``project_dir``."""
     reqs, added_mlflow = requirements(spec, mlflow_version)
     key = env_key(spec, reqs)
     root = env_root()
@@ -193,10 +202,20 @@ def ensure(spec: dict[str, Any], mlflow_version: str, log: Callable[[bytes], Non
                 f"[flowyard] adding mlflow-skinny=={mlflow_version} so the job's `import mlflow` "
                 "tracks to the workspace\n".encode()
             )
-        return _build(spec, reqs, final, log)
+        if final.exists():
+            # Left by an environment whose base Python or marker has gone: never reused, and in
+            # the way of the rename that would replace it.
+            shutil.rmtree(final)
+        return _build(spec, reqs, final, log, project_dir)
 
 
-def _build(spec: dict[str, Any], reqs: list[str], final: Path, log: Callable[[bytes], None]) -> Env:
+def _build(
+    spec: dict[str, Any],
+    reqs: list[str],
+    final: Path,
+    log: Callable[[bytes], None],
+    project_dir: Path | None,
+) -> Env:
     request = python_request(spec)
     work = final.parent / f".build-{final.name}-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
@@ -224,8 +243,12 @@ def _build(spec: dict[str, Any], reqs: list[str], final: Path, log: Callable[[by
             # Compiled once here rather than at every start of every job: with
             # PYTHONDONTWRITEBYTECODE set (as on many CI machines) Python would otherwise compile
             # the packages from source each time, seconds for scientific stacks.
+            # One line each in a requirements file, as pip reads them: options such as
+            # `--extra-index-url URL` stay whole, and relative paths resolve from the project.
+            listed = work / "flowyard-requirements.txt"
+            listed.write_text("\n".join(reqs) + "\n")
             install = [uv_bin(), "pip", "install", "--compile-bytecode", "--python", str(python)]
-            code, tail = _stream([*install, *reqs], log)
+            code, tail = _stream([*install, "-r", str(listed)], log, cwd=project_dir)
             if code != 0:
                 raise EnvBuildError(
                     f"Installing the environment's packages failed: "

@@ -93,9 +93,33 @@ def from_python_env(path: Path) -> dict[str, Any]:
         "manager": "uv",
         "source": path.name,
         "python": _python_request(python, path.name) if python else None,
-        "build_dependencies": [str(d) for d in build],
-        "dependencies": [str(d) for d in deps],
+        "build_dependencies": _expand([str(d) for d in build], path.parent),
+        "dependencies": _expand([str(d) for d in deps], path.parent),
     }
+
+
+_INCLUDE = re.compile(r"^(?:-r|--requirement)[\s=]+(?P<file>\S+)$")
+
+
+def _expand(lines: list[str], base: Path, depth: int = 0) -> list[str]:
+    """Requirement lines with `-r file` replaced by that file's lines (as MLflow's own
+    python_env.yaml files write them), so the environment's cache key covers what they say."""
+    found: list[str] = []
+    for raw in lines:
+        line = raw.split(" #", 1)[0].strip()
+        match = _INCLUDE.match(line)
+        if not match:
+            if line and not line.startswith("#"):
+                found.append(line)
+            continue
+        included = (base / match["file"]).resolve()
+        if depth > 5 or not included.is_file():
+            raise InvalidRequestError(
+                f"The requirements file {match['file']} named in the environment does not exist "
+                f"in the project ({included}); add it or remove the line."
+            )
+        found.extend(_expand(included.read_text().splitlines(), included.parent, depth + 1))
+    return found
 
 
 def _conda_to_pip(spec: str, source: str) -> tuple[str | None, str | None]:

@@ -212,10 +212,10 @@ class Runner:
         mlflow_version = str(self._call(self.client.info)["mlflow_version"])
         started = time.monotonic()
         self.log.say(f"environment: {spec.get('source', 'spec')} (Python {spec.get('python')})")
-        env = builder.ensure(spec, mlflow_version, self.log.write)
+        env = builder.ensure(spec, mlflow_version, self.log.write, self.dir / "project")
         took = time.monotonic() - started
         verb = "built" if env.built else "reusing cached"
-        self.log.say(f"environment: {verb} {env.path} ({took:.2f} s)")
+        self.log.say(f"environment: {verb} {env.path} ({took:.3f} s)")
         return env.bin_dir
 
     def _execute(self, command: str, cwd: Path, job: JobOut, bin_dir: Path) -> int:

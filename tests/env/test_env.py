@@ -20,7 +20,7 @@ from mlflow.exceptions import ExecutionException
 from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.env import builder
-from flowyard.env.spec import from_conda_yaml
+from flowyard.env.spec import from_conda_yaml, from_python_env
 from flowyard.errors import InterpreterNotFoundError, InvalidRequestError
 from flowyard.schemas import JobStatus
 from tests.conftest import Server
@@ -231,3 +231,25 @@ def test_conda_translation_rules(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError, match="conda package 'cudatoolkit'"):
         from_conda_yaml(path)
     assert json.dumps(spec)  # a job stores it as JSON
+
+
+def test_requirements_files_and_a_broken_cached_env(
+    tmp_path: Path, uv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-r requirements.txt` (as MLflow's own python_env.yaml files write it) is read into the
+    spec, so the cache key covers it; a cached env whose marker is gone is rebuilt, not kept."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+    (tmp_path / "requirements.txt").write_text("# pinned\nsix==1.16.0  # tiny\n")
+    env_file = tmp_path / "python_env.yaml"
+    env_file.write_text('python: "3.11"\ndependencies:\n  - -r requirements.txt\n')
+    spec = from_python_env(env_file)
+    assert spec["dependencies"] == ["six==1.16.0"]
+    env = builder.ensure(spec, mlflow.__version__, lambda _: None, tmp_path)
+    assert env.built
+    (env.path / builder.MARKER).unlink()
+    again = builder.ensure(spec, mlflow.__version__, lambda _: None, tmp_path)
+    assert again.built and again.path == env.path
+    env_file.write_text('python: "3.11"\ndependencies:\n  - -r missing.txt\n')
+    with pytest.raises(InvalidRequestError, match=r"missing\.txt named in the environment"):
+        from_python_env(env_file)
