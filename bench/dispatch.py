@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -343,6 +344,8 @@ def import_times() -> dict[str, float]:
     return out
 
 
+# Queue-depth buckets for the dispatcher's latency: (lowest depth, label).
+DEPTHS = ((0, "0-9"), (10, "10-99"), (100, "100-299"), (300, "300-599"), (600, "600+"))
 PHASES = (
     ("queue_wait", "queue wait (queued → preparing; grows with the backlog)"),
     ("runner_startup", "runner start-up (preparing → running)"),
@@ -377,11 +380,14 @@ def analyze_process(res: dict[str, Any]) -> dict[str, Any]:
         (r["preparing"], r["queued"]) for r in records if r["preparing"] is not None
     )
     first_prep = dispatched[0][0]
+    queue_in = [r["queued"] for r in records]
+    queue_out = [r["preparing"] if r["preparing"] is not None else math.inf for r in records]
     held = sum(r["ended"] - r["preparing"] for r in final if r["preparing"] is not None)
     # Dispatch k (0-based, in order) needs k - SLOTS + 1 ended jobs: the slot it took was freed,
     # at the latest, by the (k - SLOTS)-th end. Counted only when the job was already waiting.
     lat_during: list[float] = []
     lat_after: list[float] = []
+    by_depth: dict[str, list[float]] = {label: [] for _, label in DEPTHS}
     for k in range(SLOTS, len(dispatched)):
         if k - SLOTS >= len(ends):
             break
@@ -390,7 +396,12 @@ def analyze_process(res: dict[str, Any]) -> dict[str, Any]:
         if queued > freed:
             continue
         (lat_during if freed <= last_post else lat_after).append(prep - freed)
+        # How many jobs waited in the queue when the slot freed: what a claim reads and writes.
+        depth = sum(1 for q, p in zip(queue_in, queue_out, strict=True) if q <= freed < p)
+        label = next(label for low, label in reversed(DEPTHS) if depth >= low)
+        by_depth[label].append(prep - freed)
     submit_s: list[float] = res["submit_s"]
+    tenth = max(1, len(submit_s) // 10)
     return {
         "n": len(records),
         "completed": len(done),
@@ -402,6 +413,8 @@ def analyze_process(res: dict[str, Any]) -> dict[str, Any]:
             "wall_s": res["submit_wall_s"],
             "rate_per_s": len(records) / res["submit_wall_s"],
             **stats(submit_s),
+            "first_tenth_median": quantile(submit_s[:tenth], 0.5),
+            "last_tenth_median": quantile(submit_s[-tenth:], 0.5),
         },
         "phases": {k: stats(v) for k, v in phases.items()},
         "throughput": {
@@ -423,6 +436,7 @@ def analyze_process(res: dict[str, Any]) -> dict[str, Any]:
             "while_submitting": stats(lat_during),
             "after_last_submit": stats(lat_after),
             "all": stats(lat_during + lat_after),
+            "by_queue_depth": {label: stats(xs) for label, xs in by_depth.items() if xs},
         },
     }
 
@@ -477,9 +491,64 @@ def running_ray(folder: Path) -> Iterator[str]:
 
 
 RAY_TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+WATCH_S = 0.01
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def run_raw(ray: Any, script: Path) -> tuple[float, dict[str, float]]:
+class StartWatch:
+    """When processes whose command line holds a marker started, seen from /proc by a thread.
+
+    Each new pid is read once (then again while it is young, in case a shell is about to exec
+    the command), so a scan costs a directory listing; start times are exact to a clock tick.
+    """
+
+    def __init__(self, markers: dict[str, bytes]) -> None:
+        self.markers = markers
+        self.found: dict[str, list[tuple[float, bytes]]] = {key: [] for key in markers}
+        self._settled: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="start-watch", daemon=True)
+
+    def __enter__(self) -> StartWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def since(self, key: str, t0: float, needle: bytes = b"") -> float:
+        """The first start at or after ``t0`` of a ``key`` process whose command line holds
+        ``needle`` (NaN if none was seen)."""
+        later = [t for t, cmd in self.found[key] if t >= t0 - 0.02 and needle in cmd]
+        return min(later) if later else math.nan
+
+    def _loop(self) -> None:
+        while not self._stop.wait(WATCH_S):
+            self._scan()
+
+    def _scan(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) in self._settled:
+                continue
+            pid = int(entry.name)
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+                uptime = float(Path("/proc/uptime").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue
+            now = time.time()
+            age = uptime - ticks / CLK_TCK
+            hit = next((k for k, m in self.markers.items() if m in cmd), None)
+            if hit is not None:
+                self.found[hit].append((now - age, cmd))
+                self._settled.add(pid)
+            elif age > 1.0:
+                self._settled.add(pid)
+
+
+def run_raw(ray: Any, script: Path, watch: StartWatch) -> tuple[float, dict[str, float]]:
     """The trivial script as a plain Ray job, polled as Flowyard's wait() polls."""
     t0_wall = time.time()
     t0 = time.perf_counter()
@@ -494,16 +563,19 @@ def run_raw(ray: Any, script: Path) -> tuple[float, dict[str, float]]:
     if str(info.status.value) != "SUCCEEDED":
         raise RuntimeError(f"raw Ray job {sid} ended {info.status}: {info.message}")
     start, end = info.start_time / 1000, info.end_time / 1000
+    entry = watch.since("script", t0_wall)
     return took, {
         "submit": start - t0_wall,
         "ray_life": end - start,
+        "ray_to_process": entry - start,
+        "process_to_end": end - entry,
         "seen": t_end - end,
         "total": took,
     }
 
 
 def run_flowyard_ray(
-    ray: Any, client: Client, project: Path, exp_id: str
+    ray: Any, client: Client, project: Path, exp_id: str, watch: StartWatch
 ) -> tuple[float, dict[str, float]]:
     t0_wall = time.time()
     t0 = time.perf_counter()
@@ -523,11 +595,14 @@ def run_flowyard_ray(
         time.sleep(POLL_S)
     info = ray.get_job_info(job.external_id)
     ray_start, ray_end = info.start_time / 1000, info.end_time / 1000
+    runner = watch.since("runner", t0_wall, job.id.encode())
     return took, {
         "client": at["queued"] - t0_wall,
         "dispatch": at["preparing"] - at["queued"],
         "ray_submit": ray_start - at["preparing"],
         "ray_to_running": at["running"] - ray_start,
+        "ray_to_process": runner - ray_start,
+        "process_to_running": at["running"] - runner,
         "entry_point": at["finalizing"] - at["running"],
         "wrap_up": at["completed"] - at["finalizing"],
         "seen": t_end - at["completed"],
@@ -551,7 +626,6 @@ def client_init_times(address: str, n: int = 5) -> list[float]:
 
 def measure_ray(counts: Counts, tmp: Path) -> dict[str, Any]:
     import ray as ray_pkg
-    from ray.job_submission import JobSubmissionClient
 
     prepare_env(tmp)
     project = write_trivial(tmp / "trivial")
@@ -567,36 +641,41 @@ def measure_ray(counts: Counts, tmp: Path) -> dict[str, Any]:
             os.environ["MLFLOW_TRACKING_URI"] = url
             mlflow.set_tracking_uri(url)
             exp_id = mlflow.set_experiment("bench-dispatch-ray").experiment_id
-            ray = JobSubmissionClient(address)
-            client = Client(url)
-            times: dict[str, list[float]] = {"flowyard": [], "raw": []}
-            breakdowns: dict[str, list[dict[str, float]]] = {"flowyard": [], "raw": []}
-            warmups: dict[str, list[float]] = {"flowyard": [], "raw": []}
-            try:
-                for i in range(WARMUP_RUNS + counts.ray_runs):
-                    order = ("flowyard", "raw") if i % 2 == 0 else ("raw", "flowyard")
-                    for side in order:
-                        if side == "flowyard":
-                            took, parts = run_flowyard_ray(ray, client, project, exp_id)
-                        else:
-                            took, parts = run_raw(ray, project / "main.py")
-                        label = "warm-up" if i < WARMUP_RUNS else f"run {i - WARMUP_RUNS + 1}"
-                        console.print(f"ray:   {label} {side:8s} {took:6.3f} s")
-                        if i < WARMUP_RUNS:
-                            warmups[side].append(took)
-                            continue
-                        times[side].append(took)
-                        breakdowns[side].append(parts)
-                init_s = client_init_times(address)
-            finally:
-                client.close()
+            markers = {"runner": b"flowyard.runner", "script": str(project / "main.py").encode()}
+            with Client(url) as client, StartWatch(markers) as watch:
+                result = compare_on_ray(counts, address, client, project, exp_id, watch)
+    return {"ray_version": ray_pkg.__version__, "cluster_start_s": cluster_s, **result}
+
+
+def compare_on_ray(
+    counts: Counts, address: str, client: Client, project: Path, exp_id: str, watch: StartWatch
+) -> dict[str, Any]:
+    """Interleaved runs of both sides (the first of each a warm-up); the order alternates."""
+    from ray.job_submission import JobSubmissionClient
+
+    ray = JobSubmissionClient(address)
+    times: dict[str, list[float]] = {"flowyard": [], "raw": []}
+    breakdowns: dict[str, list[dict[str, float]]] = {"flowyard": [], "raw": []}
+    warmups: dict[str, list[float]] = {"flowyard": [], "raw": []}
+    for i in range(WARMUP_RUNS + counts.ray_runs):
+        order = ("flowyard", "raw") if i % 2 == 0 else ("raw", "flowyard")
+        for side in order:
+            if side == "flowyard":
+                took, parts = run_flowyard_ray(ray, client, project, exp_id, watch)
+            else:
+                took, parts = run_raw(ray, project / "main.py", watch)
+            label = "warm-up" if i < WARMUP_RUNS else f"run {i - WARMUP_RUNS + 1}"
+            console.print(f"ray:   {label} {side:8s} {took:6.3f} s")
+            if i < WARMUP_RUNS:
+                warmups[side].append(took)
+                continue
+            times[side].append(took)
+            breakdowns[side].append(parts)
     return {
-        "ray_version": ray_pkg.__version__,
-        "cluster_start_s": cluster_s,
         "warmup_s": warmups,
         "times_s": times,
         "breakdown": breakdowns,
-        "client_init_s": init_s,
+        "client_init_s": client_init_times(address),
     }
 
 
@@ -693,6 +772,10 @@ def render_process(a: dict[str, Any], res: dict[str, Any]) -> None:
         "  one submit: median / p95 / max",
         f"{sub['median']:.3f} / {sub['p95']:.3f} / {sub['max']:.3f} s",
     )
+    t.add_row(
+        "  one submit, median of the first / last tenth",
+        f"{sub['first_tenth_median']:.3f} / {sub['last_tenth_median']:.3f} s",
+    )
     bad = ", ".join(f"{n} {s}" for s, n in a["not_completed"].items()) or "none"
     t.add_row("completed / not completed", f"{a['completed']:,} / {bad}")
     t.add_section()
@@ -750,6 +833,14 @@ def render_process(a: dict[str, Any], res: dict[str, Any]) -> None:
         if key == "all":
             d.add_section()
         d.add_row(label, str(s["n"]), *(_f(s[c]) for c in ("median", "p95", "max", "mean")))
+    d.add_section()
+    for label, s in a["dispatch_latency"]["by_queue_depth"].items():
+        d.add_row(
+            f"  with {label} jobs queued",
+            str(s["n"]),
+            *(_f(s[c]) for c in ("median", "p95", "max", "mean")),
+            style="dim",
+        )
     console.print(d)
 
 
@@ -757,20 +848,46 @@ RAY_FY_PHASES = (
     ("client", "mlflow.projects.run → job queued (prepare, snapshot, POST /jobs + MLflow run)"),
     ("dispatch", "queued → preparing: the dispatcher wakes and claims"),
     ("ray_submit", "preparing → Ray job submitted: new JobSubmissionClient + submit_job"),
-    ("ray_to_running", "Ray job submitted → running: Ray starts it; runner start-up + fetch"),
+    ("ray_to_running", "Ray job submitted → running"),
+    ("ray_to_process", "  Ray: supervisor actor, then the entrypoint process starts"),
+    ("process_to_running", "  runner: interpreter, imports, start_job, snapshot, → running"),
     ("entry_point", "running → finalizing: entry point (bash + python main.py)"),
     ("wrap_up", "finalizing → completed: outputs, final status, MLflow run ended"),
     ("seen", "completed → run() returns: wait() polling + get_job"),
 )
 RAY_RAW_PHASES = (
     ("submit", "submit_job() → Ray's start_time"),
-    ("ray_life", "Ray job start_time → end_time (supervisor, driver, exit noticed)"),
+    ("ray_life", "Ray job start_time → end_time"),
+    ("ray_to_process", "  Ray: supervisor actor, then the entrypoint process starts"),
+    ("process_to_end", "  python main.py, its exit noticed (0.1 s poll) → end_time"),
     ("seen", "end_time → the 0.1 s poll sees it"),
 )
 
 
 def _median(xs: list[float]) -> float:
     return float(statistics.median(xs)) if xs else math.nan
+
+
+def _phase_row(table: Table, side: str, label: str, xs: list[float], total: float) -> None:
+    """One phase: sub-phases (labels that start with spaces) indented, dim, with how many runs
+    the process watcher caught."""
+    seen = [x for x in xs if not math.isnan(x)]
+    sub = label.startswith("  ")
+    name = f"    {label.strip()}" if sub else f"{side}: {label}"
+    if sub and len(seen) < len(xs):
+        name += f" ({len(seen)} of {len(xs)} seen)"
+    if not seen:
+        table.add_row(name, "-", "-", "-", "", style="dim" if sub else None)
+        return
+    med = _median(seen)
+    table.add_row(
+        name,
+        f"{med:.3f}",
+        f"{min(seen):.3f}",
+        f"{max(seen):.3f}",
+        f"{med / total:.0%}",
+        style="dim" if sub else None,
+    )
 
 
 def render_ray(r: dict[str, Any]) -> None:
@@ -803,26 +920,12 @@ def render_ray(r: dict[str, Any]) -> None:
     fyb, rawb = r["breakdown"]["flowyard"], r["breakdown"]["raw"]
     total = _median([x["total"] for x in fyb])
     for key, label in RAY_FY_PHASES:
-        xs = [x[key] for x in fyb]
-        b.add_row(
-            f"flowyard: {label}",
-            f"{_median(xs):.3f}",
-            f"{min(xs):.3f}",
-            f"{max(xs):.3f}",
-            f"{_median(xs) / total:.0%}",
-        )
+        _phase_row(b, "flowyard", label, [x[key] for x in fyb], total)
     b.add_row("flowyard: total", f"{total:.3f}", "", "", "", style="bold")
     b.add_section()
     raw_total = _median([x["total"] for x in rawb])
     for key, label in RAY_RAW_PHASES:
-        xs = [x[key] for x in rawb]
-        b.add_row(
-            f"raw: {label}",
-            f"{_median(xs):.3f}",
-            f"{min(xs):.3f}",
-            f"{max(xs):.3f}",
-            f"{_median(xs) / raw_total:.0%}",
-        )
+        _phase_row(b, "raw", label, [x[key] for x in rawb], raw_total)
     b.add_row("raw: total", f"{raw_total:.3f}", "", "", "", style="bold")
     b.add_section()
     life = [x["ray_life"] for x in fyb]

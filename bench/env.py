@@ -89,7 +89,7 @@ class Counts:
     virtualenv_timeout_s: float  # MLflow's virtualenv manager may try to build a CPython
 
 
-FULL = Counts(rounds=3, pairs=5, default_bytecode_pairs=2, virtualenv_timeout_s=1800)
+FULL = Counts(rounds=5, pairs=5, default_bytecode_pairs=2, virtualenv_timeout_s=1800)
 QUICK = Counts(rounds=1, pairs=1, default_bytecode_pairs=1, virtualenv_timeout_s=600)
 
 
@@ -362,32 +362,40 @@ def flowyard_run(url: str, project: Path, exp_id: str, *, use_conda: bool, log: 
 
 
 @contextmanager
-def timed_create_virtualenv() -> Iterator[list[float]]:
-    """Time MLflow's local backend's environment step (`_create_virtualenv`: create or reuse)."""
+def mlflow_probe() -> Iterator[dict[str, float]]:
+    """Time MLflow's local backend's environment step (`_create_virtualenv`: create or reuse),
+    and note when it starts the entry point (`_run_entry_point`)."""
     import mlflow.projects.backend.local as local_backend
 
-    original = local_backend._create_virtualenv
-    took: list[float] = []
+    marks: dict[str, float] = {"step": 0.0}
+    create, start = local_backend._create_virtualenv, local_backend._run_entry_point
 
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    @functools.wraps(create)
+    def create_timed(*args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
         try:
-            return original(*args, **kwargs)
+            return create(*args, **kwargs)
         finally:
-            took.append(time.perf_counter() - t0)
+            marks["step"] += time.perf_counter() - t0
 
-    local_backend._create_virtualenv = wrapper
+    @functools.wraps(start)
+    def start_marked(*args: Any, **kwargs: Any) -> Any:
+        marks["entry_point_start"] = time.perf_counter()
+        return start(*args, **kwargs)
+
+    local_backend._create_virtualenv = create_timed
+    local_backend._run_entry_point = start_marked
     try:
-        yield took
+        yield marks
     finally:
-        local_backend._create_virtualenv = original
+        local_backend._create_virtualenv = create
+        local_backend._run_entry_point = start
 
 
 def mlflow_run(project: Path, exp_id: str, manager: str, env_root: Path, log: Path) -> Sample:
     clean_outputs(project)
     start = log.stat().st_size if log.exists() else 0
-    with timed_create_virtualenv() as took, captured(log):
+    with mlflow_probe() as marks, captured(log):
         t0 = time.perf_counter()
         submitted = mlflow.projects.run(
             str(project),
@@ -397,15 +405,17 @@ def mlflow_run(project: Path, exp_id: str, manager: str, env_root: Path, log: Pa
             env_manager=manager,
             experiment_id=exp_id,
         )
-        wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
     check_run(submitted.run_id)
     envs = [p for p in env_root.iterdir() if p.is_dir()] if env_root.is_dir() else []
     with log.open("rb") as f:
         f.seek(start)
         text = f.read().decode(errors="replace")
     return Sample(
-        wall=wall,
-        step=sum(took) if took else None,
+        wall=t1 - t0,
+        step=marks["step"],
+        to_running=marks["entry_point_start"] - t0,
+        entry_point=t1 - marks["entry_point_start"],
         python=base_python(envs[0]) if len(envs) == 1 else f"{len(envs)} environments",
         uv=uv_timings(text) if manager == "uv" else {},
     )
@@ -445,7 +455,10 @@ def run_contender(
     with env_vars(MLFLOW_ENV_ROOT=str(root)):
         if manager != "virtualenv":
             return mlflow_run(project, exp_id, manager, root, log)
-        with deadline(counts.virtualenv_timeout_s) as fired:
+        # pyenv's python-build leaves its log in $TMPDIR: in the temp folder, it goes with it.
+        scratch = root.parent / f"{root.name}-tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with env_vars(TMPDIR=str(scratch)), deadline(counts.virtualenv_timeout_s) as fired:
             try:
                 return mlflow_run(project, exp_id, manager, root, log)
             except Exception as e:
@@ -539,7 +552,7 @@ def warm_parts(url: str, project: Path, cache: Path) -> dict[str, float]:
             raise RuntimeError("the environment was not cached")
 
     def ensure_fresh_process() -> None:
-        builder.uv_version.cache_clear()  # a runner is a new process: uv's version is asked again
+        builder.uv_version.cache_clear()  # a runner started fresh asks uv's version again
         ensure()
 
     with env_vars(XDG_CACHE_HOME=str(cache)):
@@ -550,8 +563,8 @@ def warm_parts(url: str, project: Path, cache: Path) -> dict[str, float]:
         lambda: subprocess.run([builder.uv_bin(), "--version"], capture_output=True, check=True)
     )
     return {
-        "builder.ensure, uv's version known (a hash and a stat)": hashed,
-        "builder.ensure as in a new runner (runs `uv --version` first)": fresh,
+        "builder.ensure, uv's version known (local runners: forked from the submitter)": hashed,
+        "builder.ensure, first call in a process (process computes' runners)": fresh,
         "`uv --version` alone": version_only,
     }
 
@@ -571,8 +584,8 @@ def _col(rows: list[dict[str, Any]], key: str) -> list[float]:
     return [float(r[key]) for r in rows if r.get(key) is not None]
 
 
-def _fmt(xs: list[float], f: Callable[[list[float]], float] = _median) -> str:
-    return f"{f(xs):.3f}" if xs else ""
+def _fmt(xs: list[float], f: Callable[[list[float]], float] = _median, empty: str = "") -> str:
+    return f"{f(xs):.3f}" if xs else empty
 
 
 def render(res: dict[str, Any], c: Counts) -> list[dict[str, Any]]:
@@ -601,7 +614,8 @@ def render_rounds(res: dict[str, Any], c: Counts) -> None:
     )
     for col in ("contender", "case", "n", "wall med", "wall min", "env step med", "env step min"):
         t.add_column(col, justify="left" if col in ("contender", "case") else "right")
-    t.add_column("base interpreter / failure")
+    t.add_column("before entry point med", justify="right")
+    t.add_column("entry point med", justify="right")
     for name in CONTENDERS:
         for case in ("cold", "warm"):
             rows = runs[name][case]
@@ -615,55 +629,54 @@ def render_rounds(res: dict[str, Any], c: Counts) -> None:
                     _fmt(walls, min),
                     _fmt(steps),
                     _fmt(steps, min),
-                    escape(rows[0]["python"]),
+                    _fmt(_col(rows, "to_running")),
+                    _fmt(_col(rows, "entry_point")),
                 )
         if name in failed:
-            t.add_row(LABELS[name], "", "", "failed", "", "", "", escape(f"failed: {failed[name]}"))
+            t.add_row(LABELS[name], "", "", "failed", "", "", "", "", "", style="red")
     fy, uv = runs["flowyard"], runs["mlflow_uv"]
+    keys = ("wall", "step", "to_running", "entry_point")
     if fy["cold"] and uv["cold"]:
         t.add_section()
-        cold = [(_col(fy["cold"], k), _col(uv["cold"], k)) for k in ("wall", "step")]
+        a, b = ({k: _col(x["cold"], k) for k in keys} for x in (fy, uv))
         t.add_row(
             "ratio flowyard / mlflow uv",
             "cold",
             "",
-            f"{_median(cold[0][0]) / _median(cold[0][1]):.2f}x",
-            f"{min(cold[0][0]) / min(cold[0][1]):.2f}x",
-            f"{_median(cold[1][0]) / _median(cold[1][1]):.2f}x",
-            f"{min(cold[1][0]) / min(cold[1][1]):.2f}x",
-            "",
+            f"{_median(a['wall']) / _median(b['wall']):.2f}x",
+            f"{min(a['wall']) / min(b['wall']):.2f}x",
+            f"{_median(a['step']) / _median(b['step']):.2f}x",
+            f"{min(a['step']) / min(b['step']):.2f}x",
+            f"{_median(a['to_running']) / _median(b['to_running']):.2f}x",
+            f"{_median(a['entry_point']) / _median(b['entry_point']):.2f}x",
             style="cyan",
         )
     if fy["warm"] and uv["warm"]:
-        warm = [(_col(fy["warm"], k), _col(uv["warm"], k)) for k in ("wall", "step")]
+        a, b = ({k: _col(x["warm"], k) for k in keys} for x in (fy, uv))
         t.add_row(
             "flowyard - mlflow uv",
             "warm",
             "",
-            f"{_median(warm[0][0]) - _median(warm[0][1]):+.3f}",
-            f"{min(warm[0][0]) - min(warm[0][1]):+.3f}",
-            f"{_median(warm[1][0]) - _median(warm[1][1]):+.3f}",
-            f"{min(warm[1][0]) - min(warm[1][1]):+.3f}",
-            "",
+            f"{_median(a['wall']) - _median(b['wall']):+.3f}",
+            f"{min(a['wall']) - min(b['wall']):+.3f}",
+            f"{_median(a['step']) - _median(b['step']):+.3f}",
+            f"{min(a['step']) - min(b['step']):+.3f}",
+            f"{_median(a['to_running']) - _median(b['to_running']):+.3f}",
+            f"{_median(a['entry_point']) - _median(b['entry_point']):+.3f}",
             style="cyan",
         )
     console.print(t)
-    if fy["cold"]:
-        e = Table(
-            title="Flowyard's runs, from the job's events (medians), seconds",
-            title_justify="left",
-        )
-        for col in ("case", "n", "submitted → running", "entry point (running → finalizing)"):
-            e.add_column(col, justify="left" if col == "case" else "right")
-        for case in ("cold", "warm"):
-            rows = fy[case]
-            e.add_row(
-                case,
-                str(len(rows)),
-                _fmt(_col(rows, "to_running")),
-                _fmt(_col(rows, "entry_point")),
-            )
-        console.print(e)
+    console.print(
+        "  before entry point: flowyard, job submitted → running (its events); mlflow, the call "
+        "until `_run_entry_point`. entry point: flowyard, running → finalizing; mlflow, "
+        "`_run_entry_point` until the call returns."
+    )
+    for name in CONTENDERS:
+        rows = runs[name]["cold"]
+        if rows:
+            console.print(f"  {LABELS[name]}: base interpreter {escape(rows[0]['python'])}")
+        if name in failed:
+            console.print(f"  {LABELS[name]}: [red]failed[/]: {escape(failed[name])}")
 
 
 def render_uv(res: dict[str, Any]) -> None:
@@ -689,12 +702,16 @@ def render_uv(res: dict[str, Any]) -> None:
         t.add_row(
             LABELS[name],
             str(len(rows)),
-            *(_fmt(parts[k]) for k in ("resolved", "prepared", "installed")),
+            *(_fmt(parts[k], empty="none") for k in ("resolved", "prepared", "installed")),
             f"{_median(_col(uvs, 'installed_packages')):.0f}" if uvs[0] else "",
             _fmt(steps),
             _fmt(rest),
         )
     console.print(t)
+    console.print(
+        "  uv prints `Prepared N packages` only when it downloads or builds one: 'none' means "
+        "every wheel came from its cache."
+    )
 
 
 def render_pairs(pairs: dict[str, list[dict[str, Any]]], title: str) -> None:
@@ -741,7 +758,10 @@ def render_parts(res: dict[str, Any]) -> None:
         t.add_row(escape(label), f"{s:.4f}")
     t.add_section()
     steps = _col(res["pairs"]["warm"], "step") + _col(res["rounds"]["flowyard"]["warm"], "step")
-    t.add_row("for comparison: the runner's `reusing cached` step, median", _fmt(steps))
+    t.add_row(
+        "for comparison: the runner's `reusing cached` step, median (logged to 0.01 s)",
+        _fmt(steps),
+    )
     console.print(t)
 
 
@@ -839,7 +859,8 @@ def main() -> int:
     counts = QUICK if args.quick else FULL
     console.print(
         f"CPUs: {os.cpu_count()}  Python {platform.python_version()}  MLflow {mlflow.__version__}"
-        f"  {builder.uv_version()}  ({'quick' if args.quick else 'full'} run)"
+        f"  {builder.uv_version()}  ({'quick' if args.quick else 'full'} run)  load average "
+        f"{os.getloadavg()[0]:.2f}"
     )
     console.print(
         "Note: one Flowyard server (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false) on a fresh SQLite "
@@ -856,6 +877,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fy-bench-env-") as tmp:
         results = run_all(counts, Path(tmp))
     checked = render(results, counts)
+    console.print(f"Load average at the end (1 min): {os.getloadavg()[0]:.2f}")
     console.print("[bold]Acceptance goals[/]:")
     for g in checked:
         mark = "[green]MET[/]   " if g["met"] else "[red]MISSED[/]"
@@ -866,6 +888,7 @@ def main() -> int:
             "python": platform.python_version(),
             "mlflow": mlflow.__version__,
             "uv": builder.uv_version(),
+            "load_average_end": os.getloadavg(),
             "quick": args.quick,
             "counts": asdict(counts),
             "results": results,
