@@ -26,44 +26,58 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import logging
 import math
 import os
-import platform
 import shlex
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout, suppress
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import mlflow
 import mlflow.projects
-from rich.console import Console
 from rich.table import Table
 
 from flowyard.client import Client
 from flowyard.schemas import ComputeOut, JobOut, JobStatus
 from flowyard.submitted_run import POLL_S
 
-BIN = Path(sys.executable).parent
-PYTHON = sys.executable
+from common import (
+    BIN,
+    HOST,
+    PYTHON,
+    bench_parser,
+    comparison_table,
+    free_port,
+    header_line,
+    import_times,
+    make_console,
+    median,
+    new_table,
+    num,
+    path_with_venv,
+    prepare_child_env,
+    print_goals,
+    quantile,
+    running_server,
+    stats,
+    stop_group,
+    wall_time,
+    write_json,
+    write_project,
+)
+
 SCRIPT = Path(__file__).resolve()
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 120.0
 RAY_START_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 30.0
 RAY_PART_TIMEOUT_S = 40 * 60.0
 PROCESS_COMPUTE = "cpu2"
 RAY_COMPUTE = "ray-cluster"
@@ -76,7 +90,7 @@ IMPORT_REPEATS = 3
 # The dispatcher's periodic tick, as the server reads it (it also wakes when a job is queued).
 DISPATCH_INTERVAL_S = float(os.environ.get("FLOWYARD_DISPATCH_INTERVAL_S", "0.5"))
 FINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
-console = Console(width=None if sys.stdout.isatty() else 120)
+console = make_console()
 
 
 @dataclass(frozen=True)
@@ -88,51 +102,10 @@ class Counts:
 FULL = Counts(jobs=1000, ray_runs=5)
 QUICK = Counts(jobs=40, ray_runs=2)
 
-MLPROJECT = "name: trivial\n\nentry_points:\n  main:\n    command: python main.py\n"
 MAIN_PY = "# A trivial entry point: Python starts and exits.\n"
 
 
 # -- processes we start ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    tail = log.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"no answer at {url} (exit code {proc.poll()})\n--- server log ---\n{tail}")
-
-
-def stop_group(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the process group we started (its pgid is its pid), then SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=timeout)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
 
 
 def session_members(sid: int) -> list[int]:
@@ -150,27 +123,6 @@ def session_members(sid: int) -> list[int]:
     return found
 
 
-@contextmanager
-def running_server(folder: Path) -> Iterator[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cmd = [str(BIN / "flowyard"), "server", "--db-url", f"sqlite:///{folder / 'db.sqlite'}"]
-    cmd += ["--artifacts", str(folder / "artifacts"), "--host", HOST, "--port", str(port)]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://{HOST}:{port}"
-        wait_healthy(proc, url + "/api/flowyard/v1/health", log)
-        yield url
-    finally:
-        stop_group(proc)
-
-
 def create_compute(url: str, name: str, *args: str) -> None:
     done = subprocess.run(
         [str(BIN / "flowyard"), "compute", "create", name, *args],
@@ -185,23 +137,10 @@ def create_compute(url: str, name: str, *args: str) -> None:
 
 
 def prepare_env(tmp: Path) -> None:
-    os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")  # fresh blob, hash and job folders
-    # The entry point's `python` (and Ray's) must be this environment's.
-    os.environ["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    # Every interpreter caches bytecode in a folder of its own, as an installed package has .pyc
-    # files: the warm-up compiles, the timed jobs load.
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pyc")
-    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-
-def write_trivial(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "MLproject").write_text(MLPROJECT)
-    (folder / "main.py").write_text(MAIN_PY)
-    return folder
+    """The entry point's `python` (and Ray's) is this environment's; the warm-up compiles
+    bytecode, the timed jobs load it; fresh blob, hash and job folders."""
+    prepare_child_env(tmp)
+    os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
 
 
 def submit_trivial(
@@ -219,19 +158,11 @@ def submit_trivial(
         )
 
 
-def _wall(at: datetime | None) -> float | None:
-    if at is None:
-        return None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-
-
 def event_times(job: JobOut) -> dict[str, float]:
     """When the job first entered each status, from its events (server clock = ours)."""
     at: dict[str, float] = {}
     for e in job.events:
-        wall = _wall(e.at)
-        assert wall is not None
-        at.setdefault(e.to_status.value, wall)
+        at.setdefault(e.to_status.value, wall_time(e.at))
     return at
 
 
@@ -275,7 +206,7 @@ def job_record(job: JobOut) -> dict[str, Any]:
         "preparing": at.get("preparing"),
         "running": at.get("running"),
         "finalizing": at.get("finalizing"),
-        "ended": _wall(job.ended_at),
+        "ended": wall_time(job.ended_at) if job.ended_at else None,
     }
 
 
@@ -323,25 +254,17 @@ def measure_process(url: str, project: Path, exp_id: str, jobs: int) -> dict[str
         "submit_started_at": start_wall,
         "seen_all_final_at": seen_done,
         "records": records,
-        "imports_s": import_times(),
+        "imports_s": runner_import_times(),
     }
 
 
-def import_times() -> dict[str, float]:
+def runner_import_times() -> dict[str, float]:
     """Fresh-interpreter wall times (best of a few): what every runner pays before its work."""
     cases = {
         "python -c pass": ["-c", "pass"],
         "python -m flowyard.runner --help (runner's imports)": ["-m", "flowyard.runner", "--help"],
     }
-    out: dict[str, float] = {}
-    for label, args in cases.items():
-        best = math.inf
-        for _ in range(IMPORT_REPEATS):
-            t0 = time.perf_counter()
-            subprocess.run([PYTHON, *args], capture_output=True, check=True)
-            best = min(best, time.perf_counter() - t0)
-        out[label] = best
-    return out
+    return import_times(cases, IMPORT_REPEATS)
 
 
 # Queue-depth buckets for the dispatcher's latency: (lowest depth, label).
@@ -429,7 +352,7 @@ def analyze_process(res: dict[str, Any]) -> dict[str, Any]:
             "completed_while_submitting": len(during),
             "drain_per_s": len(drain) / (last_end - last_post) if drain else math.nan,
             "completed_in_drain": len(drain),
-            "ceiling_per_s": SLOTS / statistics.median(phases["slot_time"]) if done else math.nan,
+            "ceiling_per_s": SLOTS / median(phases["slot_time"]) if done else math.nan,
             "slot_utilisation": held / (SLOTS * (last_end - first_prep)),
         },
         "dispatch_latency": {
@@ -457,7 +380,7 @@ def running_ray(folder: Path) -> Iterator[str]:
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
-        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+        "PATH": path_with_venv(),
     }
     cmd = [str(BIN / "ray"), "start", "--head", "--block", "--port", str(port)]
     cmd += ["--dashboard-port", str(dashboard), "--dashboard-host", HOST]
@@ -628,7 +551,7 @@ def measure_ray(counts: Counts, tmp: Path) -> dict[str, Any]:
     import ray as ray_pkg
 
     prepare_env(tmp)
-    project = write_trivial(tmp / "trivial")
+    project = write_project(tmp / "trivial", MAIN_PY)
     console.print(f"ray: starting a Ray {ray_pkg.__version__} cluster on loopback...")
     t0 = time.perf_counter()
     with running_ray(tmp / "ray") as address:
@@ -715,12 +638,7 @@ def run_ray_part(counts: Counts, quick: bool, tmp: Path) -> dict[str, Any]:
         code = None
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # its handler stops Ray and the server
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, timeout=120)  # its SIGTERM handler stops Ray and the server
     if code != 0 or not result.exists():
         why = "timed out" if code is None else f"exit code {code}"
         return {"skipped": f"the Ray part failed ({why}); see its output above"}
@@ -731,40 +649,13 @@ def run_ray_part(counts: Counts, quick: bool, tmp: Path) -> dict[str, Any]:
 # -- reporting -------------------------------------------------------------------------------
 
 
-def quantile(xs: list[float], q: float) -> float:
-    if not xs:
-        return math.nan
-    s = sorted(xs)
-    pos = (len(s) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-def stats(xs: list[float]) -> dict[str, float]:
-    return {
-        "n": len(xs),
-        "median": quantile(xs, 0.5),
-        "p95": quantile(xs, 0.95),
-        "min": min(xs) if xs else math.nan,
-        "max": max(xs) if xs else math.nan,
-        "mean": statistics.fmean(xs) if xs else math.nan,
-    }
-
-
-def _f(x: float, fmt: str = ".3f") -> str:
-    return "-" if math.isnan(x) else format(x, fmt)
-
-
 def render_process(a: dict[str, Any], res: dict[str, Any]) -> None:
     sub, thr = a["submit"], a["throughput"]
-    t = Table(
-        title=f"Process compute {PROCESS_COMPUTE} ({SLOTS} slots): {a['n']:,} trivial jobs "
+    t = new_table(
+        f"Process compute {PROCESS_COMPUTE} ({SLOTS} slots): {a['n']:,} trivial jobs "
         f"submitted back to back (after 1 warm-up job)",
-        title_justify="left",
+        ("what", "value"),
     )
-    t.add_column("what")
-    t.add_column("value", justify="right")
     t.add_row("submitted (mlflow.projects.run, synchronous=False)", f"{a['n']:,}")
     t.add_row("  submission wall time", f"{sub['wall_s']:.1f} s")
     t.add_row("  submission rate", f"{sub['rate_per_s']:.2f} jobs/s", style="cyan")
@@ -782,47 +673,43 @@ def render_process(a: dict[str, Any], res: dict[str, Any]) -> None:
     t.add_row("makespan: first POST → last job final", f"{thr['makespan_s']:.1f} s")
     t.add_row("completion throughput, overall", f"{thr['overall_per_s']:.2f} jobs/s", style="cyan")
     t.add_row(
-        "  first → last completion", f"{_f(thr['first_to_last_completion_per_s'], '.2f')} jobs/s"
+        "  first → last completion", f"{num(thr['first_to_last_completion_per_s'], '.2f')} jobs/s"
     )
     t.add_row(
         f"  while submitting ({thr['completed_while_submitting']:,} jobs; the submitter "
         "competes for the CPUs)",
-        f"{_f(thr['while_submitting_per_s'], '.2f')} jobs/s",
+        f"{num(thr['while_submitting_per_s'], '.2f')} jobs/s",
     )
     t.add_row(
         f"  after the last submit (drain, {thr['completed_in_drain']:,} jobs)",
-        f"{_f(thr['drain_per_s'], '.2f')} jobs/s",
+        f"{num(thr['drain_per_s'], '.2f')} jobs/s",
     )
     t.add_row(
-        f"  ceiling: {SLOTS} slots / median slot time", f"{_f(thr['ceiling_per_s'], '.2f')} jobs/s"
+        f"  ceiling: {SLOTS} slots / median slot time", f"{num(thr['ceiling_per_s'], '.2f')} jobs/s"
     )
     t.add_row("slot utilisation (slot-seconds held / available)", f"{thr['slot_utilisation']:.0%}")
     console.print(t)
 
-    p = Table(
-        title="Per-job phases of the completed jobs, from their status events, seconds",
-        title_justify="left",
+    p = new_table(
+        "Per-job phases of the completed jobs, from their status events, seconds",
+        ("phase", "median", "p95", "max", "mean"),
     )
-    for col in ("phase", "median", "p95", "max", "mean"):
-        p.add_column(col, justify="left" if col == "phase" else "right")
     for key, label in PHASES:
         s = a["phases"][key]
         if key == "slot_time":
             p.add_section()
-        p.add_row(label, *(_f(s[c]) for c in ("median", "p95", "max", "mean")))
+        p.add_row(label, *(num(s[c]) for c in ("median", "p95", "max", "mean")))
     p.add_section()
     for label, secs in res["imports_s"].items():
         p.add_row(f"for reference: {label}, best of {IMPORT_REPEATS}", f"{secs:.3f}", "", "", "")
     console.print(p)
 
-    d = Table(
-        title="Dispatcher latency: a slot frees (a job's ended_at) → the next waiting job's "
+    d = new_table(
+        "Dispatcher latency: a slot frees (a job's ended_at) → the next waiting job's "
         f"`preparing` event, seconds (the dispatcher ticks every {DISPATCH_INTERVAL_S:g} s and "
         "wakes when a job is queued)",
-        title_justify="left",
+        ("when the slot freed", "n", "median", "p95", "max", "mean"),
     )
-    for col in ("when the slot freed", "n", "median", "p95", "max", "mean"):
-        d.add_column(col, justify="left" if col == "when the slot freed" else "right")
     names = {
         "while_submitting": "while submissions were arriving (each POST wakes it)",
         "after_last_submit": "after the last submission (only the tick)",
@@ -832,13 +719,13 @@ def render_process(a: dict[str, Any], res: dict[str, Any]) -> None:
         s = a["dispatch_latency"][key]
         if key == "all":
             d.add_section()
-        d.add_row(label, str(s["n"]), *(_f(s[c]) for c in ("median", "p95", "max", "mean")))
+        d.add_row(label, str(s["n"]), *(num(s[c]) for c in ("median", "p95", "max", "mean")))
     d.add_section()
     for label, s in a["dispatch_latency"]["by_queue_depth"].items():
         d.add_row(
             f"  with {label} jobs queued",
             str(s["n"]),
-            *(_f(s[c]) for c in ("median", "p95", "max", "mean")),
+            *(num(s[c]) for c in ("median", "p95", "max", "mean")),
             style="dim",
         )
     console.print(d)
@@ -864,10 +751,6 @@ RAY_RAW_PHASES = (
 )
 
 
-def _median(xs: list[float]) -> float:
-    return float(statistics.median(xs)) if xs else math.nan
-
-
 def _phase_row(table: Table, side: str, label: str, xs: list[float], total: float) -> None:
     """One phase: sub-phases (labels that start with spaces) indented, dim, with how many runs
     the process watcher caught."""
@@ -879,7 +762,7 @@ def _phase_row(table: Table, side: str, label: str, xs: list[float], total: floa
     if not seen:
         table.add_row(name, "-", "-", "-", "", style="dim" if sub else None)
         return
-    med = _median(seen)
+    med = median(seen)
     table.add_row(
         name,
         f"{med:.3f}",
@@ -892,38 +775,30 @@ def _phase_row(table: Table, side: str, label: str, xs: list[float], total: floa
 
 def render_ray(r: dict[str, Any]) -> None:
     fy, raw = r["times_s"]["flowyard"], r["times_s"]["raw"]
-    t = Table(
-        title=f"Trivial job on Ray {r['ray_version']}, submit → completion ({len(fy)} runs each "
+    t = comparison_table(
+        f"Trivial job on Ray {r['ray_version']}, submit → completion ({len(fy)} runs each "
         f"after {WARMUP_RUNS} warm-up, interleaved), seconds",
-        title_justify="left",
+        "side",
+        (
+            ("flowyard (mlflow.projects.run, COMPUTE ray-cluster)", fy),
+            ("raw Ray (JobSubmissionClient.submit_job + poll)", raw),
+        ),
+        "ratio flowyard / raw",
+        "flowyard added time",
     )
-    for col in ("side", "n", "median", "min", "max", "mean"):
-        t.add_column(col, justify="left" if col == "side" else "right")
-    rows = (
-        ("flowyard (mlflow.projects.run, COMPUTE ray-cluster)", fy),
-        ("raw Ray (JobSubmissionClient.submit_job + poll)", raw),
-    )
-    fns = (_median, min, max, statistics.fmean)
-    for label, xs in rows:
-        t.add_row(label, str(len(xs)), *(f"{f(xs):.3f}" for f in fns))
-    t.add_section()
-    t.add_row("ratio flowyard / raw", "", *(f"{f(fy) / f(raw):.2f}x" for f in fns), style="cyan")
-    t.add_row("flowyard added time", "", *(f"{f(fy) - f(raw):+.3f}" for f in fns), style="cyan")
     console.print(t)
 
-    b = Table(
-        title="Where the time goes on Ray (medians over the timed runs), seconds",
-        title_justify="left",
+    b = new_table(
+        "Where the time goes on Ray (medians over the timed runs), seconds",
+        ("phase", "median", "min", "max", "share"),
     )
-    for col in ("phase", "median", "min", "max", "share"):
-        b.add_column(col, justify="left" if col == "phase" else "right")
     fyb, rawb = r["breakdown"]["flowyard"], r["breakdown"]["raw"]
-    total = _median([x["total"] for x in fyb])
+    total = median([x["total"] for x in fyb])
     for key, label in RAY_FY_PHASES:
         _phase_row(b, "flowyard", label, [x[key] for x in fyb], total)
     b.add_row("flowyard: total", f"{total:.3f}", "", "", "", style="bold")
     b.add_section()
-    raw_total = _median([x["total"] for x in rawb])
+    raw_total = median([x["total"] for x in rawb])
     for key, label in RAY_RAW_PHASES:
         _phase_row(b, "raw", label, [x[key] for x in rawb], raw_total)
     b.add_row("raw: total", f"{raw_total:.3f}", "", "", "", style="bold")
@@ -931,7 +806,7 @@ def render_ray(r: dict[str, Any]) -> None:
     life = [x["ray_life"] for x in fyb]
     b.add_row(
         "flowyard's Ray job start_time → end_time (the runner's whole life in Ray)",
-        f"{_median(life):.3f}",
+        f"{median(life):.3f}",
         f"{min(life):.3f}",
         f"{max(life):.3f}",
         "",
@@ -940,7 +815,7 @@ def render_ray(r: dict[str, Any]) -> None:
     ex = [x["ray_exit_after_completed"] for x in fyb]
     b.add_row(
         "  of which after `completed` (runner exit, Ray notices; off the critical path)",
-        f"{_median(ex):.3f}",
+        f"{median(ex):.3f}",
         f"{min(ex):.3f}",
         f"{max(ex):.3f}",
         "",
@@ -949,7 +824,7 @@ def render_ray(r: dict[str, Any]) -> None:
     init = r["client_init_s"]
     b.add_row(
         "JobSubmissionClient(address) construction (the dispatcher makes one per job)",
-        f"{_median(init):.3f}",
+        f"{median(init):.3f}",
         f"{min(init):.3f}",
         f"{max(init):.3f}",
         "",
@@ -983,16 +858,9 @@ def goals(process: dict[str, Any] | None, ray: dict[str, Any] | None) -> list[di
         if "skipped" in ray:
             out.append({"goal": goal, "value": ray["skipped"], "met": None})
         else:
-            ratio = _median(ray["times_s"]["flowyard"]) / _median(ray["times_s"]["raw"])
+            ratio = median(ray["times_s"]["flowyard"]) / median(ray["times_s"]["raw"])
             out.append({"goal": goal, "value": f"{ratio:.2f}x", "met": ratio <= RATIO_GOAL})
     return out
-
-
-def print_goals(checked: list[dict[str, Any]]) -> None:
-    console.print("[bold]Goals[/]:")
-    for g in checked:
-        mark = {True: "[green]MET[/]    ", False: "[red]MISSED[/] ", None: "[yellow]SKIPPED[/]"}
-        console.print(f"  {mark[g['met']]}  {g['goal']}  ({g['value']})")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -1000,7 +868,7 @@ def print_goals(checked: list[dict[str, Any]]) -> None:
 
 def run_process_part(counts: Counts, tmp: Path) -> dict[str, Any]:
     prepare_env(tmp)
-    project = write_trivial(tmp / "trivial")
+    project = write_project(tmp / "trivial", MAIN_PY)
     console.print("Starting the Flowyard server...")
     with running_server(tmp / "server") as url:
         os.environ["MLFLOW_TRACKING_URI"] = url
@@ -1013,11 +881,9 @@ def run_process_part(counts: Counts, tmp: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="40 jobs, 2 Ray runs per side")
+    parser = bench_parser(__doc__, "40 jobs, 2 Ray runs per side")
     parser.add_argument("--jobs", type=int, help="jobs for the process compute (default 1,000)")
     parser.add_argument("--ray-runs", type=int, help="timed Ray runs per side (default 5)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray part")
     parser.add_argument(
         "--ray-only",
@@ -1032,11 +898,8 @@ def main() -> int:
     if args.ray_runs:
         counts = replace(counts, ray_runs=args.ray_runs)
     if not args.no_report:
-        console.print(
-            f"CPUs: {os.cpu_count()}  Python {platform.python_version()}  "
-            f"MLflow {mlflow.__version__}  ({'quick' if args.quick else 'full'} run: "
-            f"{counts.jobs:,} jobs, {counts.ray_runs} Ray runs per side)"
-        )
+        detail = f"{counts.jobs:,} jobs, {counts.ray_runs} Ray runs per side"
+        console.print(header_line(args.quick, detail))
         console.print(
             "Note: each part has its own Flowyard server (SQLite, 127.0.0.1, default dispatcher "
             "settings) and fresh XDG_CACHE_HOME; all interpreters cache bytecode under a temp "
@@ -1060,21 +923,17 @@ def main() -> int:
             render_process(analysis, process)
         if ray is not None and "skipped" not in ray:
             render_ray(ray)
-        print_goals(checked)
+        print_goals(console, checked)
     if args.json:
-        payload = {
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "mlflow": mlflow.__version__,
-            "quick": args.quick,
-            "counts": asdict(counts),
-            "process": {"analysis": analysis, "raw": process} if process else None,
-            "ray": ray,
-            "goals": checked,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
-        if not args.no_report:
-            console.print(f"Results written to {args.json}")
+        write_json(
+            args.json,
+            args.quick,
+            counts,
+            None if args.no_report else console,
+            process={"analysis": analysis, "raw": process} if process else None,
+            ray=ray,
+            goals=checked,
+        )
     return 0
 
 

@@ -23,45 +23,48 @@ untimed build first, so "cold" means a new environment, not new downloads.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import logging
 import os
-import platform
 import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import mlflow.projects
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from flowyard.client import Client
 from flowyard.env import builder
 from flowyard.env.spec import from_python_env
 from flowyard.schemas import JobOut, JobStatus
 
-BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
+from common import (
+    SUMMARIES,
+    bench_parser,
+    best_of,
+    diff_cell,
+    header_line,
+    make_console,
+    median,
+    new_table,
+    prepare_child_env,
+    print_goals,
+    ratio_cell,
+    running_server,
+    wall_time,
+    write_json,
+)
+
 WARM_GOAL_S = 0.1
 PART_REPEATS = 5
 EXAMPLE_SRC = Path(__file__).resolve().parent.parent / "examples" / "sklearn_elasticnet"
@@ -78,7 +81,7 @@ CURL_OPTS = "--connect-timeout 15 --max-time 300"
 ENV_LINE = re.compile(r"\[flowyard\] environment: (built|reusing cached) (\S+) \(([\d.]+) s\)")
 UV_TIMING = re.compile(r"\b(Resolved|Prepared|Installed) (\d+) packages? in ([\d.]+)(ms|s)\b")
 ERROR_HINT = re.compile(r"error|fail|could not|cannot|not found|timed out|refused|resolve", re.I)
-console = Console(width=None if sys.stdout.isatty() else 120)
+console = make_console()
 
 
 @dataclass(frozen=True)
@@ -104,67 +107,6 @@ class Sample:
     entry_point: float | None = None  # Flowyard: running → finalizing
     python: str = ""  # the environment's base interpreter (its pyvenv.cfg)
     uv: dict[str, float] = field(default_factory=dict)  # uv's own timings, from its output
-
-
-# -- the server ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    tail = log.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"no answer at {url} (exit code {proc.poll()})\n--- server log ---\n{tail}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (its pgid is its pid), then SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@contextmanager
-def running_server(folder: Path) -> Iterator[str]:
-    port = free_port()
-    cmd = [str(BIN / "flowyard"), "server", "--db-url", f"sqlite:///{folder / 'db.sqlite'}"]
-    cmd += ["--artifacts", str(folder / "artifacts"), "--host", HOST, "--port", str(port)]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://{HOST}:{port}"
-        wait_healthy(proc, url + "/api/flowyard/v1/health", log)
-        yield url
-    finally:
-        stop(proc)
 
 
 # -- process plumbing ------------------------------------------------------------------------
@@ -312,16 +254,12 @@ def job_log(client: Client, job_id: str) -> str:
             return data.decode(errors="replace")
 
 
-def _wall(at: datetime) -> float:
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-
-
 def job_phases(job: JobOut) -> dict[str, float]:
     at: dict[JobStatus, float] = {}
     for e in job.events:
-        at.setdefault(e.to_status, _wall(e.at))
+        at.setdefault(e.to_status, wall_time(e.at))
     return {
-        "to_running": at[JobStatus.RUNNING] - _wall(job.submitted_at),
+        "to_running": at[JobStatus.RUNNING] - wall_time(job.submitted_at),
         "entry_point": at[JobStatus.FINALIZING] - at[JobStatus.RUNNING],
     }
 
@@ -532,15 +470,6 @@ def measure_pairs(
     return out
 
 
-def _best(fn: Callable[[], object], n: int = PART_REPEATS) -> float:
-    best = float("inf")
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def warm_parts(url: str, project: Path, cache: Path) -> dict[str, float]:
     """What the runner's warm start does, in this process (best of a few)."""
     spec = from_python_env(project / "python_env.yaml")
@@ -557,10 +486,11 @@ def warm_parts(url: str, project: Path, cache: Path) -> dict[str, float]:
 
     with env_vars(XDG_CACHE_HOME=str(cache)):
         builder.uv_version()
-        hashed = _best(ensure)
-        fresh = _best(ensure_fresh_process)
-    version_only = _best(
-        lambda: subprocess.run([builder.uv_bin(), "--version"], capture_output=True, check=True)
+        hashed = best_of(ensure, PART_REPEATS)
+        fresh = best_of(ensure_fresh_process, PART_REPEATS)
+    version_only = best_of(
+        lambda: subprocess.run([builder.uv_bin(), "--version"], capture_output=True, check=True),
+        PART_REPEATS,
     )
     return {
         "builder.ensure, uv's version known (local runners: forked from the submitter)": hashed,
@@ -572,19 +502,11 @@ def warm_parts(url: str, project: Path, cache: Path) -> dict[str, float]:
 # -- reporting -------------------------------------------------------------------------------
 
 
-def _median(xs: list[float]) -> float:
-    return float(statistics.median(xs))
-
-
-def _mean(xs: list[float]) -> float:
-    return float(statistics.fmean(xs))
-
-
 def _col(rows: list[dict[str, Any]], key: str) -> list[float]:
     return [float(r[key]) for r in rows if r.get(key) is not None]
 
 
-def _fmt(xs: list[float], f: Callable[[list[float]], float] = _median, empty: str = "") -> str:
+def _fmt(xs: list[float], f: Callable[[list[float]], float] = median, empty: str = "") -> str:
     return f"{f(xs):.3f}" if xs else empty
 
 
@@ -607,15 +529,15 @@ def render(res: dict[str, Any], c: Counts) -> list[dict[str, Any]]:
 
 def render_rounds(res: dict[str, Any], c: Counts) -> None:
     runs, failed = res["rounds"], res["failed"]
-    t = Table(
-        title=f"The example's environment: cold build, then warm start ({c.rounds} round(s) "
+    t = new_table(
+        f"The example's environment: cold build, then warm start ({c.rounds} round(s) "
         "per contender, steps=1), seconds",
-        title_justify="left",
+        (
+            *("contender", "case", "n", "wall med", "wall min", "env step med", "env step min"),
+            *("before entry point med", "entry point med"),
+        ),
+        left=2,
     )
-    for col in ("contender", "case", "n", "wall med", "wall min", "env step med", "env step min"):
-        t.add_column(col, justify="left" if col in ("contender", "case") else "right")
-    t.add_column("before entry point med", justify="right")
-    t.add_column("entry point med", justify="right")
     for name in CONTENDERS:
         for case in ("cold", "warm"):
             rows = runs[name][case]
@@ -643,12 +565,12 @@ def render_rounds(res: dict[str, Any], c: Counts) -> None:
             "ratio flowyard / mlflow uv",
             "cold",
             "",
-            f"{_median(a['wall']) / _median(b['wall']):.2f}x",
-            f"{min(a['wall']) / min(b['wall']):.2f}x",
-            f"{_median(a['step']) / _median(b['step']):.2f}x",
-            f"{min(a['step']) / min(b['step']):.2f}x",
-            f"{_median(a['to_running']) / _median(b['to_running']):.2f}x",
-            f"{_median(a['entry_point']) / _median(b['entry_point']):.2f}x",
+            ratio_cell(median(a["wall"]), median(b["wall"])),
+            ratio_cell(min(a["wall"]), min(b["wall"])),
+            ratio_cell(median(a["step"]), median(b["step"])),
+            ratio_cell(min(a["step"]), min(b["step"])),
+            ratio_cell(median(a["to_running"]), median(b["to_running"])),
+            ratio_cell(median(a["entry_point"]), median(b["entry_point"])),
             style="cyan",
         )
     if fy["warm"] and uv["warm"]:
@@ -657,12 +579,12 @@ def render_rounds(res: dict[str, Any], c: Counts) -> None:
             "flowyard - mlflow uv",
             "warm",
             "",
-            f"{_median(a['wall']) - _median(b['wall']):+.3f}",
-            f"{min(a['wall']) - min(b['wall']):+.3f}",
-            f"{_median(a['step']) - _median(b['step']):+.3f}",
-            f"{min(a['step']) - min(b['step']):+.3f}",
-            f"{_median(a['to_running']) - _median(b['to_running']):+.3f}",
-            f"{_median(a['entry_point']) - _median(b['entry_point']):+.3f}",
+            diff_cell(median(a["wall"]), median(b["wall"])),
+            diff_cell(min(a["wall"]), min(b["wall"])),
+            diff_cell(median(a["step"]), median(b["step"])),
+            diff_cell(min(a["step"]), min(b["step"])),
+            diff_cell(median(a["to_running"]), median(b["to_running"])),
+            diff_cell(median(a["entry_point"]), median(b["entry_point"])),
             style="cyan",
         )
     console.print(t)
@@ -681,14 +603,14 @@ def render_rounds(res: dict[str, Any], c: Counts) -> None:
 
 def render_uv(res: dict[str, Any]) -> None:
     runs = res["rounds"]
-    t = Table(
-        title="Inside the cold builds: uv's own timings from its output (medians; MLflow runs uv "
+    t = new_table(
+        "Inside the cold builds: uv's own timings from its output (medians; MLflow runs uv "
         "twice, for build_dependencies then dependencies, summed), seconds",
-        title_justify="left",
+        (
+            *("contender", "n", "resolve", "prepare", "install", "packages", "env step"),
+            "rest of the step (uv venv, spawns, ...)",
+        ),
     )
-    for col in ("contender", "n", "resolve", "prepare", "install", "packages", "env step"):
-        t.add_column(col, justify="left" if col == "contender" else "right")
-    t.add_column("rest of the step (uv venv, spawns, ...)", justify="right")
     for name in ("flowyard", "mlflow_uv"):
         rows = runs[name]["cold"]
         if not rows:
@@ -703,7 +625,7 @@ def render_uv(res: dict[str, Any]) -> None:
             LABELS[name],
             str(len(rows)),
             *(_fmt(parts[k], empty="none") for k in ("resolved", "prepared", "installed")),
-            f"{_median(_col(uvs, 'installed_packages')):.0f}" if uvs[0] else "",
+            f"{median(_col(uvs, 'installed_packages')):.0f}" if uvs[0] else "",
             _fmt(steps),
             _fmt(rest),
         )
@@ -715,11 +637,13 @@ def render_uv(res: dict[str, Any]) -> None:
 
 
 def render_pairs(pairs: dict[str, list[dict[str, Any]]], title: str) -> None:
-    t = Table(title=title, title_justify="left")
-    for col in ("case", "n", "wall med", "wall min", "wall max", "wall mean"):
-        t.add_column(col, justify="left" if col == "case" else "right")
-    for col in ("env step med", "submitted → running med", "entry point med"):
-        t.add_column(col, justify="right")
+    t = new_table(
+        title,
+        (
+            *("case", "n", "wall med", "wall min", "wall max", "wall mean"),
+            *("env step med", "submitted → running med", "entry point med"),
+        ),
+    )
     names = {"warm": "flowyard USE_CONDA true (cached)", "none": "flowyard USE_CONDA false"}
     for case, label in names.items():
         rows = pairs[case]
@@ -727,7 +651,7 @@ def render_pairs(pairs: dict[str, list[dict[str, Any]]], title: str) -> None:
         t.add_row(
             label,
             str(len(rows)),
-            *(_fmt(walls, f) for f in (_median, min, max, _mean)),
+            *(_fmt(walls, f) for f in SUMMARIES),
             _fmt(_col(rows, "step")),
             _fmt(_col(rows, "to_running")),
             _fmt(_col(rows, "entry_point")),
@@ -737,23 +661,20 @@ def render_pairs(pairs: dict[str, list[dict[str, Any]]], title: str) -> None:
     t.add_row(
         "added by the environment",
         "",
-        *(f"{f(_col(w, 'wall')) - f(_col(n, 'wall')):+.3f}" for f in (_median, min, max, _mean)),
+        *(diff_cell(f(_col(w, "wall")), f(_col(n, "wall"))) for f in SUMMARIES),
         "",
-        f"{_median(_col(w, 'to_running')) - _median(_col(n, 'to_running')):+.3f}",
-        f"{_median(_col(w, 'entry_point')) - _median(_col(n, 'entry_point')):+.3f}",
+        diff_cell(median(_col(w, "to_running")), median(_col(n, "to_running"))),
+        diff_cell(median(_col(w, "entry_point")), median(_col(n, "entry_point"))),
         style="cyan",
     )
     console.print(t)
 
 
 def render_parts(res: dict[str, Any]) -> None:
-    t = Table(
-        title=f"What a Flowyard warm start is made of (in this process, best of {PART_REPEATS}), "
-        "seconds",
-        title_justify="left",
+    t = new_table(
+        f"What a Flowyard warm start is made of (in this process, best of {PART_REPEATS}), seconds",
+        ("what", "wall"),
     )
-    t.add_column("what")
-    t.add_column("wall", justify="right")
     for label, s in res["warm_parts"].items():
         t.add_row(escape(label), f"{s:.4f}")
     t.add_section()
@@ -769,8 +690,8 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     fy, uv = res["rounds"]["flowyard"], res["rounds"]["mlflow_uv"]
     pairs = res["pairs"]
     steps = _col(pairs["warm"], "step") + _col(fy["warm"], "step")
-    step = _median(steps)
-    added = _median(_col(pairs["warm"], "wall")) - _median(_col(pairs["none"], "wall"))
+    step = median(steps)
+    added = median(_col(pairs["warm"], "wall")) - median(_col(pairs["none"], "wall"))
     out: list[dict[str, Any]] = [
         {
             "goal": f"flowyard warm start: the runner's environment step <= {WARM_GOAL_S} s "
@@ -791,7 +712,7 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
             reason = res["failed"].get("mlflow_uv", "no run")
             out.append({"goal": goal, "value": f"mlflow uv: {reason}", "met": False})
             continue
-        f, m = _median(_col(fy["cold"], key)), _median(_col(uv["cold"], key))
+        f, m = median(_col(fy["cold"], key)), median(_col(uv["cold"], key))
         out.append({"goal": goal, "value": f"{f:.3f} s vs {m:.3f} s, {f / m:.2f}x", "met": f <= m})
     return out
 
@@ -801,26 +722,19 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
     # The entry point's `python` (USE_CONDA false), MLflow's `uv` and the runner's are this
-    # environment's; MLflow's virtualenv manager finds pyenv on PATH as before.
-    os.environ["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    # environment's; MLflow's virtualenv manager finds pyenv on PATH as before. Every
+    # interpreter caches bytecode in a temp folder of its own: a new environment's first run
+    # compiles its imports (whoever built it), later runs load them.
+    prepare_child_env(tmp)
     os.environ.pop("VIRTUAL_ENV", None)
-    # Every interpreter caches bytecode in a temp folder of its own: a new environment's first
-    # run compiles its imports (whoever built it), later runs load them.
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     os.environ["UV_CACHE_DIR"] = str(tmp / "uv-cache")  # shared by every uv build
     os.environ["PIP_CACHE_DIR"] = str(tmp / "pip-cache")  # the virtualenv manager's pip
     os.environ["PYENV_ROOT"] = str(tmp / "pyenv-root")  # where `pyenv install` would put one
     os.environ["PYTHON_BUILD_CURL_OPTS"] = CURL_OPTS
     os.environ["XDG_CACHE_HOME"] = str(tmp / "cache-server")
-    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     project = copy_example(tmp / "sklearn_elasticnet")
-    server_dir = tmp / "server"
-    server_dir.mkdir()
     console.print("Starting the Flowyard server...")
-    with running_server(server_dir) as url:
+    with running_server(tmp / "server") as url:
         os.environ["MLFLOW_TRACKING_URI"] = url
         mlflow.set_tracking_uri(url)
         exp_id = mlflow.set_experiment("bench-env").experiment_id
@@ -852,15 +766,11 @@ def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one round, one pair")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
-    args = parser.parse_args()
+    args = bench_parser(__doc__, "one round, one pair").parse_args()
     counts = QUICK if args.quick else FULL
     console.print(
-        f"CPUs: {os.cpu_count()}  Python {platform.python_version()}  MLflow {mlflow.__version__}"
-        f"  {builder.uv_version()}  ({'quick' if args.quick else 'full'} run)  load average "
-        f"{os.getloadavg()[0]:.2f}"
+        header_line(args.quick, tools=builder.uv_version())
+        + f"  load average {os.getloadavg()[0]:.2f}"
     )
     console.print(
         "Note: one Flowyard server (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false) on a fresh SQLite "
@@ -878,24 +788,18 @@ def main() -> int:
         results = run_all(counts, Path(tmp))
     checked = render(results, counts)
     console.print(f"Load average at the end (1 min): {os.getloadavg()[0]:.2f}")
-    console.print("[bold]Acceptance goals[/]:")
-    for g in checked:
-        mark = "[green]MET[/]   " if g["met"] else "[red]MISSED[/]"
-        console.print(f"  {mark}  {escape(g['goal'])}  ({escape(g['value'])})")
+    print_goals(console, checked)
     if args.json:
-        payload = {
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "mlflow": mlflow.__version__,
-            "uv": builder.uv_version(),
-            "load_average_end": os.getloadavg(),
-            "quick": args.quick,
-            "counts": asdict(counts),
-            "results": results,
-            "goals": checked,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
-        console.print(f"Results written to {args.json}")
+        write_json(
+            args.json,
+            args.quick,
+            counts,
+            console,
+            uv=builder.uv_version(),
+            load_average_end=os.getloadavg(),
+            results=results,
+            goals=checked,
+        )
     return 0
 
 

@@ -6,31 +6,44 @@ and sort variants) and job pages over loopback. For reference it times MLflow's 
 "the newest 50 runs with their params and metrics" (`runs/search`, what the MLflow UI asks).
 
     python bench/studio.py                 # 10,000 jobs, 100 requests per page
+    python bench/studio.py --quick         # smoke run: 1,000 jobs, 20 requests per page
     python bench/studio.py --jobs 1000 --requests 20
+    python bench/studio.py --json results.json
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
 from flowyard.server.db.engine import prepare_database
 from flowyard.server.storage import WorkspaceFolder
+
+from common import (
+    FLOWYARD_HEALTH,
+    HOST,
+    PYTHON,
+    bench_parser,
+    free_port,
+    header_line,
+    make_console,
+    median,
+    print_goals,
+    quantile,
+    running,
+    write_json,
+)
 
 GOALS_MS = {"jobs page": 150.0, "job page": 100.0}
 EXPERIMENTS = ("fraud-model", "churn", "demand-forecast", "ranking", "sandbox")
@@ -39,12 +52,17 @@ USERS = ("alice", "bob", "carol", "dan", "erin", "frank")
 STATUSES = ("completed",) * 80 + ("failed",) * 12 + ("canceled",) * 4 + ("running", "queued") * 2
 PARAMS = ("alpha", "l1_ratio", "steps")
 METRICS = ("rmse", "mae", "r2")
+console = make_console()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass(frozen=True)
+class Counts:
+    jobs: int  # jobs (with their MLflow runs) in the workspace
+    requests: int  # timed requests per case, after 5 warm-up ones
+
+
+FULL = Counts(jobs=10_000, requests=100)
+QUICK = Counts(jobs=1000, requests=20)
 
 
 def fill(url: str, n_jobs: int) -> list[str]:
@@ -200,62 +218,37 @@ def timed(
     return times
 
 
-def percentile(values: list[float], q: float) -> float:
-    return (
-        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-        if len(values) > 1
-        else values[0]
-    )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=100)
+def main() -> int:
+    parser = bench_parser(__doc__, "1,000 jobs, 20 requests per page")
+    parser.add_argument("--jobs", type=int, help="jobs in the workspace (default 10,000)")
+    parser.add_argument("--requests", type=int, help="timed requests per case (default 100)")
     args = parser.parse_args()
+    counts = QUICK if args.quick else FULL
+    if args.jobs:
+        counts = replace(counts, jobs=args.jobs)
+    if args.requests:
+        counts = replace(counts, requests=args.requests)
+    console.print(header_line(args.quick, f"{counts.jobs:,} jobs, {counts.requests} requests"))
     with tempfile.TemporaryDirectory(prefix="flowyard-bench-studio-") as tmp:
         folder = WorkspaceFolder.create(Path(tmp) / "ws", "bench")
         prepare_database(folder.db_url, folder.name)
         started = time.perf_counter()
-        ids = fill(folder.db_url, args.jobs)
-        print(f"filled {args.jobs:,} jobs in {time.perf_counter() - started:.1f} s")
+        ids = fill(folder.db_url, counts.jobs)
+        print(f"filled {counts.jobs:,} jobs in {time.perf_counter() - started:.1f} s")
         port = free_port()
-        log = (Path(tmp) / "server.log").open("w")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowyard.cli",
-                "server",
-                "--workspace",
-                str(folder.path),
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/api/flowyard/v1/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"the server did not start; see {log.name}")
-                time.sleep(0.2)
-            report(base, ids, args.requests)
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
-            log.close()
+        cmd = [PYTHON, "-m", "flowyard.cli", "server", "--workspace", str(folder.path)]
+        cmd += ["--port", str(port)]
+        base = f"http://{HOST}:{port}"
+        with running(cmd, base + FLOWYARD_HEALTH, Path(tmp) / "server.log"):
+            results, checked = report(base, ids, counts.requests)
+    print_goals(console, checked)
+    if args.json:
+        write_json(args.json, args.quick, counts, console, results=results, goals=checked)
+    return 0
 
 
-def report(base: str, ids: list[str], n: int) -> None:
+def report(base: str, ids: list[str], n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Time each case; returns the results and the goals checked."""
     rng = random.Random(7)
     pages = -(-len(ids) // 50)
     deep = max(1, pages * 3 // 4)
@@ -290,19 +283,27 @@ def report(base: str, ids: list[str], n: int) -> None:
     ]
     print(f"{len(ids):,} jobs, {n} requests per case, times over loopback in ms")
     print(f"{'page':<10} {'case':<52} {'p50':>7} {'p95':>7}  goal")
-    verdicts = []
+    results: list[dict[str, Any]] = []
+    checked: list[dict[str, Any]] = []
     with httpx.Client(base_url=base, timeout=30) as http:
         for kind, label, make in cases:
             times = timed(http, make, n)
-            p50, p95 = statistics.median(times), percentile(times, 95)
+            p50, p95 = median(times), quantile(times, 0.95)
             goal = GOALS_MS.get(kind)
             verdict = "" if goal is None else ("MET" if p95 < goal else "MISSED")
+            results.append({"page": kind, "case": label, "p50_ms": p50, "p95_ms": p95})
             if goal is not None:
-                verdicts.append(verdict)
+                checked.append(
+                    {
+                        "goal": f"{kind}, {label}: p95 < {goal:.0f} ms",
+                        "value": f"p95 {p95:.1f} ms",
+                        "met": p95 < goal,
+                    }
+                )
             shown = f"p95 < {goal:.0f} ms {verdict}" if goal else "(reference)"
             print(f"{kind:<10} {label:<52} {p50:7.1f} {p95:7.1f}  {shown}")
-    print("ALL GOALS MET" if all(v == "MET" for v in verdicts) else "SOME GOALS MISSED")
+    return results, checked
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

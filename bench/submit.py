@@ -17,33 +17,22 @@ against it, with fresh Flowyard caches (XDG_CACHE_HOME in a temp folder). Measur
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import logging
 import os
-import platform
 import random
 import re
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import mlflow.projects
-from rich.console import Console
-from rich.table import Table
 
 import flowyard.mlflow_plugin as plugin
 import flowyard.snapshot as snapshot_mod
@@ -52,11 +41,25 @@ from flowyard.schemas import JobOut, JobStatus
 from flowyard.snapshot import build_manifest, materialize, upload
 from flowyard.submitted_run import FlowyardSubmittedRun
 
-BIN = Path(sys.executable).parent
-PYTHON = sys.executable
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
+from common import (
+    MLPROJECT,
+    PYTHON,
+    bench_parser,
+    comparison_table,
+    header_line,
+    import_times,
+    make_console,
+    median,
+    new_table,
+    prepare_child_env,
+    print_goals,
+    ratio_cell,
+    running_server,
+    wall_time,
+    write_json,
+    write_project,
+)
+
 WARMUP_RUNS = 1
 ADDED_GOAL_S = 0.5
 RESUBMIT_GOAL_S = 0.3
@@ -65,7 +68,7 @@ MB = 1_000_000
 # touched within the last ~2 s are "racily clean" and never have their hashes cached.
 AGE_S = 3600
 IMPORT_REPEATS = 3
-console = Console(width=None if sys.stdout.isatty() else 120)
+console = make_console()
 
 
 @dataclass(frozen=True)
@@ -79,87 +82,16 @@ class Counts:
 FULL = Counts(runs=5, big_files=2000, big_mb=100, resubmits=5)
 QUICK = Counts(runs=2, big_files=200, big_mb=10, resubmits=3)
 
-MLPROJECT = "name: {name}\n\nentry_points:\n  main:\n    command: python main.py\n"
 MAIN_PY = 'import mlflow\n\nmlflow.log_metric("x", 1)\n'
-
-
-# -- the server ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    tail = log.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"no answer at {url} (exit code {proc.poll()})\n--- server log ---\n{tail}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (its pgid is its pid), then SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@contextmanager
-def running_server(folder: Path) -> Iterator[str]:
-    port = free_port()
-    cmd = [str(BIN / "flowyard"), "server", "--db-url", f"sqlite:///{folder / 'db.sqlite'}"]
-    cmd += ["--artifacts", str(folder / "artifacts"), "--host", HOST, "--port", str(port)]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://{HOST}:{port}"
-        wait_healthy(proc, url + "/api/flowyard/v1/health", log)
-        yield url
-    finally:
-        stop(proc)
 
 
 # -- projects --------------------------------------------------------------------------------
 
 
-def write_trivial(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "MLproject").write_text(MLPROJECT.format(name="trivial"))
-    (folder / "main.py").write_text(MAIN_PY)
-    return folder
-
-
 def write_big(folder: Path, files: int, mb: int) -> int:
     """MLproject, main.py and ``files - 2`` random files of varied sizes; returns total bytes."""
-    folder.mkdir(parents=True)
-    (folder / "MLproject").write_text(MLPROJECT.format(name="big"))
     main_py = MAIN_PY + f"# {os.urandom(8).hex()}\n"  # no blob shared with the trivial project
-    (folder / "main.py").write_text(main_py)
+    write_project(folder, main_py, name="big")
     rng = random.Random(0)  # sizes repeat from run to run; the bytes never do (os.urandom)
     weights = [rng.lognormvariate(0, 1.5) for _ in range(files - 2)]
     scale = mb * MB / sum(weights)
@@ -244,15 +176,11 @@ def instrumented(probe: Probe) -> Iterator[None]:
             setattr(obj, name, original)
 
 
-def _wall(at: datetime) -> float:
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-
-
 def job_phases(job: JobOut, probe: Probe) -> dict[str, float]:
     """The job's side, from its status events (server clock = this machine's clock)."""
     at: dict[JobStatus, float] = {}
     for e in job.events:
-        at.setdefault(e.to_status, _wall(e.at))
+        at.setdefault(e.to_status, wall_time(e.at))
     final = next(s for s in (JobStatus.COMPLETED, JobStatus.FAILED) if s in at)
     return {
         "runner_to_running": at[JobStatus.RUNNING] - probe.marks["start_runner_end"],
@@ -320,7 +248,7 @@ def measure_submit(
     return times, breakdowns
 
 
-def import_times() -> dict[str, float]:
+def runner_import_times() -> dict[str, float]:
     """Fresh-interpreter wall times (best of a few) of what a runner loads, in seconds."""
     cases = {
         "python -c pass": ["-c", "pass"],
@@ -337,15 +265,7 @@ def import_times() -> dict[str, float]:
         ],
         "python -m flowyard.runner --help": ["-m", "flowyard.runner", "--help"],
     }
-    out: dict[str, float] = {}
-    for label, args in cases.items():
-        best = float("inf")
-        for _ in range(IMPORT_REPEATS):
-            t0 = time.perf_counter()
-            subprocess.run([PYTHON, *args], capture_output=True, check=True)
-            best = min(best, time.perf_counter() - t0)
-        out[label] = best
-    return out
+    return import_times(cases, IMPORT_REPEATS)
 
 
 RUNNER_IMPORTS = (
@@ -465,38 +385,22 @@ def render(res: dict[str, Any], c: Counts) -> list[dict[str, Any]]:
 
 def render_submit(res: dict[str, Any], c: Counts) -> None:
     fy, lo = res["submit_s"]["flowyard"], res["submit_s"]["local"]
-    t = Table(
-        title=f"Trivial project, submit → completion ({c.runs} runs each after "
+    t = comparison_table(
+        f"Trivial project, submit → completion ({c.runs} runs each after "
         f"{WARMUP_RUNS} warm-up, interleaved), seconds",
-        title_justify="left",
-    )
-    for col in ("backend", "n", "median", "min", "max", "mean"):
-        t.add_column(col, justify="left" if col == "backend" else "right")
-    for label, xs in (("flowyard (USE_CONDA false)", fy), ("mlflow local (env_manager local)", lo)):
-        t.add_row(label, str(len(xs)), *(f"{f(xs):.3f}" for f in (_median, min, max, _mean)))
-    t.add_section()
-    t.add_row(
+        "backend",
+        (("flowyard (USE_CONDA false)", fy), ("mlflow local (env_manager local)", lo)),
         "ratio flowyard / local",
-        "",
-        *(f"{f(fy) / f(lo):.2f}x" for f in (_median, min, max, _mean)),
-        style="cyan",
-    )
-    t.add_row(
         "flowyard added time",
-        "",
-        *(f"{f(fy) - f(lo):+.3f}" for f in (_median, min, max, _mean)),
-        style="cyan",
     )
     console.print(t)
 
-    b = Table(
-        title="Where a Flowyard submit's time goes (medians over the timed runs), seconds",
-        title_justify="left",
+    b = new_table(
+        "Where a Flowyard submit's time goes (medians over the timed runs), seconds",
+        ("phase", "median", "min", "share"),
     )
-    for col in ("phase", "median", "min", "share"):
-        b.add_column(col, justify="left" if col == "phase" else "right")
     rows = res["flowyard_breakdown"]
-    total = _median([r["total"] for r in rows])
+    total = median([r["total"] for r in rows])
     labels = [
         *CLIENT_PHASES,
         ("submit_other", "submit(): the rest (options, imports, ...)"),
@@ -505,21 +409,19 @@ def render_submit(res: dict[str, Any], c: Counts) -> None:
     ]
     for key, label in labels:
         xs = [r[key] for r in rows]
-        b.add_row(label, f"{_median(xs):.3f}", f"{min(xs):.3f}", f"{_median(xs) / total:.0%}")
+        b.add_row(label, f"{median(xs):.3f}", f"{min(xs):.3f}", f"{median(xs) / total:.0%}")
     b.add_section()
     b.add_row("total (submit → completion)", f"{total:.3f}", f"{min(r['total'] for r in rows):.3f}")
-    b.add_row("for comparison: mlflow local total", f"{_median(lo):.3f}", f"{min(lo):.3f}")
+    b.add_row("for comparison: mlflow local total", f"{median(lo):.3f}", f"{min(lo):.3f}")
     console.print(b)
 
 
 def render_imports(res: dict[str, Any]) -> None:
-    imp = Table(
-        title="What the runner's start-up is made of, measured apart: fresh interpreters (best "
+    imp = new_table(
+        "What the runner's start-up is made of, measured apart: fresh interpreters (best "
         f"of {IMPORT_REPEATS}) and an in-process materialize, seconds",
-        title_justify="left",
+        ("what", "wall"),
     )
-    imp.add_column("what")
-    imp.add_column("wall", justify="right")
     for label, s in res["import_s"].items():
         imp.add_row(label, f"{s:.3f}")
     for key, s in res["materialize_s"].items():
@@ -533,13 +435,11 @@ def render_imports(res: dict[str, Any]) -> None:
 def render_snapshot(res: dict[str, Any]) -> None:
     snap = res["snapshot"]
     cold, again = snap["cold"], snap["unchanged"]
-    s = Table(
-        title=f"Snapshot of a big project ({snap['files']:,} files, {_mb(snap['total_bytes'])}), "
+    s = new_table(
+        f"Snapshot of a big project ({snap['files']:,} files, {_mb(snap['total_bytes'])}), "
         f"build_manifest + upload, seconds",
-        title_justify="left",
+        ("case", "n", "build_manifest", "upload", "total", "blobs up", "bytes up", "MB/s"),
     )
-    for col in ("case", "n", "build_manifest", "upload", "total", "blobs up", "bytes up", "MB/s"):
-        s.add_column(col, justify="left" if col == "case" else "right")
     s.add_row(
         "cold (nothing cached or uploaded)",
         "1",
@@ -550,7 +450,7 @@ def render_snapshot(res: dict[str, Any]) -> None:
         _mb(cold["uploaded_bytes"]),
         f"{snap['total_bytes'] / MB / cold['total']:.0f}",
     )
-    med = {k: _median([r[k] for r in again]) for k in ("build_manifest", "upload", "total")}
+    med = {k: median([r[k] for r in again]) for k in ("build_manifest", "upload", "total")}
     mins = {k: min(r[k] for r in again) for k in ("build_manifest", "upload", "total")}
     s.add_row(
         "unchanged re-submit, median",
@@ -587,12 +487,10 @@ def render_snapshot(res: dict[str, Any]) -> None:
 
 def render_big_runs(res: dict[str, Any]) -> None:
     big = res["big_runs"]
-    r = Table(
-        title="Whole mlflow.projects.run of the big project (blobs already uploaded), seconds",
-        title_justify="left",
+    r = new_table(
+        "Whole mlflow.projects.run of the big project (blobs already uploaded), seconds",
+        ("case", "wall", "blobs up", "bytes up"),
     )
-    for col in ("case", "wall", "blobs up", "bytes up"):
-        r.add_column(col, justify="left" if col == "case" else "right")
     names = {
         "flowyard_runner_cache_cold": "flowyard, runner's blob cache cold (downloads all)",
         "flowyard_unchanged": "flowyard, unchanged re-submit (all cached)",
@@ -606,7 +504,7 @@ def render_big_runs(res: dict[str, Any]) -> None:
     r.add_section()
     r.add_row(
         "ratio flowyard unchanged / local",
-        f"{big['flowyard_unchanged']['seconds'] / big['local']['seconds']:.2f}x",
+        ratio_cell(big["flowyard_unchanged"]["seconds"], big["local"]["seconds"]),
         "",
         "",
         style="cyan",
@@ -617,8 +515,8 @@ def render_big_runs(res: dict[str, Any]) -> None:
 def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     fy, lo = res["submit_s"]["flowyard"], res["submit_s"]["local"]
     again = res["snapshot"]["unchanged"]
-    added = _median(fy) - _median(lo)
-    resubmit = _median([r["total"] for r in again])
+    added = median(fy) - median(lo)
+    resubmit = median([r["total"] for r in again])
     max_bytes = max(r["uploaded_bytes"] for r in again)
     return [
         {
@@ -639,45 +537,29 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _median(xs: list[float]) -> float:
-    return float(statistics.median(xs))
-
-
-def _mean(xs: list[float]) -> float:
-    return float(statistics.fmean(xs))
-
-
 # -- main ------------------------------------------------------------------------------------
 
 
 def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
+    # The entry point's `python` must be this environment's, for both backends; every
+    # interpreter (server, runner, entry point) caches bytecode: the warm-up compiles.
+    prepare_child_env(tmp)
     os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")  # fresh hash, blob and job caches
-    # The entry point's `python` must be this environment's, for both backends.
-    os.environ["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    # Every interpreter (server, runner, entry point) caches bytecode in a folder of its own, as
-    # an installed package has .pyc files: the warm-up run compiles, the timed runs load.
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"  # fewer INFO lines between the results
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    trivial = write_trivial(tmp / "trivial")
+    trivial = write_project(tmp / "trivial", MAIN_PY)
     console.print(f"Writing the big project ({counts.big_files:,} files, {counts.big_mb} MB)...")
     big = tmp / "big"
     t0 = time.perf_counter()
     big_bytes = write_big(big, counts.big_files, counts.big_mb)
     console.print(f"  {_mb(big_bytes)} written in {time.perf_counter() - t0:.1f} s")
-    server_dir = tmp / "server"
-    server_dir.mkdir()
     console.print("Starting the Flowyard server...")
-    with running_server(server_dir) as url:
+    with running_server(tmp / "server") as url:
         os.environ["MLFLOW_TRACKING_URI"] = url
         mlflow.set_tracking_uri(url)
         exp_id = mlflow.set_experiment("bench-submit").experiment_id
         console.print(f"[bold]Part 1[/]: trivial project, {url}")
         times, breakdown = measure_submit(url, trivial, exp_id, counts.runs)
         console.print("Measuring interpreter start-up...")
-        imports = import_times()
+        imports = runner_import_times()
         top = top_imports()
         mat = measure_materialize(url, trivial, tmp / "materialize")
         console.print("[bold]Part 2[/]: snapshot of the big project")
@@ -695,15 +577,9 @@ def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs, a 200-file project")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
-    args = parser.parse_args()
+    args = bench_parser(__doc__, "fewer runs, a 200-file project").parse_args()
     counts = QUICK if args.quick else FULL
-    console.print(
-        f"CPUs: {os.cpu_count()}  Python {platform.python_version()}  MLflow {mlflow.__version__}"
-        f"  ({'quick' if args.quick else 'full'} run)"
-    )
+    console.print(header_line(args.quick))
     console.print(
         "Note: one Flowyard server (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false) on a fresh SQLite "
         "file tracks both backends; fresh XDG_CACHE_HOME. Big-project files are dated an hour "
@@ -715,22 +591,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fy-bench-submit-") as tmp:
         results = run_all(counts, Path(tmp))
     checked = render(results, counts)
-    console.print("[bold]Acceptance goals[/]:")
-    for g in checked:
-        mark = "[green]MET[/]   " if g["met"] else "[red]MISSED[/]"
-        console.print(f"  {mark}  {g['goal']}  ({g['value']})")
+    print_goals(console, checked)
     if args.json:
-        payload = {
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "mlflow": mlflow.__version__,
-            "quick": args.quick,
-            "counts": asdict(counts),
-            "results": results,
-            "goals": checked,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
-        console.print(f"Results written to {args.json}")
+        write_json(args.json, args.quick, counts, console, results=results, goals=checked)
     return 0
 
 

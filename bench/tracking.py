@@ -9,33 +9,29 @@ Each server runs alone (start, measure, stop) on 127.0.0.1, on its own fresh SQL
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 from mlflow.entities import Metric
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
+from common import (
+    bench_parser,
+    header_line,
+    make_console,
+    new_table,
+    print_goals,
+    ratio_cell,
+    running_server,
+    stats,
+    write_json,
+)
+
 WARMUP_CALLS = 20
 OPS = ("create_run", "log_metric", "log_batch", "search_runs", "get_metric_history")
 PAIRINGS = (
@@ -43,7 +39,7 @@ PAIRINGS = (
     ("flowyard-w1", "mlflow-w1"),
     ("flowyard-w4", "mlflow-default"),
 )
-console = Console(width=None if sys.stdout.isatty() else 110)
+console = make_console(110)
 
 
 @dataclass(frozen=True)
@@ -76,81 +72,6 @@ class Counts:
 FULL = Counts(50, 2000, 10, 1000, 5, 10_000, 5)
 QUICK = Counts(20, 200, 3, 100, 3, 2000, 3)
 BATCH_SIZE = 1000  # metrics per log_batch request (MLflow's per-request limit)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def server_command(spec: ServerSpec, folder: Path, port: int) -> tuple[list[str], str]:
-    """The command line and the health path of one server."""
-    db_url = f"sqlite:///{folder / 'db.sqlite'}"
-    artifacts = str(folder / "artifacts")
-    if spec.kind == "flowyard":
-        cmd = [str(BIN / "flowyard"), "server", "--db-url", db_url, "--artifacts", artifacts]
-        cmd += ["--host", HOST, "--port", str(port), "--workers", str(spec.workers)]
-        return cmd, "/api/flowyard/v1/health"
-    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", db_url]
-    cmd += ["--artifacts-destination", artifacts, "--host", HOST, "--port", str(port)]
-    if spec.workers is not None:
-        cmd += ["--workers", str(spec.workers)]
-    return cmd, "/health"
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    tail = log.read_text(errors="replace")[-3000:]
-    last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
-    raise RuntimeError(
-        f"no answer at {url} (exit code {proc.poll()}): {last}\n--- server log tail ---\n{tail}"
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (its pgid is its pid), then SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with suppress(ProcessLookupError):  # a worker may outlive the parent: clean up the group
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@contextmanager
-def running_server(spec: ServerSpec, folder: Path) -> Iterator[str]:
-    port = free_port()
-    cmd, health = server_command(spec, folder, port)
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://{HOST}:{port}"
-        wait_healthy(proc, url + health, log)
-        yield url
-    finally:
-        stop(proc)
 
 
 def timed(fn: Callable[[], object], n: int) -> list[float]:
@@ -212,13 +133,6 @@ def measure(url: str, c: Counts) -> dict[str, list[float]]:
 Results = dict[str, dict[str, dict[str, float]]]  # server key -> op -> statistic -> ms
 
 
-def stats(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
-    median, mean = statistics.median(ordered), statistics.fmean(ordered)
-    return {"n": len(ordered), "median": median, "p95": p95, "mean": mean}
-
-
 def render(results: Results, failed: dict[str, str], c: Counts) -> None:
     what = {
         "create_run": f"{c.create_run} calls",
@@ -229,9 +143,7 @@ def render(results: Results, failed: dict[str, str], c: Counts) -> None:
     }
     cols = ("median", "p95", "mean")
     for op in OPS:
-        table = Table(title=f"{op} ({what[op]}), ms per call", title_justify="left")
-        for col in ("server", "n", *cols):
-            table.add_column(col, justify="left" if col == "server" else "right")
+        table = new_table(f"{op} ({what[op]}), ms per call", ("server", "n", *cols))
         for s in SERVERS:
             if s.key in failed:
                 table.add_row(s.label, "-", "failed", "", "", style="red")
@@ -245,7 +157,7 @@ def render(results: Results, failed: dict[str, str], c: Counts) -> None:
                 continue
             a, b = results[fy][op], results[stock][op]
             table.add_row(
-                f"ratio {fy} / {stock}", "", *(f"{a[k] / b[k]:.2f}x" for k in cols), style="cyan"
+                f"ratio {fy} / {stock}", "", *(ratio_cell(a[k], b[k]) for k in cols), style="cyan"
             )
         console.print(table)
 
@@ -265,10 +177,13 @@ def goals(results: Results) -> list[dict[str, object]]:
         for text, op, stock, limit in GOALS:
             ratio: float | None = None
             met: bool | None = None
+            value = "server failed"
             if fy in results and stock in results:
                 ratio = results[fy][op]["median"] / results[stock][op]["median"]
                 met = ratio <= limit
-            out.append({"server": fy, "goal": text, "ratio": ratio, "met": met})
+                value = f"ratio {ratio:.3f}"
+            goal = f"{fy}: {text}"
+            out.append({"server": fy, "goal": goal, "ratio": ratio, "value": value, "met": met})
     return out
 
 
@@ -283,7 +198,7 @@ def run_all(counts: Counts) -> tuple[dict[str, dict[str, list[float]]], dict[str
             console.print(f"[bold]{spec.label}[/]: starting...")
             t0 = time.perf_counter()
             try:
-                with running_server(spec, folder) as url:
+                with running_server(folder, kind=spec.kind, workers=spec.workers) as url:
                     raw[spec.key] = measure(url, counts)
             except Exception as e:
                 failed[spec.key] = f"{type(e).__name__}: {e}"
@@ -294,16 +209,11 @@ def run_all(counts: Counts) -> tuple[dict[str, dict[str, list[float]]], dict[str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
+    parser = bench_parser(__doc__, "small counts, for a smoke run")
     args = parser.parse_args()
     counts = QUICK if args.quick else FULL
 
-    console.print(
-        f"CPUs: {os.cpu_count()}  Python {platform.python_version()}  MLflow {mlflow.__version__}"
-        f"  ({'quick' if args.quick else 'full'} run)"
-    )
+    console.print(header_line(args.quick))
     console.print(
         "Note: every server (stock ones too) runs with MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false, "
         "so stock MLflow's background Huey job consumers don't load the machine and skew "
@@ -313,31 +223,22 @@ def main() -> int:
     results = {k: {op: stats(v) for op, v in ops.items()} for k, ops in raw.items()}
     render(results, failed, counts)
     checked = goals(results)
-    console.print("[bold]Acceptance goals[/] (medians, flowyard / stock):")
-    for g in checked:
-        if g["met"] is None:
-            console.print(f"  [yellow]N/A[/]     {g['server']}: {g['goal']}  (server failed)")
-            continue
-        mark = "[green]MET[/]   " if g["met"] else "[red]MISSED[/]"
-        console.print(f"  {mark}  {g['server']}: {g['goal']}  (ratio {g['ratio']:.3f})")
+    print_goals(console, checked, "medians, flowyard / stock")
     for key, err in failed.items():
         console.print(f"[red]{key} failed:[/]", escape(err.splitlines()[0]))
 
     if args.json:
-        payload = {
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "mlflow": mlflow.__version__,
-            "quick": args.quick,
-            "counts": asdict(counts),
-            "servers": {s.key: s.label for s in SERVERS},
-            "failed": failed,
-            "stats_ms": results,
-            "samples_ms": raw,
-            "goals": checked,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
-        console.print(f"Results written to {args.json}")
+        write_json(
+            args.json,
+            args.quick,
+            counts,
+            console,
+            servers={s.key: s.label for s in SERVERS},
+            failed=failed,
+            stats_ms=results,
+            samples_ms=raw,
+            goals=checked,
+        )
     return 0
 
 
