@@ -204,8 +204,11 @@ def ensure(
             )
         if final.exists():
             # Left by an environment whose base Python or marker has gone: never reused, and in
-            # the way of the rename that would replace it.
-            shutil.rmtree(final)
+            # the way of the rename that would replace it. Moved aside first, since a background
+            # compile may still be writing into it (`flowyard env prune` removes what is left).
+            aside = root / f".build-{key}-stale-{uuid.uuid4().hex[:8]}"
+            os.rename(final, aside)
+            shutil.rmtree(aside, ignore_errors=True)
         return _build(spec, reqs, final, log, project_dir)
 
 
@@ -240,14 +243,11 @@ def _build(
             raise EnvBuildError(f"uv venv failed: {tail.decode(errors='replace').strip()}")
         python = work / "bin" / "python"
         if reqs:
-            # Compiled once here rather than at every start of every job: with
-            # PYTHONDONTWRITEBYTECODE set (as on many CI machines) Python would otherwise compile
-            # the packages from source each time, seconds for scientific stacks.
             # One line each in a requirements file, as pip reads them: options such as
             # `--extra-index-url URL` stay whole, and relative paths resolve from the project.
             listed = work / "flowyard-requirements.txt"
             listed.write_text("\n".join(reqs) + "\n")
-            install = [uv_bin(), "pip", "install", "--compile-bytecode", "--python", str(python)]
+            install = [uv_bin(), "pip", "install", "--python", str(python)]
             code, tail = _stream([*install, "-r", str(listed)], log, cwd=project_dir)
             if code != 0:
                 raise EnvBuildError(
@@ -268,7 +268,40 @@ def _build(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Env(path=final, python=final / "bin" / "python", built=True)
+    env = Env(path=final, python=final / "bin" / "python", built=True)
+    _compile_later(env)
+    return env
+
+
+def _compile_later(env: Env) -> None:
+    """Compile the environment's packages in the background when this machine's jobs will not.
+
+    With PYTHONDONTWRITEBYTECODE set (as on many CI machines) Python compiles every import from
+    source at every start, seconds for a scientific stack. Compiling during the build would make
+    the first job wait that long; in the background it costs no job anything, and later jobs
+    load bytecode (written atomically, so a job importing meanwhile is never hurt). Without the
+    variable, Python writes the bytecode itself on first use, as it would anywhere.
+    """
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return
+    subprocess.Popen(
+        [
+            "nice",
+            "-n",
+            "10",
+            str(env.python),
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            str(env.path / "lib"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 @dataclass(frozen=True)
