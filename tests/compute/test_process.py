@@ -133,11 +133,16 @@ def test_priority_goes_first_and_a_queued_job_cancels_at_once(
     assert event_at(jobs[high], JobStatus.PREPARING) < event_at(jobs[low], JobStatus.PREPARING)
 
 
-def _runner_pid(client: Client, run_id: str, timeout: float = 60) -> int:
+def _runner_pid(
+    client: Client, run_id: str, started: Path | None = None, timeout: float = 60
+) -> int:
+    """The runner's pid once the job runs (and, given ``started``, once its entry point has
+    created that file: a runner killed before its entry point starts proves nothing)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get_job(run_id)
-        if job.status == JobStatus.RUNNING and job.external_id:
+        ready = started is None or started.exists()
+        if job.status == JobStatus.RUNNING and job.external_id and ready:
             return int(job.external_id.split(":")[1])
         time.sleep(0.1)
     raise AssertionError(f"job {run_id} never started running")
@@ -150,7 +155,7 @@ def test_a_killed_runner_fails_the_job_and_is_retried(
     marker = tmp_path / "attempts"
     project = hangs_on_first_attempt(tmp_path / "p", marker)
     retried = _submit(project, "flaky", MAX_RETRIES=1)
-    os.killpg(_runner_pid(client, retried), signal.SIGKILL)
+    os.killpg(_runner_pid(client, retried, marker), signal.SIGKILL)
     job = final_job(client, retried)
     assert job.status == JobStatus.COMPLETED, job.events
     assert job.attempt == 2
@@ -164,7 +169,7 @@ def test_a_killed_runner_fails_the_job_and_is_retried(
     marker.unlink()
     no_retry = _submit(project, "flaky")
     started = time.monotonic()
-    os.killpg(_runner_pid(client, no_retry), signal.SIGKILL)
+    os.killpg(_runner_pid(client, no_retry, marker), signal.SIGKILL)
     job = final_job(client, no_retry)
     assert job.status == JobStatus.FAILED
     assert time.monotonic() - started < 30
