@@ -23,6 +23,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_delay,
+    stop_when_event_set,
     wait_exponential,
 )
 
@@ -38,6 +39,8 @@ T = TypeVar("T")
 HEARTBEAT_S = float(os.environ.get("FLOWYARD_HEARTBEAT_S", "1.0"))
 # After SIGTERM, how long the entry point may take to stop before SIGKILL.
 KILL_GRACE_S = float(os.environ.get("FLOWYARD_KILL_GRACE_S", "10"))
+# After SIGTERM/SIGINT, how long the runner keeps trying to report before it gives up.
+SIGNAL_GRACE_S = 15.0
 # A workspace away for longer than this fails the job's calls for good.
 RETRY_FOR_S = float(os.environ.get("FLOWYARD_RETRY_FOR_S", "600"))
 
@@ -72,9 +75,10 @@ class Runner:
         self.client = Client(self.url)
         self.dir = paths.job_dir(job_id)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.log = LogShipper(self._append, self.dir / "std_log.txt")
         self._stop = threading.Event()
         self._stop_reason: tuple[JobStatus, str] | None = None
+        self._signaled = threading.Event()
+        self.log = LogShipper(self._append, self.dir / "std_log.txt")
         self._proc: subprocess.Popen[bytes] | None = None
 
     # --- calls to the workspace, each retried with back-off -------------------------------
@@ -83,7 +87,9 @@ class Runner:
         for attempt in Retrying(
             retry=retry_if_exception(_transient),
             wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(RETRY_FOR_S),
+            # A runner told to stop by a signal still tries to report, but only briefly: it must
+            # not linger for minutes because the workspace is gone too.
+            stop=stop_after_delay(RETRY_FOR_S) | stop_when_event_set(self._signaled),
             reraise=True,
         ):
             with attempt:
@@ -282,6 +288,10 @@ class Runner:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._request_stop(JobStatus.FAILED, f"runner received {signal.Signals(signum).name}")
+        # Calls in flight finish their current try; none starts a long back-off after this.
+        timer = threading.Timer(SIGNAL_GRACE_S, self._signaled.set)
+        timer.daemon = True
+        timer.start()
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
