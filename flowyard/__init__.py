@@ -1,8 +1,24 @@
 """Flowyard: run and track MLflow Projects on your own machines and Ray clusters."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from flowyard.errors import FlowyardError
-from flowyard.workspace import Workspace
+
+if TYPE_CHECKING:
+    from flowyard.workspace import Workspace
 
 __version__ = "0.1.0"
 
 __all__ = ["FlowyardError", "Workspace", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: `python -m flowyard.runner` and the server load this package too,
+    # and need neither the SDK's HTTP client nor its models to start.
+    if name == "Workspace":
+        from flowyard.workspace import Workspace
+
+        return Workspace
+    raise AttributeError(f"module 'flowyard' has no attribute {name!r}")

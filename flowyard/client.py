@@ -96,9 +96,14 @@ class Client:
         body = self.request("POST", f"/jobs/{job_id}/logs", params={"offset": offset}, content=data)
         return LogAppended.model_validate(body).size
 
-    def read_log(self, job_id: str, offset: int = 0) -> tuple[bytes, JobStatus, int]:
-        """Log bytes from ``offset``, with the job's status and the log's full size."""
-        response = self.request("GET", f"/jobs/{job_id}/logs", params={"offset": offset}, raw=True)
+    def read_log(
+        self, job_id: str, offset: int = 0, *, wait: float = 0
+    ) -> tuple[bytes, JobStatus, int]:
+        """Log bytes from ``offset``, with the job's status and the log's full size. With
+        ``wait``, a read that finds nothing new waits up to that many seconds for more log, a
+        change of status or the job's end."""
+        params = {"offset": offset, **({"wait": wait} if wait else {})}
+        response = self.request("GET", f"/jobs/{job_id}/logs", params=params, raw=True)
         return (
             response.content,
             JobStatus(response.headers["X-Flowyard-Job-Status"]),

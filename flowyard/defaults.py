@@ -26,6 +26,9 @@ DEFAULT_PORT = 5000
 # The info call that recognises a workspace must fail fast when nothing answers.
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
+# A follower's read of a job's log waits this long on the workspace for news (more log, another
+# status, the end) before it answers: the follower hears of the end at once, and asks rarely.
+LOG_WAIT_S = 10.0
 
 # Snapshots, as on Azure ML: a project past 300 MB or 2,000 files is almost always data or an
 # environment caught by mistake, which the job should read from elsewhere.

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from mlflow.projects.submitted_run import SubmittedRun
 
+from flowyard import defaults
 from flowyard.client import Client
 from flowyard.schemas import JobOut, JobStatus
 from flowyard.snapshot import SnapshotResult
@@ -72,16 +73,21 @@ class FlowyardSubmittedRun(SubmittedRun):  # type: ignore[misc]
 
     def _follow(self) -> None:
         offset = 0
+        status = self._job.status
         while True:
-            data, status, size = self._client.read_log(self.run_id, offset)
+            asked = time.monotonic()
+            data, now, size = self._client.read_log(self.run_id, offset, wait=defaults.LOG_WAIT_S)
             if data and self._stream:
                 self._out.write(data.decode(errors="replace"))
                 self._out.flush()
             offset += len(data)
-            if status.is_final and offset >= size:
+            if now.is_final and offset >= size:
                 return
-            if not data:
-                time.sleep(POLL_S)
+            if not data and now == status:
+                # The workspace waits for news before it answers; one that answered at once
+                # with none (an older one) is polled instead.
+                time.sleep(max(0.0, POLL_S - (time.monotonic() - asked)))
+            status = now
 
     def _summary(self) -> None:
         job = self._job

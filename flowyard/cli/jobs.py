@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from flowyard import defaults
 from flowyard.client import Client
 from flowyard.errors import InvalidRequestError
 from flowyard.schemas import JobStatus
@@ -87,15 +88,18 @@ def logs(job_id: str, follow: bool) -> None:
     """Print a job's log (stdout and stderr, in order)."""
     client = _client()
     offset = 0
+    wait = defaults.LOG_WAIT_S if follow else 0
     while True:
-        data, status, size = client.read_log(job_id, offset)
+        asked = time.monotonic()
+        data, status, size = client.read_log(job_id, offset, wait=wait)
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         offset += len(data)
         if not follow or (status.is_final and offset >= size):
             return
         if not data:
-            time.sleep(0.2)
+            # Only an older workspace answers at once with nothing new: poll it.
+            time.sleep(max(0.0, 0.2 - (time.monotonic() - asked)))
 
 
 @job.command("cancel")

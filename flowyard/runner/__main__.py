@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flowyard.runner.runner import Runner
+# httpx imports its command-line tool (click, rich, pygments: a third of the runner's imports)
+# whenever those are installed, and falls back to a stub when the import fails. The runner never
+# uses that tool, and every job on every compute waits for these imports before it starts.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+from flowyard.runner.runner import Runner  # noqa: E402 (after the line above, on purpose)
 
 
 def main() -> None:

@@ -76,6 +76,8 @@ class Runner:
         self.dir = paths.job_dir(job_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._stop = threading.Event()
+        # Set when the entry point exits or the runner is asked to stop it.
+        self._wake = threading.Event()
         self._stop_reason: tuple[JobStatus, str] | None = None
         self._signaled = threading.Event()
         self.log = LogShipper(self._append, self.dir / "std_log.txt")
@@ -250,18 +252,26 @@ class Runner:
         assert self._proc.stdout is not None
         reader = threading.Thread(target=self._pump, args=(self._proc.stdout,), daemon=True)
         reader.start()
+        # Woken the moment the entry point exits, rather than at the next tick of a poll.
+        threading.Thread(target=self._reap, args=(self._proc,), daemon=True).start()
         timeout = job.options.get("timeout")
         deadline = time.monotonic() + float(timeout) if timeout else None
         while self._proc.poll() is None:
-            if deadline is not None and time.monotonic() > deadline and not self._stop.is_set():
-                self._request_stop(JobStatus.FAILED, f"timed out after {timeout:g} s (TIMEOUT)")
-            self._stop.wait(0.05)
             if self._stop.is_set():
                 self._kill()
                 break
+            if deadline is not None and time.monotonic() > deadline:
+                self._request_stop(JobStatus.FAILED, f"timed out after {timeout:g} s (TIMEOUT)")
+                continue
+            self._wake.wait(None if deadline is None else deadline - time.monotonic() + 0.01)
+            self._wake.clear()
         returncode = self._proc.wait()
         reader.join()
         return returncode
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        self._wake.set()
 
     def _pump(self, stream: Any) -> None:
         fd = stream.fileno()
@@ -285,6 +295,7 @@ class Runner:
             self._stop_reason = (status, reason)
             self.log.say(reason)
         self._stop.set()
+        self._wake.set()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._request_stop(JobStatus.FAILED, f"runner received {signal.Signals(signum).name}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from flowyard.server.services.dispatch import Dispatcher
+from flowyard.server.services.watch import JobWatch
 from flowyard.server.settings import ServerSettings
 
 
@@ -19,6 +20,7 @@ class AppState:
     settings: ServerSettings
     engine: Engine
     dispatcher: Dispatcher
+    watch: JobWatch = field(default_factory=JobWatch)
 
     @staticmethod
     def of(request: Request) -> AppState:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from flowyard.errors import InvalidRequestError
 from flowyard.schemas import (
@@ -18,13 +22,15 @@ from flowyard.schemas import (
     StatusUpdate,
 )
 from flowyard.server.db.models import Job
-from flowyard.server.services import computes, jobs
+from flowyard.server.services import computes, jobs, watch
 from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 # A runner sends its log in pieces of this size or less; a bound keeps one request small.
 MAX_LOG_APPEND = 1024 * 1024
+# The longest a log read waits for news: well under any client's request timeout.
+MAX_LOG_WAIT_S = 20.0
 
 
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
@@ -78,6 +84,7 @@ def get_job(job_id: str, session: DbSession) -> JobOut:
 @router.post("/{job_id}/cancel")
 def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
     job = jobs.cancel(session, job_id, state.settings)
+    state.watch.changed(job_id)
     state.dispatcher.wake()  # a canceled queued job may let another move up
     return job_out(job)
 
@@ -109,6 +116,7 @@ def start(job_id: str, body: RunnerStart, session: DbSession) -> JobOut:
 @router.post("/{job_id}/status")
 def update_status(job_id: str, body: StatusUpdate, session: DbSession, state: State) -> JobOut:
     job = jobs.update_status(session, job_id, body, state.settings)
+    state.watch.changed(job_id)
     if body.status.is_final and job.compute != computes.LOCAL:
         state.dispatcher.wake()  # a slot is free: the next queued job need not wait for a tick
     return job_out(job)
@@ -122,7 +130,7 @@ def heartbeat(job_id: str, session: DbSession) -> Heartbeat:
 
 @router.post("/{job_id}/logs")
 async def append_log(
-    job_id: str, request: Request, session: DbSession, offset: int = Query(ge=0)
+    job_id: str, request: Request, session: DbSession, state: State, offset: int = Query(ge=0)
 ) -> LogAppended:
     data = await request.body()
     if len(data) > MAX_LOG_APPEND:
@@ -130,20 +138,39 @@ async def append_log(
             f"A log append carries at most {MAX_LOG_APPEND} bytes; split it into smaller pieces."
         )
     size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data)
+    state.watch.changed(job_id)
     return LogAppended(size=size)
 
 
+def _log_from(engine: Engine, job_id: str, offset: int, limit: int | None) -> tuple[bytes, Job]:
+    # A session of its own for each look: a waiting request holds no connection, and each look
+    # reads what other server processes have committed since.
+    with Session(engine, expire_on_commit=False) as session:
+        data = jobs.read_log(session, job_id, offset, limit)
+        return data, jobs.get(session, job_id)
+
+
 @router.get("/{job_id}/logs")
-def read_log(
+async def read_log(
     job_id: str,
-    session: DbSession,
+    state: State,
     offset: int = Query(0, ge=0),
     limit: int | None = Query(None, ge=1),
+    wait: float = Query(0, ge=0, le=MAX_LOG_WAIT_S),
 ) -> Response:
     """The log from ``offset``; headers tell the job's status and the log's full size, so a
-    follower knows when it has everything."""
-    data = jobs.read_log(session, job_id, offset, limit)
-    job = jobs.get(session, job_id)
+    follower knows when it has everything. With ``wait``, a read that finds nothing new waits up
+    to that many seconds for log past ``offset``, a change of status, or the job's end."""
+    deadline = time.monotonic() + wait
+    async with state.watch.watching(job_id) as waiter:
+        data, job = await run_in_threadpool(_log_from, state.engine, job_id, offset, limit)
+        first_status = job.status
+        while not data and not JobStatus(job.status).is_final and job.status == first_status:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await waiter.sleep(min(left, watch.RECHECK_S))
+            data, job = await run_in_threadpool(_log_from, state.engine, job_id, offset, limit)
     return Response(
         content=data,
         media_type="application/octet-stream",
