@@ -1,9 +1,13 @@
-"""Builders of MLflow projects for tests."""
+"""Builders of MLflow projects for tests, and helpers that drive them."""
 
 from __future__ import annotations
 
 import textwrap
+import threading
+import time
 from pathlib import Path
+
+from flowyard.client import Client
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sklearn_elasticnet"
 
@@ -53,3 +57,42 @@ def hangs_on_first_attempt(root: Path, marker: Path) -> Path:
         print("second attempt done")
         """,
     )
+
+
+def waits_for_gate(root: Path, gate: Path) -> Path:
+    """A project that prints `waiting`, then nothing until the file ``gate`` exists, then
+    `through` (so a test decides when the job makes news)."""
+    return make_project(
+        root,
+        f"""\
+        import os, time
+        print("waiting", flush=True)
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.05)
+        print("through", flush=True)
+        """,
+    )
+
+
+def read_news_while_gate_opens(client: Client, run_id: str, gate: Path) -> bytes:
+    """Once the job waits at its gate, one long-polled log read, during which the gate opens;
+    returns the whole log once the job has ended. Asserts the read answered with news: more log
+    or another status, where a read that does not wait would answer "nothing new" at once."""
+    deadline = time.monotonic() + 120
+    while b"waiting" not in client.read_log(run_id)[0]:
+        assert time.monotonic() < deadline, "the job never reached its gate"
+        time.sleep(0.1)
+    log, status, _ = client.read_log(run_id)
+    opener = threading.Timer(0.5, gate.touch)
+    opener.start()
+    try:
+        data, now, size = client.read_log(run_id, len(log), wait=20)
+    finally:
+        opener.join()
+    assert data or now != status, "the waiting read answered with nothing new"
+    log += data
+    while not now.is_final or len(log) < size:
+        data, now, size = client.read_log(run_id, len(log), wait=20)
+        log += data
+        assert time.monotonic() < deadline, "the job did not end"
+    return log

@@ -24,7 +24,7 @@ from flowyard.projects import run as flowyard_run
 from flowyard.schemas import JobStatus
 from flowyard.submitted_run import FlowyardSubmittedRun
 from tests.conftest import Server
-from tests.factories import EXAMPLE, make_project
+from tests.factories import EXAMPLE, make_project, read_news_while_gate_opens, waits_for_gate
 
 LOCAL = {"USE_CONDA": False}
 
@@ -152,6 +152,20 @@ def test_asynchronous_submit_then_wait(tracking: str, tmp_path: Path) -> None:
     run = MlflowClient().get_run(submitted.run_id)
     assert run.info.run_name == "azure-style"
     assert run.data.tags["mlflow.project.env"] == "local"
+
+
+def test_a_waiting_log_read_answers_when_there_is_news(tracking: str, tmp_path: Path) -> None:
+    """What `wait()` and `flowyard job logs -f` follow a job with: a read that finds nothing new
+    waits for more log or another status instead of answering "nothing" at once."""
+    gate = tmp_path / "gate"
+    project = waits_for_gate(tmp_path / "gated", gate)
+    submitted = mlflow.projects.run(
+        str(project), backend="flowyard", synchronous=False, backend_config=LOCAL
+    )
+    with Client(mlflow.get_tracking_uri()) as client:
+        log = read_news_while_gate_opens(client, submitted.run_id, gate)
+    assert b"through" in log
+    assert submitted.wait() is True
 
 
 def test_cancel_stops_the_process_group(

@@ -22,7 +22,7 @@ from flowyard.server.db.engine import prepare_database
 from flowyard.server.db.models import Compute, Job, Snapshot
 from tests.compute.conftest import FAST, event_at, final_job
 from tests.conftest import Server, run_cli
-from tests.factories import make_project
+from tests.factories import make_project, read_news_while_gate_opens, waits_for_gate
 
 pytestmark = pytest.mark.postgres
 
@@ -160,3 +160,26 @@ def test_two_real_servers_run_each_job_once(two_servers: list[Server], tmp_path:
     spans = [(event_at(j, JobStatus.PREPARING), j.ended_at) for j in jobs]
     for start, _ in spans:
         assert sum(1 for s, e in spans if e is not None and s <= start < e) <= 3
+
+
+def test_a_waiting_log_read_hears_of_changes_made_through_another_server(
+    two_servers: list[Server], tmp_path: Path
+) -> None:
+    """The runner reports to one server; a follower waits on the other, which re-reads the
+    database, since no change made through the first reaches its process."""
+    reporting, following = two_servers
+    gate = tmp_path / "gate"
+    project = waits_for_gate(tmp_path / "gated", gate)
+    mlflow.set_tracking_uri(reporting.url)
+    mlflow.set_experiment("two-servers-wait")
+    run = mlflow.projects.run(
+        str(project),
+        backend="flowyard",
+        synchronous=False,
+        backend_config={"USE_CONDA": False, "STREAM_OUTPUT": False},
+    )
+    mlflow.set_tracking_uri(None)
+    with Client(following.url) as client:
+        log = read_news_while_gate_opens(client, run.run_id, gate)
+        assert client.get_job(run.run_id).status == JobStatus.COMPLETED
+    assert b"through" in log

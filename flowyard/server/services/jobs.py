@@ -163,6 +163,7 @@ def update_status(
     session: Session, job_id: str, update: StatusUpdate, settings: ServerSettings
 ) -> Job:
     job = _locked(session, job_id)
+    before = JobStatus(job.status)
     changed = transition(session, job, update.status, update.reason)
     if update.exit_code is not None:
         job.exit_code = update.exit_code
@@ -171,7 +172,8 @@ def update_status(
     session.commit()
     if changed and update.status.is_final:
         finish_run(session, job, settings)
-    elif changed:
+    elif changed and update.status.mlflow_status != before.mlflow_status:
+        # running → finalizing leaves the run RUNNING: no write, and the runner goes on sooner.
         runs.set_run_status(job.id, update.status)
     return job
 
@@ -334,7 +336,8 @@ def finish_run(session: Session, job: Job, settings: ServerSettings) -> None:
     runs.set_run_status(job.id, JobStatus(job.status))
     log = read_log(session, job.id)
     if log:
-        runs.upload_log(job.id, log, settings.artifacts_destination)
+        known = job.options.get("artifact_uri")
+        runs.upload_log(job.id, log, settings.artifacts_destination, known and str(known))
 
 
 # The submission tags a re-run inherits: where the code came from, not what the run logged.

@@ -77,15 +77,19 @@ def delete_run(run_id: str) -> None:
     _store().delete_run(run_id)
 
 
-def upload_log(run_id: str, data: bytes, artifacts_destination: str) -> None:
-    """Store ``data`` as the run's `logs/std_log.txt`, straight into the artifact store."""
+def upload_log(
+    run_id: str, data: bytes, artifacts_destination: str, run_artifact_uri: str | None = None
+) -> None:
+    """Store ``data`` as the run's `logs/std_log.txt`, straight into the artifact store
+    (``run_artifact_uri``, when the caller knows it, saves reading the run)."""
     import tempfile
     from pathlib import Path
 
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     # `mlflow-artifacts:/<path>` is served from `<destination>/<path>` by MLflow's proxy.
-    path = artifact_uri(run_id).removeprefix("mlflow-artifacts:").lstrip("/")
+    uri = run_artifact_uri or artifact_uri(run_id)
+    path = uri.removeprefix("mlflow-artifacts:").lstrip("/")
     repo = get_artifact_repository(f"{artifacts_destination.rstrip('/')}/{path}")
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "std_log.txt"
