@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -13,16 +13,13 @@ from flowyard.errors import (
     WorkspaceUnreachableError,
     error_from_payload,
 )
-from flowyard.schemas import (
-    Heartbeat,
-    JobList,
-    JobOut,
-    JobStatus,
-    JobSubmit,
-    LogAppended,
-    RunnerStart,
-    StatusUpdate,
-)
+from flowyard.status import JobStatus
+
+if TYPE_CHECKING:
+    from flowyard.schemas import Heartbeat, JobOut, JobSubmit, StatusUpdate
+
+# The API's models (pydantic) are imported where used: the runner, on every job's critical path,
+# speaks plain JSON through `request` and does without them (see flowyard.runner.api).
 
 
 class Client:
@@ -66,33 +63,49 @@ class Client:
         return body
 
     def submit_job(self, body: JobSubmit) -> JobOut:
+        from flowyard.schemas import JobOut
+
         return JobOut.model_validate(
             self.request("POST", "/jobs", json=body.model_dump(mode="json"))
         )
 
     def get_job(self, job_id: str) -> JobOut:
+        from flowyard.schemas import JobOut
+
         return JobOut.model_validate(self.request("GET", f"/jobs/{job_id}"))
 
     def list_jobs(self, **filters: Any) -> list[JobOut]:
+        from flowyard.schemas import JobList
+
         params = {k: v for k, v in filters.items() if v is not None}
         return JobList.model_validate(self.request("GET", "/jobs", params=params)).jobs
 
     def cancel_job(self, job_id: str) -> JobOut:
+        from flowyard.schemas import JobOut
+
         return JobOut.model_validate(self.request("POST", f"/jobs/{job_id}/cancel"))
 
     def start_job(self, job_id: str, host: str, pid: int) -> JobOut:
+        from flowyard.schemas import JobOut, RunnerStart
+
         body = RunnerStart(host=host, pid=pid).model_dump()
         return JobOut.model_validate(self.request("POST", f"/jobs/{job_id}/start", json=body))
 
     def update_status(self, job_id: str, update: StatusUpdate) -> JobOut:
+        from flowyard.schemas import JobOut
+
         return JobOut.model_validate(
             self.request("POST", f"/jobs/{job_id}/status", json=update.model_dump(mode="json"))
         )
 
     def heartbeat(self, job_id: str) -> Heartbeat:
+        from flowyard.schemas import Heartbeat
+
         return Heartbeat.model_validate(self.request("POST", f"/jobs/{job_id}/heartbeat"))
 
     def append_log(self, job_id: str, offset: int, data: bytes) -> int:
+        from flowyard.schemas import LogAppended
+
         body = self.request("POST", f"/jobs/{job_id}/logs", params={"offset": offset}, content=data)
         return LogAppended.model_validate(body).size
 

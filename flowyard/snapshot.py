@@ -25,7 +25,6 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import pathspec
 
 from flowyard import defaults
 from flowyard.client import Client
@@ -152,10 +151,11 @@ class _Found:
     executable: bool
 
 
-_Specs = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
-
-
 def _walk(root: Path) -> Iterator[_Found]:
+    # Here, not at the top: the runner imports this module to fetch snapshots, not to make them.
+    import pathspec
+
+    _Specs = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
     excludes = pathspec.GitIgnoreSpec.from_lines(defaults.SNAPSHOT_DEFAULT_EXCLUDES)
     root_real = os.path.realpath(root)
 

@@ -30,9 +30,10 @@ from tenacity import (
 from flowyard import paths
 from flowyard.client import Client
 from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
+from flowyard.runner.api import ClaimedJob, ErrorReport, RunnerApi
 from flowyard.runner.logship import LogShipper
 from flowyard.runner.tracebacks import parse_error
-from flowyard.schemas import ErrorInfo, JobOut, JobStatus, StatusUpdate
+from flowyard.status import JobStatus
 
 T = TypeVar("T")
 
@@ -73,6 +74,7 @@ class Runner:
         self.url = workspace_url.rstrip("/")
         self.job_id = job_id
         self.client = Client(self.url)
+        self.api = RunnerApi(self.client, job_id)
         self.dir = paths.job_dir(job_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._stop = threading.Event()
@@ -99,18 +101,17 @@ class Runner:
         raise AssertionError("unreachable")
 
     def _append(self, offset: int, data: bytes) -> int:
-        size: int = self._call(self.client.append_log, self.job_id, offset, data)
+        size: int = self._call(self.api.append_log, offset, data)
         return size
 
     def _status(
         self,
         status: JobStatus,
         reason: str,
-        error: ErrorInfo | None = None,
+        error: ErrorReport | None = None,
         exit_code: int | None = None,
     ) -> None:
-        update = StatusUpdate(status=status, reason=reason, error=error, exit_code=exit_code)
-        self._call(self.client.update_status, self.job_id, update)
+        self._call(self.api.report, status, reason, error, exit_code)
 
     # --- the job ----------------------------------------------------------------------------
 
@@ -119,9 +120,7 @@ class Runner:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
-            job: JobOut = self._call(
-                self.client.start_job, self.job_id, socket.gethostname(), os.getpid()
-            )
+            job: ClaimedJob = self._call(self.api.start, socket.gethostname(), os.getpid())
         except FlowyardError as e:
             print(f"flowyard runner: cannot start job {self.job_id}: {e}", file=sys.stderr)
             self.log.close()
@@ -135,7 +134,7 @@ class Runner:
             final = (
                 JobStatus.FAILED,
                 f"runner error: {e}",
-                ErrorInfo(type=type(e).__name__, message=str(e)),
+                ErrorReport(type=type(e).__name__, message=str(e)),
                 None,
             )
         status, reason, error, exit_code = final
@@ -147,7 +146,7 @@ class Runner:
             shutil.rmtree(self.dir / "project", ignore_errors=True)
         return 0 if status == JobStatus.COMPLETED else 1
 
-    def _run(self, job: JobOut) -> tuple[JobStatus, str, ErrorInfo | None, int | None]:
+    def _run(self, job: ClaimedJob) -> tuple[JobStatus, str, ErrorReport | None, int | None]:
         from flowyard.snapshot import materialize
 
         self.log.say(f"job {job.id} on {socket.gethostname()}, attempt {job.attempt}")
@@ -163,14 +162,20 @@ class Runner:
             bin_dir = self._environment(job)
         except EnvBuildError as e:
             self.log.say(f"environment build failed: {e.message}")
-            build_error = ErrorInfo(type=type(e).__name__, message=e.message)
+            build_error = ErrorReport(type=type(e).__name__, message=e.message)
             return JobStatus.FAILED, "environment build failed", build_error, None
         if self._stop.is_set():
             assert self._stop_reason is not None
             return self._stop_reason[0], self._stop_reason[1], None, None
-        self._status(JobStatus.RUNNING, "entry point started")
         self.log.say(f"running: {command}")
-        returncode = self._execute(command, project_dir, job, bin_dir)
+        reader = self._spawn(command, project_dir, job, bin_dir)
+        try:
+            # Reported once the entry point is on its way: its start waits for no round trip.
+            self._status(JobStatus.RUNNING, "entry point started")
+        except BaseException:
+            self._kill()
+            raise
+        returncode = self._wait_exit(job, reader)
         self._status(JobStatus.FINALIZING, f"entry point exited with code {returncode}")
         self._upload_outputs(project_dir / "outputs", str(job.options.get("artifact_uri", "")))
         if self._stop_reason is not None:
@@ -179,12 +184,12 @@ class Runner:
                 # Stopped from outside (Ray's stop_job, a process-group kill): a cancel if the
                 # workspace asked for one.
                 with contextlib.suppress(FlowyardError):
-                    if self.client.heartbeat(self.job_id).cancel_requested:
+                    if self.api.heartbeat():
                         status, reason = JobStatus.CANCELED, "canceled by the user"
             if status == JobStatus.CANCELED:
                 return status, reason, None, returncode
             kind = "Timeout" if "timed out" in reason else None
-            stopped = ErrorInfo(type=kind, message=reason, exit_code=returncode)
+            stopped = ErrorReport(type=kind, message=reason, exit_code=returncode)
             return status, reason, stopped, returncode
         if returncode == 0:
             return JobStatus.COMPLETED, "entry point exited with code 0", None, 0
@@ -192,7 +197,7 @@ class Runner:
         what = f"{error.type}: {error.message}" if error.type else f"exit code {returncode}"
         return JobStatus.FAILED, f"entry point failed ({what})", error, returncode
 
-    def _command(self, job: JobOut, project_dir: Path) -> str:
+    def _command(self, job: ClaimedJob, project_dir: Path) -> str:
         command = job.options.get("command")
         if command:
             return str(command)
@@ -207,7 +212,7 @@ class Runner:
         )
         return " && ".join(commands)
 
-    def _environment(self, job: JobOut) -> Path:
+    def _environment(self, job: ClaimedJob) -> Path:
         """The folder whose `python` runs the entry point: the job's built environment, or the
         Python this runner runs in."""
         spec = job.environment
@@ -226,7 +231,8 @@ class Runner:
         self.log.say(f"environment: {verb} {env.path} ({took:.3f} s)")
         return env.bin_dir
 
-    def _execute(self, command: str, cwd: Path, job: JobOut, bin_dir: Path) -> int:
+    def _spawn(self, command: str, cwd: Path, job: ClaimedJob, bin_dir: Path) -> threading.Thread:
+        """Start the entry point, and the thread that ships its output."""
         env = {
             **os.environ,
             **{str(k): str(v) for k, v in (job.options.get("env_vars") or {}).items()},
@@ -254,6 +260,11 @@ class Runner:
         reader.start()
         # Woken the moment the entry point exits, rather than at the next tick of a poll.
         threading.Thread(target=self._reap, args=(self._proc,), daemon=True).start()
+        return reader
+
+    def _wait_exit(self, job: ClaimedJob, reader: threading.Thread) -> int:
+        """Until the entry point exits, stopping it on a cancel, a signal or its timeout."""
+        assert self._proc is not None
         timeout = job.options.get("timeout")
         deadline = time.monotonic() + float(timeout) if timeout else None
         while self._proc.poll() is None:
@@ -309,10 +320,10 @@ class Runner:
             if self._proc is not None and self._proc.poll() is not None:
                 return
             try:
-                beat = self.client.heartbeat(self.job_id)
+                cancel = self.api.heartbeat()
             except FlowyardError:
                 continue
-            if beat.cancel_requested:
+            if cancel:
                 self._request_stop(JobStatus.CANCELED, "canceled by the user")
 
     # --- results --------------------------------------------------------------------------

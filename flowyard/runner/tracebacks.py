@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import signal
 
-from flowyard.schemas import ErrorInfo
+from flowyard.runner.api import ErrorReport
 
 _TRACEBACK = "Traceback (most recent call last):"
 # "ValueError: bad alpha", "mypkg.errors.TrainingError: ...", or a bare "KeyboardInterrupt".
@@ -19,10 +19,10 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def parse_error(log_tail: str, returncode: int) -> ErrorInfo:
+def parse_error(log_tail: str, returncode: int) -> ErrorReport:
     """The failure's exception type, message and traceback (the last one in the log), with the
     exit code, or the signal that ended the process."""
-    info = ErrorInfo(exit_code=returncode)
+    info = ErrorReport(exit_code=returncode)
     if returncode < 0:
         info.signal = _signal_name(-returncode)
     elif returncode > 128 and returncode - 128 < 65:
