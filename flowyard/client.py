@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING, Any
+from urllib.request import getproxies
 
 import httpx
 
@@ -22,6 +24,16 @@ if TYPE_CHECKING:
 # speaks plain JSON through `request` and does without them (see flowyard.runner.api).
 
 
+def _tls_context(url: str) -> ssl.SSLContext | bool:
+    """Loading the system's CA certificates takes tens of milliseconds, and every Client (so every
+    runner, before its job starts) would pay for them. A plain-HTTP workspace reached with no
+    proxy never speaks TLS: it gets a context that holds no certificates, and so would refuse
+    any TLS peer (it verifies nothing less)."""
+    if url.startswith("http://") and not getproxies():
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return True
+
+
 class Client:
     """A connection to one workspace server.
 
@@ -34,6 +46,7 @@ class Client:
         self._http = httpx.Client(
             base_url=self.url + defaults.API_PREFIX,
             timeout=httpx.Timeout(timeout, connect=defaults.CONNECT_TIMEOUT_S),
+            verify=_tls_context(self.url),
         )
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -13,6 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flowyard import Workspace
+from flowyard.client import _tls_context
 from flowyard.errors import ConfigNotFoundError, NotAWorkspaceError, WorkspaceUnreachableError
 from tests.conftest import Server, free_port
 
@@ -136,3 +138,20 @@ def test_stock_mlflow_server_is_not_a_workspace(sqlite_server: Server) -> None:
     """MLflow's own routes answer on the same port, but only the Flowyard API identifies it."""
     with pytest.raises(NotAWorkspaceError):
         Workspace.get(sqlite_server.url + "/mlflow-only")
+
+
+def test_a_plain_http_client_loads_no_ca_certificates_and_trusts_no_tls_peer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading the CA bundle is most of a Client's construction, which every runner pays before
+    its job starts; over plain HTTP with no proxy nothing would use it."""
+    for scheme in ("http", "https", "all"):
+        for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+    context = _tls_context("http://127.0.0.1:5000")
+    assert isinstance(context, ssl.SSLContext)
+    assert context.cert_store_stats()["x509_ca"] == 0
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert _tls_context("https://workspace.example") is True
+    monkeypatch.setenv("HTTP_PROXY", "https://proxy.example:3128")
+    assert _tls_context("http://127.0.0.1:5000") is True
