@@ -18,10 +18,11 @@ from flowyard.errors import (
 from flowyard.status import JobStatus
 
 if TYPE_CHECKING:
-    from flowyard.schemas import Heartbeat, JobOut, JobSubmit, StatusUpdate
+    from flowyard.schemas import JobOut, JobSubmit, StatusUpdate
 
 # The API's models (pydantic) are imported where used: the runner, on every job's critical path,
-# speaks plain JSON through `request` and does without them (see flowyard.runner.api).
+# makes its calls (claim, log, heartbeat, status) in plain JSON through `request` and does
+# without them (flowyard.runner.api).
 
 
 def _tls_context(url: str) -> ssl.SSLContext | bool:
@@ -98,29 +99,12 @@ class Client:
 
         return JobOut.model_validate(self.request("POST", f"/jobs/{job_id}/cancel"))
 
-    def start_job(self, job_id: str, host: str, pid: int) -> JobOut:
-        from flowyard.schemas import JobOut, RunnerStart
-
-        body = RunnerStart(host=host, pid=pid).model_dump()
-        return JobOut.model_validate(self.request("POST", f"/jobs/{job_id}/start", json=body))
-
     def update_status(self, job_id: str, update: StatusUpdate) -> JobOut:
         from flowyard.schemas import JobOut
 
         return JobOut.model_validate(
             self.request("POST", f"/jobs/{job_id}/status", json=update.model_dump(mode="json"))
         )
-
-    def heartbeat(self, job_id: str) -> Heartbeat:
-        from flowyard.schemas import Heartbeat
-
-        return Heartbeat.model_validate(self.request("POST", f"/jobs/{job_id}/heartbeat"))
-
-    def append_log(self, job_id: str, offset: int, data: bytes) -> int:
-        from flowyard.schemas import LogAppended
-
-        body = self.request("POST", f"/jobs/{job_id}/logs", params={"offset": offset}, content=data)
-        return LogAppended.model_validate(body).size
 
     def read_log(
         self, job_id: str, offset: int = 0, *, wait: float = 0
