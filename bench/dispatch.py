@@ -273,8 +273,8 @@ def runner_import_times() -> dict[str, float]:
 DEPTHS = ((0, "0-9"), (10, "10-99"), (100, "100-299"), (300, "300-599"), (600, "600+"))
 PHASES = (
     ("queue_wait", "queue wait (queued → preparing; grows with the backlog)"),
-    ("runner_startup", "runner start-up (preparing → running)"),
-    ("entry_point", "entry point: bash + python main.py (running → finalizing)"),
+    ("runner_startup", "runner start-up (preparing → running: the entry point has started)"),
+    ("entry_point", "entry point: bash + python main.py, the rest of it (running → finalizing)"),
     ("wrap_up", "wrap-up: outputs, final status, run ended (finalizing → completed)"),
     ("slot_time", "slot held (preparing → completed)"),
     ("end_to_end", "end to end (queued → completed)"),
@@ -739,8 +739,8 @@ RAY_FY_PHASES = (
     ("ray_submit", "preparing → Ray job submitted: new JobSubmissionClient + submit_job"),
     ("ray_to_running", "Ray job submitted → running"),
     ("ray_to_process", "  Ray: supervisor actor, then the entrypoint process starts"),
-    ("process_to_running", "  runner: interpreter, imports, start_job, snapshot, → running"),
-    ("entry_point", "running → finalizing: entry point (bash + python main.py)"),
+    ("process_to_running", "  runner: interpreter, imports, start_job, snapshot, spawn → running"),
+    ("entry_point", "running → finalizing: the rest of the entry point (bash + python main.py)"),
     ("wrap_up", "finalizing → completed: outputs, final status, MLflow run ended"),
     ("seen", "completed → run() returns: wait()'s long-polled log read + get_job"),
 )
