@@ -82,6 +82,20 @@ class ConflictError(FlowyardError):
     http_status = 409
 
 
+class UnauthenticatedError(FlowyardError):
+    """No credential, or one the workspace does not know (unknown, expired or revoked)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class PermissionDeniedError(FlowyardError):
+    """The credential is known but its role or scope does not allow the request."""
+
+    code = "PERMISSION_DENIED"
+    http_status = 403
+
+
 class EnvBuildError(FlowyardError):
     """A job's environment could not be built; the message carries the resolver's words."""
 

@@ -106,6 +106,9 @@ class JobOut(_Model):
     waiting_reason: str | None = None
     external_id: str | None = None
     events: list[JobEventOut] = []
+    # Only in the answer to a submission that runs on the submitter's machine (compute "local"):
+    # the token its runner uses, valid for this job only and until it ends.
+    runner_token: str | None = None
 
 
 class JobList(_Model):
@@ -170,3 +173,53 @@ class ComputeOut(_Model):
 
 class ComputeList(_Model):
     computes: list[ComputeOut]
+
+
+ROLE_PATTERN = r"^(reader|contributor|owner)$"
+
+
+class Whoami(_Model):
+    user: str
+    role: str
+    job: str | None = None
+    auth: bool = True
+
+
+class UserCreate(_Model):
+    name: str = Field(pattern=_NAME)
+
+
+class UserOut(_Model):
+    name: str
+    created_at: datetime
+
+
+class UserList(_Model):
+    users: list[UserOut]
+
+
+class TokenCreate(_Model):
+    role: str = Field(pattern=ROLE_PATTERN)
+    # Default: the user making the request.
+    user: str | None = Field(default=None, pattern=_NAME)
+    expires_at: datetime | None = None
+    description: str = Field(default="", max_length=500)
+
+
+class TokenOut(_Model):
+    id: str
+    user: str
+    role: str
+    description: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    # The token itself: shown once, never stored.
+    token: str
+
+
+class TokenList(_Model):
+    tokens: list[TokenOut]

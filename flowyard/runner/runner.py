@@ -29,6 +29,7 @@ from tenacity import (
 
 from flowyard import paths
 from flowyard.client import Client
+from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
 from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
 from flowyard.runner.logship import LogShipper
 from flowyard.runner.tracebacks import parse_error
@@ -69,10 +70,13 @@ def _transient(error: BaseException) -> bool:
 
 
 class Runner:
-    def __init__(self, workspace_url: str, job_id: str) -> None:
+    def __init__(self, workspace_url: str, job_id: str, token: str | None = None) -> None:
         self.url = workspace_url.rstrip("/")
         self.job_id = job_id
-        self.client = Client(self.url)
+        self.client = Client(self.url, token=token)
+        if self.client.token:
+            # This process acts as its job, MLflow calls included (outputs to a non-proxied store).
+            os.environ[ENV_MLFLOW_TOKEN] = self.client.token
         self.dir = paths.job_dir(job_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._stop = threading.Event()
@@ -229,6 +233,12 @@ class Runner:
             **os.environ,
             **{str(k): str(v) for k, v in (job.options.get("env_vars") or {}).items()},
             "MLFLOW_TRACKING_URI": self.url,
+            # The job's own token, never the submitter's: user code logs to its run and no other.
+            **(
+                {ENV_TOKEN: self.client.token, ENV_MLFLOW_TOKEN: self.client.token}
+                if self.client.token
+                else {}
+            ),
             "MLFLOW_RUN_ID": job.id,
             "MLFLOW_EXPERIMENT_ID": job.experiment_id,
             "PYTHONUNBUFFERED": "1",

@@ -20,6 +20,10 @@ class ServerSettings:
         db_url: SQLAlchemy URL of the one database (MLflow's tables and Flowyard's).
         artifacts_destination: Where MLflow's artifact proxy stores files: a folder or any URI
             MLflow's artifact repositories accept (``s3://``, ``gs://``, ...).
+        auth: Whether every request must carry a token (see ``flowyard.server.auth``).
+        insecure: Serve without auth on an address other than loopback anyway.
+        secret_key_file: The workspace's secret key (signs job tokens and studio sessions,
+            encrypts secret ENV_VARS), created on first start; ``$FLOWYARD_SECRET_KEY`` overrides.
     """
 
     workspace_name: str
@@ -28,6 +32,9 @@ class ServerSettings:
     host: str = defaults.DEFAULT_HOST
     port: int = defaults.DEFAULT_PORT
     workers: int = 1
+    auth: bool = True
+    insecure: bool = False
+    secret_key_file: str = ""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from flowyard.server.auth.tokens import Keys
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
 
@@ -19,6 +20,7 @@ class AppState:
     settings: ServerSettings
     engine: Engine
     dispatcher: Dispatcher
+    keys: Keys
 
     @staticmethod
     def of(request: Request) -> AppState:

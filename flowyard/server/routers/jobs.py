@@ -17,6 +17,7 @@ from flowyard.schemas import (
     RunnerStart,
     StatusUpdate,
 )
+from flowyard.server.auth.middleware import principal_of
 from flowyard.server.db.models import Job
 from flowyard.server.services import computes, jobs
 from flowyard.server.state import DbSession, State
@@ -30,7 +31,11 @@ MAX_LOG_APPEND = 1024 * 1024
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
     return JobOut.model_validate(
         {
-            **{c: getattr(job, c) for c in JobOut.model_fields if c not in ("run_id", "events")},
+            **{
+                c: getattr(job, c)
+                for c in JobOut.model_fields
+                if c not in ("run_id", "events", "runner_token")
+            },
             "waiting_reason": waiting or job.waiting_reason,
             "run_id": job.id,
             "events": [
@@ -49,10 +54,16 @@ def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) 
 @router.post("", status_code=201)
 def submit(body: JobSubmit, request: Request, session: DbSession, state: State) -> JobOut:
     client = request.client.host if request.client else "an unknown host"
+    if state.settings.auth:
+        # Who submitted is who the token says, not what the client claims.
+        body = body.model_copy(update={"user": principal_of(request).user})
     job = jobs.submit(session, body, submitted_from=client)
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()
-    return job_out(job)
+    out = job_out(job)
+    if job.compute == computes.LOCAL:
+        out.runner_token = state.keys.job_token(job.id, job.attempt)
+    return out
 
 
 @router.get("")
@@ -94,7 +105,12 @@ def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state:
     """A new job from this one's snapshot and compute, with edited parameters."""
     client = request.client.host if request.client else "an unknown host"
     job = jobs.rerun(
-        session, job_id, body.parameters, f"{client} (re-run of {job_id})", state.settings
+        session,
+        job_id,
+        body.parameters,
+        f"{client} (re-run of {job_id})",
+        state.settings,
+        user=principal_of(request).user if state.settings.auth else None,
     )
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()

@@ -347,6 +347,7 @@ def rerun(
     parameters: dict[str, str],
     submitted_from: str,
     settings: ServerSettings,
+    user: str | None = None,
 ) -> Job:
     """A new job from ``job_id``'s snapshot, entry point, environment and compute, with its
     parameters replaced by ``parameters`` where given, checked by MLflow's rules like a submit.
@@ -401,7 +402,7 @@ def rerun(
         options=options,
         compute=old.compute,
         priority=old.priority,
-        user=old.user,
+        user=user or old.user,
         tags={**inherited, "flowyard.rerun_of": job_id},
     )
     return submit(session, request, submitted_from)
