@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
 from flowyard.paths import config_dir
-from flowyard.server.auth.middleware import AuthMiddleware
+from flowyard.server.auth.middleware import AuthMiddleware, Sessions
 from flowyard.server.auth.tokens import Keys, load_key_file
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
 from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
@@ -73,12 +73,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
+    sessions = Sessions(keys, settings.port)
     app.state.flowyard = AppState(
-        settings=settings, engine=engine, dispatcher=dispatcher, keys=keys
+        settings=settings, engine=engine, dispatcher=dispatcher, keys=keys, sessions=sessions
     )
     app.add_exception_handler(FlowyardError, _flowyard_error)
     # Outermost: every request, MLflow's included, is checked before any route sees it.
-    app.add_middleware(AuthMiddleware, engine=engine, keys=keys, enabled=settings.auth)
+    app.add_middleware(
+        AuthMiddleware, engine=engine, keys=keys, sessions=sessions, enabled=settings.auth
+    )
     for module in (meta, snapshots, jobs, computes, auth):
         app.include_router(module.router, prefix=defaults.API_PREFIX)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.

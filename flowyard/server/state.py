@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from flowyard.server.auth.middleware import Sessions
 from flowyard.server.auth.tokens import Keys
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
@@ -21,6 +22,7 @@ class AppState:
     engine: Engine
     dispatcher: Dispatcher
     keys: Keys
+    sessions: Sessions
 
     @staticmethod
     def of(request: Request) -> AppState:

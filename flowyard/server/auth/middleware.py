@@ -36,7 +36,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PRINCIPAL = "flowyard.principal"
 CSRF = "flowyard.csrf"  # a studio session's CSRF token, for the pages to send back
-SESSION_COOKIE = "flowyard_session"
 SESSION_MAX_AGE_S = 12 * 3600
 CSRF_HEADER = "x-csrf-token"
 # A job's MLflow calls are small JSON (log_batch tops out near 1 MB); anything bigger is refused
@@ -45,7 +44,7 @@ MAX_INSPECTED_BODY = 4 * 1024 * 1024
 
 NO_TOKEN = (
     "This workspace needs a token: set FLOWYARD_TOKEN (or MLFLOW_TRACKING_TOKEN), save one with "
-    "`flowyard login URL`, or send `Authorization: Bearer <token>`."
+    "`flowyard login`, or send `Authorization: Bearer <token>`."
 )
 BAD_TOKEN = (
     "The token is unknown, expired or revoked (or belongs to a job that has ended); ask a "
@@ -61,9 +60,14 @@ def principal_of(request: Request) -> Principal:
 
 class Sessions:
     """The studio's sign-in cookie: the token's id and a CSRF token, signed with the workspace
-    key; valid while the token is (revoking the token ends its sessions)."""
+    key; valid while the token is (revoking the token ends its sessions).
 
-    def __init__(self, keys: Keys) -> None:
+    Browsers share cookies between the ports of one host, so the cookie is named after the
+    server's port: two workspaces on one machine keep their own sign-ins.
+    """
+
+    def __init__(self, keys: Keys, port: int) -> None:
+        self.cookie = f"flowyard_session_{port}"
         self._serializer = URLSafeTimedSerializer(keys.derive("sessions"), salt="studio-session")
 
     def issue(self, token_id: str) -> tuple[str, str]:
@@ -79,9 +83,11 @@ class Sessions:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, *, engine: Engine, keys: Keys, enabled: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, engine: Engine, keys: Keys, sessions: Sessions, enabled: bool
+    ) -> None:
         self.app, self.engine, self.keys, self.enabled = app, engine, keys, enabled
-        self.sessions = Sessions(keys)
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,7 +141,7 @@ class AuthMiddleware:
             if principal is None:
                 raise UnauthenticatedError(BAD_TOKEN)
             return principal, None
-        cookie = _cookie(headers, SESSION_COOKIE)
+        cookie = _cookie(headers, self.sessions.cookie)
         if cookie is None:
             return None, None
         session = self.sessions.read(cookie)
@@ -196,7 +202,7 @@ class AuthMiddleware:
             query = scope.get("query_string", b"").decode(errors="replace")
             target = scope["path"] + (f"?{query}" if query else "")
             response = RedirectResponse(f"{STUDIO}/login?next={quote(target)}", status_code=303)
-            response.delete_cookie(SESSION_COOKIE, path="/")
+            response.delete_cookie(self.sessions.cookie, path="/")
         else:
             response = JSONResponse(error.to_payload(), status_code=error.http_status)
             if isinstance(error, UnauthenticatedError):

@@ -28,9 +28,7 @@ from flowyard.schemas import JobStatus
 from flowyard.server.auth.middleware import (
     CSRF,
     PRINCIPAL,
-    SESSION_COOKIE,
     SESSION_MAX_AGE_S,
-    Sessions,
 )
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
@@ -295,10 +293,10 @@ async def login(request: Request, state: State) -> Response:
             next=target,
             error="That token is unknown, expired or revoked; ask a workspace owner for one.",
         )
-    cookie, _csrf = Sessions(state.keys).issue(principal.token_id)
+    cookie, _csrf = state.sessions.issue(principal.token_id)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
-        SESSION_COOKIE,
+        state.sessions.cookie,
         cookie,
         max_age=SESSION_MAX_AGE_S,
         path="/",
@@ -310,9 +308,9 @@ async def login(request: Request, state: State) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(state: State) -> Response:
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(state.sessions.cookie, path="/")
     return response
 
 
