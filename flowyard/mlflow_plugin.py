@@ -162,6 +162,7 @@ def submit(
             run_name=run_name,
             user=tags["mlflow.user"],
             tags=tags,
+            secret_env=options.secret_env,
         )
     )
     try:

@@ -61,6 +61,8 @@ class JobSubmit(_Model):
     run_name: str | None = None
     user: str
     tags: dict[str, str] = {}
+    # ENV_VARS marked secret: stored encrypted, handed only to the job's own runner.
+    secret_env: dict[str, str] = {}
 
 
 class ErrorInfo(_Model):
@@ -109,6 +111,8 @@ class JobOut(_Model):
     # Only in the answer to a submission that runs on the submitter's machine (compute "local"):
     # the token its runner uses, valid for this job only and until it ends.
     runner_token: str | None = None
+    # Only in the answer to the job's own runner starting it: its secret ENV_VARS.
+    secret_env: dict[str, str] | None = None
 
 
 class JobList(_Model):

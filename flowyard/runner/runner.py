@@ -32,6 +32,7 @@ from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
 from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
 from flowyard.runner.logship import LogShipper
+from flowyard.runner.masking import Masker
 from flowyard.runner.tracebacks import parse_error
 from flowyard.schemas import ErrorInfo, JobOut, JobStatus, StatusUpdate
 
@@ -84,6 +85,7 @@ class Runner:
         self._signaled = threading.Event()
         self.log = LogShipper(self._append, self.dir / "std_log.txt")
         self._proc: subprocess.Popen[bytes] | None = None
+        self._masker = Masker(())
 
     # --- calls to the workspace, each retried with back-off -------------------------------
 
@@ -229,9 +231,12 @@ class Runner:
         return env.bin_dir
 
     def _execute(self, command: str, cwd: Path, job: JobOut, bin_dir: Path) -> int:
+        # What the job prints goes through this before the log: its secrets come out as ***.
+        self._masker = Masker((job.secret_env or {}).values())
         env = {
             **os.environ,
             **{str(k): str(v) for k, v in (job.options.get("env_vars") or {}).items()},
+            **(job.secret_env or {}),
             "MLFLOW_TRACKING_URI": self.url,
             # The job's own token, never the submitter's: user code logs to its run and no other.
             **(
@@ -276,7 +281,8 @@ class Runner:
     def _pump(self, stream: Any) -> None:
         fd = stream.fileno()
         while chunk := os.read(fd, 65536):
-            self.log.write(chunk)
+            self.log.write(self._masker.feed(chunk))
+        self.log.write(self._masker.feed(b"", final=True))
 
     def _kill(self) -> None:
         proc = self._proc

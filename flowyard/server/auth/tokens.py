@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -16,6 +17,8 @@ import secrets
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+
+from cryptography.fernet import Fernet
 
 USER_PREFIX = "fy_"
 JOB_PREFIX = "fyj_"
@@ -78,6 +81,17 @@ class Keys:
 
     def derive(self, purpose: str) -> bytes:
         return hmac.new(self._master, f"flowyard:{purpose}".encode(), hashlib.sha256).digest()
+
+    def encrypt(self, value: str) -> str:
+        """A secret value sealed for storage (Fernet: AES-128-CBC with HMAC-SHA256)."""
+        return self._fernet.encrypt(value.encode()).decode()
+
+    def decrypt(self, sealed: str) -> str:
+        return self._fernet.decrypt(sealed.encode()).decode()
+
+    @property
+    def _fernet(self) -> Fernet:
+        return Fernet(base64.urlsafe_b64encode(self.derive("secrets")))
 
     def job_token(self, job_id: str, attempt: int) -> str:
         return f"{JOB_PREFIX}{job_id}_{attempt}_{self._job_mac(job_id, attempt)}"

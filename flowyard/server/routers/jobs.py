@@ -29,13 +29,18 @@ MAX_LOG_APPEND = 1024 * 1024
 
 
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
+    options = dict(job.options)
+    # Secret ENV_VARS are never shown: only their names.
+    if sealed := options.pop(jobs.SECRET_ENV, None):
+        options["secret_env_names"] = sorted(sealed)
     return JobOut.model_validate(
         {
             **{
                 c: getattr(job, c)
                 for c in JobOut.model_fields
-                if c not in ("run_id", "events", "runner_token")
+                if c not in ("run_id", "events", "runner_token", "secret_env", "options")
             },
+            "options": options,
             "waiting_reason": waiting or job.waiting_reason,
             "run_id": job.id,
             "events": [
@@ -57,7 +62,7 @@ def submit(body: JobSubmit, request: Request, session: DbSession, state: State) 
     if state.settings.auth:
         # Who submitted is who the token says, not what the client claims.
         body = body.model_copy(update={"user": principal_of(request).user})
-    job = jobs.submit(session, body, submitted_from=client)
+    job = jobs.submit(session, body, submitted_from=client, seal=state.keys.encrypt)
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()
     out = job_out(job)
@@ -118,8 +123,17 @@ def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state:
 
 
 @router.post("/{job_id}/start")
-def start(job_id: str, body: RunnerStart, session: DbSession) -> JobOut:
-    return job_out(jobs.start(session, job_id, body.host, body.pid))
+def start(
+    job_id: str, body: RunnerStart, request: Request, session: DbSession, state: State
+) -> JobOut:
+    job = jobs.start(session, job_id, body.host, body.pid)
+    out = job_out(job)
+    principal = principal_of(request)
+    # The job's secrets go to its own runner only (or anyone, where auth is off).
+    if principal.job is not None or not state.settings.auth:
+        sealed: dict[str, str] = job.options.get(jobs.SECRET_ENV) or {}
+        out.secret_env = {name: state.keys.decrypt(value) for name, value in sealed.items()}
+    return out
 
 
 @router.post("/{job_id}/status")
