@@ -137,7 +137,9 @@ class AuthMiddleware:
         token; raises when a credential is given but not valid."""
         scheme, _, raw = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and raw.strip():
-            principal = await run_in_threadpool(self._resolve, raw.strip())
+            principal = service.cached(raw.strip()) or await run_in_threadpool(
+                self._resolve, raw.strip()
+            )
             if principal is None:
                 raise UnauthenticatedError(BAD_TOKEN)
             return principal, None

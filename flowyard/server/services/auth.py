@@ -77,6 +77,12 @@ _principals = _TTLCache(ttl_s=2.0)
 _snapshot_digests = _TTLCache(ttl_s=300.0, size=64)
 
 
+def cached(raw: str) -> Principal | None:
+    """A user token's principal if this process checked it in the last seconds (no I/O)."""
+    hit = _principals.get(raw)
+    return hit if isinstance(hit, Principal) else None
+
+
 def resolve(session: Session, keys: Keys, raw: str) -> Principal | None:
     """The principal a bearer token stands for, or None when it is unknown, expired, revoked,
     or a job token whose attempt is over."""
