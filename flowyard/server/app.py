@@ -12,7 +12,9 @@ from fastapi.staticfiles import StaticFiles
 
 from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
+from flowyard.server.artifact_paths import ArtifactPathGuard
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
+from flowyard.server.limits import BodyLimits
 from flowyard.server.routers import computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
@@ -70,6 +72,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.flowyard = AppState(settings=settings, engine=engine, dispatcher=dispatcher)
     app.add_exception_handler(FlowyardError, _flowyard_error)
+    app.add_middleware(BodyLimits, settings=settings)
+    app.add_middleware(ArtifactPathGuard)
     for module in (meta, snapshots, jobs, computes):
         app.include_router(module.router, prefix=defaults.API_PREFIX)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
-from flowyard.errors import InvalidRequestError
 from flowyard.schemas import (
     Heartbeat,
     JobList,
@@ -22,9 +21,6 @@ from flowyard.server.services import computes, jobs
 from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-# A runner sends its log in pieces of this size or less; a bound keeps one request small.
-MAX_LOG_APPEND = 1024 * 1024
 
 
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
@@ -124,11 +120,8 @@ def heartbeat(job_id: str, session: DbSession) -> Heartbeat:
 async def append_log(
     job_id: str, request: Request, session: DbSession, offset: int = Query(ge=0)
 ) -> LogAppended:
+    """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``."""
     data = await request.body()
-    if len(data) > MAX_LOG_APPEND:
-        raise InvalidRequestError(
-            f"A log append carries at most {MAX_LOG_APPEND} bytes; split it into smaller pieces."
-        )
     size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data)
     return LogAppended(size=size)
 
