@@ -14,6 +14,7 @@ from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
 from flowyard.server.artifact_paths import ArtifactPathGuard
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
+from flowyard.server.inputs import InputGuard
 from flowyard.server.limits import BodyLimits
 from flowyard.server.routers import computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
@@ -72,6 +73,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.flowyard = AppState(settings=settings, engine=engine, dispatcher=dispatcher)
     app.add_exception_handler(FlowyardError, _flowyard_error)
+    # The last added runs first: paths, then sizes, then what a JSON body holds.
+    app.add_middleware(InputGuard)
     app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(ArtifactPathGuard)
     for module in (meta, snapshots, jobs, computes):

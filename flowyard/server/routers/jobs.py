@@ -22,6 +22,9 @@ from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
+# Log offsets are BIGINT in the database; past this, a query would overflow it.
+MAX_OFFSET = 2**62
+
 
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
     return JobOut.model_validate(
@@ -118,7 +121,7 @@ def heartbeat(job_id: str, session: DbSession) -> Heartbeat:
 
 @router.post("/{job_id}/logs")
 async def append_log(
-    job_id: str, request: Request, session: DbSession, offset: int = Query(ge=0)
+    job_id: str, request: Request, session: DbSession, offset: int = Query(ge=0, le=MAX_OFFSET)
 ) -> LogAppended:
     """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``."""
     data = await request.body()
@@ -130,8 +133,8 @@ async def append_log(
 def read_log(
     job_id: str,
     session: DbSession,
-    offset: int = Query(0, ge=0),
-    limit: int | None = Query(None, ge=1),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    limit: int | None = Query(None, ge=1, le=MAX_OFFSET),
 ) -> Response:
     """The log from ``offset``; headers tell the job's status and the log's full size, so a
     follower knows when it has everything."""
