@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowyard import defaults
 from flowyard.errors import InvalidRequestError
+from flowyard.server.limits import BLOB_ROUTE, LOG_ROUTE
 
 
 def _text_problem(text: str) -> str | None:
@@ -69,7 +70,9 @@ class InputGuard:
         if "\0" in scope["path"] or b"\0" in unquote_to_bytes(scope["query_string"]):
             await _refuse(send, "The request's path or query contains a NUL character; remove it.")
             return
-        if not _is_json(scope):
+        # Blob and log bodies are raw bytes (a blob may be a GB), whatever their content type.
+        path = scope["path"]
+        if not _is_json(scope) or BLOB_ROUTE.fullmatch(path) or LOG_ROUTE.fullmatch(path):
             await self.app(scope, receive, send)
             return
         chunks = []

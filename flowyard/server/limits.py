@@ -20,8 +20,9 @@ from flowyard.server.settings import ServerSettings
 
 MB = 1_000_000
 KIB = 1024
-_BLOB = re.compile(rf"{re.escape(defaults.API_PREFIX)}/blobs/[^/]+")
-_LOG = re.compile(rf"{re.escape(defaults.API_PREFIX)}/jobs/[^/]+/logs")
+# The two routes whose bodies are raw bytes, bounded on their own.
+BLOB_ROUTE = re.compile(rf"{re.escape(defaults.API_PREFIX)}/blobs/[^/]+")
+LOG_ROUTE = re.compile(rf"{re.escape(defaults.API_PREFIX)}/jobs/[^/]+/logs")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Limit:
 def limit_for(settings: ServerSettings, method: str, path: str) -> Limit | None:
     """The bound on a request's body, or None for MLflow's artifact uploads, which MLflow streams
     to the artifact store (a model may be many GB)."""
-    if method == "PUT" and _BLOB.fullmatch(path):
+    if method == "PUT" and BLOB_ROUTE.fullmatch(path):
         return Limit(
             settings.max_blob_mb,
             "MB",
@@ -58,7 +59,7 @@ def limit_for(settings: ServerSettings, method: str, path: str) -> Limit | None:
             "list the file in the project's .flowyardignore and let the job read it from "
             "elsewhere, or start the server with a higher --max-blob-mb",
         )
-    if method == "POST" and _LOG.fullmatch(path):
+    if method == "POST" and LOG_ROUTE.fullmatch(path):
         return Limit(
             settings.max_log_append_kib,
             "KiB",

@@ -508,3 +508,13 @@ def test_numbers_past_the_database_columns_are_refused(api: httpx.Client, job_id
     assert api.post("/jobs", json=submit).status_code == 422
     status = {"status": "failed", "exit_code": -(2**31) - 1}
     assert api.post(f"/jobs/{job_id}/status", json=status).status_code == 422
+
+
+def test_a_blob_sent_as_json_is_still_only_bytes(api: httpx.Client) -> None:
+    content = b'{"x": "\\ud800", "n": NaN}'  # not looked into: a blob is any bytes
+    digest = hashlib.sha256(content).hexdigest()
+    response = api.put(
+        f"/blobs/{digest}", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.json() == {"digest": digest, "size": len(content)}
+    assert api.get(f"/blobs/{digest}").content == content

@@ -22,7 +22,7 @@ from schemathesis.checks import (
 )
 
 from flowyard import defaults
-from tests.conftest import Server, free_port, init_workspace
+from tests.conftest import Server, _fresh_postgres_database, free_port, init_workspace
 
 EXAMPLES = int(os.environ.get("FLOWYARD_FUZZ_EXAMPLES", "0")) or 15
 
@@ -32,15 +32,28 @@ def auth_headers(server: Server) -> dict[str, str]:
     return {}
 
 
-@pytest.fixture(scope="module")
-def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of its own: the junk made up here must not reach other tests' workspaces."""
-    project = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    init_workspace(project, port=port)
-    server = Server(args=[], cwd=project, port=port).start()
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def fuzzed_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server and database of its own: the junk made up here must not reach other tests'."""
+    project = tmp_path_factory.mktemp(f"fuzz-{request.param}")
+    if request.param == "sqlite":
+        port = free_port()
+        init_workspace(project, port=port)
+        server = Server(args=[], cwd=project, port=port).start()
+        yield server
+        server.stop()
+        return
+    databases = _fresh_postgres_database()  # skips when no PostgreSQL answers
+    db_url = next(databases)
+    artifacts = str(project / "artifacts")
+    server = Server(args=["--db-url", db_url, "--artifacts", artifacts], cwd=project).start()
     yield server
     server.stop()
+    next(databases, None)
 
 
 def test_the_api_keeps_its_schema(fuzzed_server: Server) -> None:
