@@ -70,6 +70,13 @@ class InvalidRequestError(FlowyardError):
     http_status = 400
 
 
+class PayloadTooLargeError(InvalidRequestError):
+    """A request body is over one of the server's size limits."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
 class NotFoundError(FlowyardError):
     code = "NOT_FOUND"
     http_status = 404

@@ -42,6 +42,11 @@ _MLFLOW_STATUS = {
 }
 
 
+# What the database's integer columns hold (PostgreSQL's INTEGER is 32 bits); a bigger number
+# is refused with a 422 instead of failing in the database.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,7 +62,7 @@ class JobSubmit(_Model):
     environment: dict[str, Any] = {"manager": "local"}
     options: dict[str, Any] = {}
     compute: str = "local"
-    priority: int = 0
+    priority: int = Field(default=0, ge=INT32_MIN, le=INT32_MAX)
     run_name: str | None = None
     user: str
     tags: dict[str, str] = {}
@@ -71,7 +76,7 @@ class ErrorInfo(_Model):
     type: str | None = None
     message: str | None = None
     traceback: str | None = None
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)
     signal: str | None = None
 
 
@@ -121,13 +126,13 @@ class JobList(_Model):
 
 class RunnerStart(_Model):
     host: str
-    pid: int
+    pid: int = Field(ge=0, le=INT32_MAX)
 
 
 class StatusUpdate(_Model):
     status: JobStatus
     reason: str = ""
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)
     error: ErrorInfo | None = None
 
 

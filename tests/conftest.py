@@ -108,6 +108,11 @@ class Server:
             return self.proc.wait()
 
 
+def auth_headers(server: Server) -> dict[str, str]:
+    """The header that carries ``server``'s owner token."""
+    return {"Authorization": f"Bearer {server.token}"} if server.token else {}
+
+
 def init_workspace(project: Path, name: str = "tests", port: int | None = None) -> Path:
     """`flowyard workspace init` in ``project``; returns the workspace folder."""
     project.mkdir(parents=True, exist_ok=True)

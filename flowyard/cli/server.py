@@ -47,6 +47,27 @@ from flowyard.workspace import WorkspaceConfig, find_config
     is_flag=True,
     help="Allow --no-auth on a non-loopback address (a proxy in front must authenticate).",
 )
+@click.option(
+    "--max-body-mb",
+    type=click.FloatRange(min=0.1),
+    default=defaults.MAX_BODY_MB,
+    show_default=True,
+    help="Largest request body (JSON and MLflow's tracking API) in MB; bigger ones get 413.",
+)
+@click.option(
+    "--max-blob-mb",
+    type=click.FloatRange(min=0.1),
+    default=defaults.SNAPSHOT_BLOB_MAX_MB,
+    show_default=True,
+    help="Largest snapshot file upload in MB.",
+)
+@click.option(
+    "--max-log-append-kib",
+    type=click.IntRange(min=defaults.MIN_LOG_APPEND_KIB),
+    default=defaults.MAX_LOG_APPEND_KIB,
+    show_default=True,
+    help="Largest piece of a job's log sent in one request, in KiB.",
+)
 def server(
     workspace_dir: Path | None,
     db_url: str | None,
@@ -58,6 +79,9 @@ def server(
     log_level: str,
     auth: bool,
     insecure: bool,
+    max_body_mb: float,
+    max_blob_mb: float,
+    max_log_append_kib: int,
 ) -> None:
     """Serve a workspace: MLflow's tracking API, artifacts and UI, and Flowyard's API."""
     _require_server_extra()
@@ -105,5 +129,8 @@ def server(
         auth=auth,
         insecure=insecure,
         secret_key_file=str(key_file),
+        max_body_mb=max_body_mb,
+        max_blob_mb=max_blob_mb,
+        max_log_append_kib=max_log_append_kib,
     )
     serve(settings, log_level=log_level)

@@ -14,9 +14,12 @@ from fastapi.staticfiles import StaticFiles
 from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
 from flowyard.paths import config_dir
+from flowyard.server.artifact_paths import ArtifactPathGuard
 from flowyard.server.auth.middleware import AuthMiddleware, Sessions
 from flowyard.server.auth.tokens import Keys, load_key_file
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
+from flowyard.server.inputs import InputGuard
+from flowyard.server.limits import BodyLimits
 from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
@@ -78,7 +81,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         settings=settings, engine=engine, dispatcher=dispatcher, keys=keys, sessions=sessions
     )
     app.add_exception_handler(FlowyardError, _flowyard_error)
-    # Outermost: every request, MLflow's included, is checked before any route sees it.
+    # The last added runs first: who is asking, then paths, then sizes, then what a JSON body
+    # holds. Every request, MLflow's included, is checked before any route sees it.
+    app.add_middleware(InputGuard)
+    app.add_middleware(BodyLimits, settings=settings)
+    app.add_middleware(ArtifactPathGuard)
     app.add_middleware(
         AuthMiddleware, engine=engine, keys=keys, sessions=sessions, enabled=settings.auth
     )

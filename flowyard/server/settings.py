@@ -24,6 +24,10 @@ class ServerSettings:
         insecure: Serve without auth on an address other than loopback anyway.
         secret_key_file: The workspace's secret key (signs job tokens and studio sessions,
             encrypts secret ENV_VARS), created on first start; ``$FLOWYARD_SECRET_KEY`` overrides.
+        max_body_mb: Bound on a request body other than a blob, a log append or an MLflow
+            artifact upload, in MB (10**6 bytes).
+        max_blob_mb: Bound on one snapshot blob upload, in MB.
+        max_log_append_kib: Bound on one log append, in KiB (1024 bytes).
     """
 
     workspace_name: str
@@ -35,6 +39,9 @@ class ServerSettings:
     auth: bool = True
     insecure: bool = False
     secret_key_file: str = ""
+    max_body_mb: float = defaults.MAX_BODY_MB
+    max_blob_mb: float = defaults.SNAPSHOT_BLOB_MAX_MB
+    max_log_append_kib: int = defaults.MAX_LOG_APPEND_KIB
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -47,8 +48,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# Timestamps are stored timezone-aware in UTC; SQLite keeps them as text, PostgreSQL as timestamptz.
-_Time = DateTime(timezone=True)
+class _UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored timezone-aware in UTC (PostgreSQL: timestamptz), and read back aware
+    from SQLite too, which keeps them as text without the zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+_Time = _UTCDateTime()
 
 
 class Blob(Base):

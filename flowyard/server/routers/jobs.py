@@ -6,7 +6,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
-from flowyard.errors import InvalidRequestError
 from flowyard.schemas import (
     Heartbeat,
     JobList,
@@ -24,8 +23,8 @@ from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-# A runner sends its log in pieces of this size or less; a bound keeps one request small.
-MAX_LOG_APPEND = 1024 * 1024
+# Log offsets are BIGINT in the database; past this, a query would overflow it.
+MAX_OFFSET = 2**62
 
 
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
@@ -152,13 +151,10 @@ def heartbeat(job_id: str, session: DbSession) -> Heartbeat:
 
 @router.post("/{job_id}/logs")
 async def append_log(
-    job_id: str, request: Request, session: DbSession, offset: int = Query(ge=0)
+    job_id: str, request: Request, session: DbSession, offset: int = Query(ge=0, le=MAX_OFFSET)
 ) -> LogAppended:
+    """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``."""
     data = await request.body()
-    if len(data) > MAX_LOG_APPEND:
-        raise InvalidRequestError(
-            f"A log append carries at most {MAX_LOG_APPEND} bytes; split it into smaller pieces."
-        )
     size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data)
     return LogAppended(size=size)
 
@@ -167,8 +163,8 @@ async def append_log(
 def read_log(
     job_id: str,
     session: DbSession,
-    offset: int = Query(0, ge=0),
-    limit: int | None = Query(None, ge=1),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    limit: int | None = Query(None, ge=1, le=MAX_OFFSET),
 ) -> Response:
     """The log from ``offset``; headers tell the job's status and the log's full size, so a
     follower knows when it has everything."""
