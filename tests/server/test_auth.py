@@ -128,6 +128,7 @@ def test_revoked_and_expired_tokens_stop_working(sqlite_server: Server) -> None:
 PROBE = """\
 import json, os, sys
 import httpx
+import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -143,12 +144,23 @@ def attempt(name, fn):
         result[name] = "ok"
     except MlflowException as e:
         result[name] = e.get_http_status_code()
+    except Exception as e:
+        result[name] = repr(e)
+
+def log_and_load_model():
+    import mlflow.sklearn
+    from sklearn.linear_model import LinearRegression
+
+    with mlflow.start_run(run_id=run):
+        info = mlflow.sklearn.log_model(LinearRegression().fit([[0], [1]], [0, 1]), name="model")
+    mlflow.sklearn.load_model(info.model_uri)
 
 attempt("own metric", lambda: client.log_metric(run, "m", 1.0))
 attempt("other metric", lambda: client.log_metric(other_run, "m", 1.0))
 attempt("other tag", lambda: client.set_tag(other_run, "t", "x"))
 attempt("own param", lambda: client.log_param(run, "p", "1"))
 attempt("new run", lambda: client.create_run(os.environ["MLFLOW_EXPERIMENT_ID"]))
+attempt("log model", log_and_load_model)
 headers = {"Authorization": f"Bearer {token}"}
 for name, method, path in [
     ("own snapshot", "GET", f"/api/flowyard/v1/snapshots/{own_snapshot}"),
@@ -205,6 +217,7 @@ def test_a_job_token_stays_within_its_job_and_ends_with_it(
         "other tag": 403,
         "own param": "ok",
         "new run": 403,
+        "log model": "ok",
         "own snapshot": 200,
         "other snapshot": 403,
         "list jobs": 403,

@@ -39,8 +39,8 @@ def needed_role(method: str, path: str) -> Role | None:
         return Role.READER
     if _COMPUTES.match(path) or method == "DELETE" or _MLFLOW_DELETE.search(path):
         return Role.OWNER
-    if path.endswith("/search") and "/mlflow/" in path:
-        return Role.READER  # MLflow's searches are POSTs that change nothing
+    if (path.endswith("/search") and "/mlflow/" in path) or path == "/graphql":
+        return Role.READER  # MLflow's searches and its UI's GraphQL queries change nothing
     return Role.CONTRIBUTOR
 
 
@@ -57,7 +57,8 @@ class JobFacts:
 _RUNNER_CALL = re.compile(rf"^{API}/jobs/([0-9a-f]{{32}})(?:/(start|status|heartbeat|logs))?$")
 _SNAPSHOT = re.compile(rf"^{API}/snapshots/([0-9a-f]{{64}})$")
 _BLOB = re.compile(rf"^{API}/blobs/([0-9a-f]{{64}})$")
-_ARTIFACT = re.compile(r"^/api/2\.0/mlflow-artifacts/artifacts/(.+)$")
+# A file (in the path) or a listing (``?path=`` on the bare route).
+_ARTIFACT = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts(?:/(.+))?$")
 _MLFLOW_API = re.compile(r"^/(?:api|ajax-api)/[23]\.0/mlflow/(.+)$")
 _LOGGED_MODEL = re.compile(r"^logged-models/(m-[0-9a-f]{32})(?:/.*)?$")
 
@@ -95,7 +96,7 @@ def job_scope(
     if m := _BLOB.match(path):
         return JobScope(True, blob=m[1]) if method in SAFE_METHODS else DENIED
     if m := _ARTIFACT.match(path):
-        parts = m[1].split("/")
+        parts = (m[1] or params.get("path", "")).strip("/").split("/")
         if parts[:2] == [job.experiment_id, job.id]:
             return ALLOWED
         if len(parts) > 3 and parts[0] == job.experiment_id and parts[1] == "models":

@@ -157,9 +157,10 @@ def prepare_database(raw_url: str, workspace_name: str) -> tuple[str, str]:
     return url.render_as_string(hide_password=False), name
 
 
-def bootstrap_owner(db_url: str, workspace_url: str) -> Path | None:
-    """When no valid owner token exists, create one (user ``owner``) and save it in this user's
-    credentials file for ``workspace_url``; returns that file's path, or None if one existed."""
+def bootstrap_owner(db_url: str, workspace_url: str, *, always: bool = False) -> Path | None:
+    """When no valid owner token exists (or ``always``, for someone who can open the database
+    itself), create one (user ``owner``) and save it in this user's credentials file for
+    ``workspace_url``; returns that file's path, or None if one existed."""
     from flowyard.credentials import save_token
     from flowyard.server.auth.tokens import Role
     from flowyard.server.services import auth
@@ -167,7 +168,7 @@ def bootstrap_owner(db_url: str, workspace_url: str) -> Path | None:
     engine = make_engine(parse_db_url(db_url))
     try:
         with schema_lock(engine), Session(engine) as session:
-            if auth.has_owner(session):
+            if not always and auth.has_owner(session):
                 return None
             _row, token = auth.create_token(
                 session,
