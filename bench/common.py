@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,12 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from flowyard.credentials import find_token
+
+# The owner tokens of the benches' workspaces (saved by each server at its first start, keyed by
+# URL) and their --db-url secret key go to a private folder, never the user's own config.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="flowyard-bench-config-")
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -161,6 +168,12 @@ def running_server(
     url = f"http://{HOST}:{port}"
     with running(cmd, url + health, folder / "server.log", cwd=folder, env=env):
         yield url
+
+
+def auth_headers(url: str) -> dict[str, str]:
+    """The Authorization header for a bench server's URL; none for a stock MLflow server."""
+    token = find_token(url)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 # -- child environments and projects ---------------------------------------------------------

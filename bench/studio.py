@@ -34,6 +34,7 @@ from common import (
     FLOWYARD_HEALTH,
     HOST,
     PYTHON,
+    auth_headers,
     bench_parser,
     free_port,
     header_line,
@@ -285,7 +286,7 @@ def report(base: str, ids: list[str], n: int) -> tuple[list[dict[str, Any]], lis
     print(f"{'page':<10} {'case':<52} {'p50':>7} {'p95':>7}  goal")
     results: list[dict[str, Any]] = []
     checked: list[dict[str, Any]] = []
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=30, headers=auth_headers(base)) as http:
         for kind, label, make in cases:
             times = timed(http, make, n)
             p50, p95 = median(times), quantile(times, 0.95)

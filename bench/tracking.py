@@ -9,6 +9,7 @@ Each server runs alone (start, measure, stop) on 127.0.0.1, on its own fresh SQL
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -21,6 +22,7 @@ from mlflow.entities import Metric
 from rich.markup import escape
 
 from common import (
+    auth_headers,
     bench_parser,
     header_line,
     make_console,
@@ -90,6 +92,13 @@ def batch(key: str, start: int, size: int) -> list[Metric]:
 
 
 def measure(url: str, c: Counts) -> dict[str, list[float]]:
+    # A Flowyard workspace checks a token on every call (MLflow sends MLFLOW_TRACKING_TOKEN as a
+    # bearer header); a stock server has none to check.
+    token = auth_headers(url).get("Authorization", "").removeprefix("Bearer ")
+    if token:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    else:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
     client = mlflow.MlflowClient(tracking_uri=url)
     exp = client.create_experiment("bench")
     run_id = client.create_run(exp).info.run_id

@@ -23,6 +23,7 @@ import mlflow
 
 from flowyard import Workspace
 from flowyard.client import Client
+from flowyard.credentials import credentials_path
 from flowyard.errors import FlowyardError, NotFoundError
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -53,12 +54,19 @@ def _init_workspace(port: int) -> None:
         args.insert(2, str(WORKSPACE_DIR))
         subprocess.run([*FLOWYARD, *args], cwd=EXAMPLES, check=True)
     else:
-        # The workspace exists from an earlier demo: only point examples/ at it on this port.
+        # The workspace exists from an earlier demo: only point examples/ at it on this port,
+        # with an owner token for that URL (made straight in its database, as its owner may).
+        from flowyard.credentials import find_token
+        from flowyard.server.db.engine import bootstrap_owner
+        from flowyard.server.storage import WorkspaceFolder
         from flowyard.workspace import WorkspaceConfig
 
-        WorkspaceConfig(
-            name="demo", url=f"http://127.0.0.1:{port}", workspace_dir=str(WORKSPACE_DIR)
-        ).write(EXAMPLES / ".flowyard" / "config.json")
+        url = f"http://127.0.0.1:{port}"
+        WorkspaceConfig(name="demo", url=url, workspace_dir=str(WORKSPACE_DIR)).write(
+            EXAMPLES / ".flowyard" / "config.json"
+        )
+        if find_token(url) is None:
+            bootstrap_owner(WorkspaceFolder.load(WORKSPACE_DIR).db_url, url, always=True)
 
 
 def _wait_for(server: subprocess.Popen[bytes], timeout: float = 180) -> Workspace:
@@ -119,6 +127,10 @@ def main() -> None:
         print(f"\nWorkspace {ws.name!r} is at {ws.url}")
         print(f"The example trained on this machine: {local_url}")
         print(f"The example trained on cpu-cluster:  {cluster_url}")
+        print(
+            f"Sign in to the studio at {ws.url}/studio/ with the owner token saved in "
+            f"{credentials_path()}"
+        )
         if args.exit:
             return
         print("Serving until Ctrl-C.")

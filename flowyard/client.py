@@ -9,6 +9,7 @@ from urllib.request import getproxies
 import httpx
 
 from flowyard import defaults
+from flowyard.credentials import find_token
 from flowyard.errors import (
     FlowyardError,
     NotAWorkspaceError,
@@ -40,13 +41,23 @@ class Client:
 
     Args:
         url: The workspace's base URL, e.g. ``http://127.0.0.1:5000``.
+        token: The bearer token to send; default: the one :func:`~flowyard.credentials.find_token`
+            finds for ``url``.
     """
 
-    def __init__(self, url: str, *, timeout: float = defaults.REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = defaults.REQUEST_TIMEOUT_S,
+    ) -> None:
         self.url = url.rstrip("/")
+        self.token = token or find_token(self.url)
         self._http = httpx.Client(
             base_url=self.url + defaults.API_PREFIX,
             timeout=httpx.Timeout(timeout, connect=defaults.CONNECT_TIMEOUT_S),
+            headers={"Authorization": f"Bearer {self.token}"} if self.token else None,
             verify=_tls_context(self.url),
         )
 

@@ -52,4 +52,19 @@ SNAPSHOT_UPLOAD_WORKERS = 8
 SNAPSHOT_BLOB_TIMEOUT_S = 600.0
 # The server's guard on one blob's body. It is streamed to disk, so the bound protects the disk,
 # not memory; it stays above SNAPSHOT_MAX_MB so that raising the client limit somewhat still works.
-SNAPSHOT_BLOB_MAX_MB = 1024
+SNAPSHOT_BLOB_MAX_MB = 1024.0
+# A snapshot path's bounds: a part longer than 255 bytes cannot be a file name on Linux, macOS or
+# Windows, and a deep path past 1,024 bytes would leave little room under a runner's job folder
+# within PATH_MAX.
+SNAPSHOT_MAX_NAME_BYTES = 255
+SNAPSHOT_MAX_PATH_BYTES = 1024
+
+# The server's bound on any other request body (Flowyard's JSON and MLflow's tracking API; MLflow's
+# artifact uploads stream to the store and are not bounded here). MLflow's biggest legitimate
+# bodies (log_batch with 1,000 metrics, a trace) are far below it; the server holds a body in
+# memory while it parses it, so the bound protects memory.
+MAX_BODY_MB = 16.0
+# The server's bound on one log append. The runner sends pieces of 256 KiB at most
+# (runner/logship.py), so this is 4 times that, and may not be set below it.
+MAX_LOG_APPEND_KIB = 1024
+MIN_LOG_APPEND_KIB = 256

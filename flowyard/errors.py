@@ -70,6 +70,13 @@ class InvalidRequestError(FlowyardError):
     http_status = 400
 
 
+class PayloadTooLargeError(InvalidRequestError):
+    """A request body is over one of the server's size limits."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
 class NotFoundError(FlowyardError):
     code = "NOT_FOUND"
     http_status = 404
@@ -80,6 +87,20 @@ class ConflictError(FlowyardError):
 
     code = "CONFLICT"
     http_status = 409
+
+
+class UnauthenticatedError(FlowyardError):
+    """No credential, or one the workspace does not know (unknown, expired or revoked)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class PermissionDeniedError(FlowyardError):
+    """The credential is known but its role or scope does not allow the request."""
+
+    code = "PERMISSION_DENIED"
+    http_status = 403
 
 
 class EnvBuildError(FlowyardError):

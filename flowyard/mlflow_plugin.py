@@ -13,6 +13,7 @@ from mlflow.projects.backend.abstract_backend import AbstractBackend
 
 from flowyard import paths
 from flowyard.client import Client
+from flowyard.credentials import ENV_TOKEN
 from flowyard.env import builder
 from flowyard.errors import NotAWorkspaceError
 from flowyard.project import LOCAL, BackendOptions, PreparedProject, prepare
@@ -61,7 +62,7 @@ def _run_tags(
     return tags
 
 
-def start_local_runner(workspace_url: str, job_id: str) -> None:
+def start_local_runner(workspace_url: str, job_id: str, token: str | None) -> None:
     """Start the runner on this machine, detached: it outlives the caller.
 
     Where the OS can fork, the runner is forked from this process, which has already imported
@@ -88,6 +89,7 @@ def start_local_runner(workspace_url: str, job_id: str) -> None:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                env={**os.environ, **({ENV_TOKEN: token} if token else {})},
             )
             return
         import resource
@@ -111,7 +113,7 @@ def start_local_runner(workspace_url: str, job_id: str) -> None:
             os.dup2(out.fileno(), 2)
             # Let go of the caller's files, sockets and pipes: the runner may outlive it by hours.
             os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-            code = Runner(workspace_url, job_id).run()
+            code = Runner(workspace_url, job_id, token).run()
         except BaseException:
             traceback.print_exc()
         finally:
@@ -160,11 +162,12 @@ def submit(
             run_name=run_name,
             user=tags["mlflow.user"],
             tags=tags,
+            secret_env=options.secret_env,
         )
     )
     try:
         if options.compute == LOCAL:
-            start_local_runner(client.url, job.id)
+            start_local_runner(client.url, job.id, job.runner_token)
     except OSError as e:
         client.update_status(
             job.id, StatusUpdate(status=JobStatus.FAILED, reason=f"runner did not start: {e}")

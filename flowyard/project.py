@@ -66,7 +66,7 @@ def _number(key: str, value: Any, kind: type[int] | type[float]) -> Any:
     return number
 
 
-def _str_dict(key: str, value: Any) -> dict[str, str]:
+def _object(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -76,7 +76,31 @@ def _str_dict(key: str, value: Any) -> dict[str, str]:
         raise InvalidRequestError(
             f'backend_config {key} must be an object of names to values, like {{"A": "1"}}.'
         )
-    return {str(k): str(v) for k, v in value.items()}
+    return {str(k): v for k, v in value.items()}
+
+
+def _str_dict(key: str, value: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in _object(key, value).items()}
+
+
+def _env_vars(value: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """ENV_VARS split into plain and secret ones: ``{"TOKEN": {"value": "...", "secret": true}}``
+    marks a secret (stored encrypted, never shown, masked in the log)."""
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for name, entry in _object("ENV_VARS", value).items():
+        if not isinstance(entry, dict):
+            plain[name] = str(entry)
+            continue
+        if set(entry) - {"value", "secret"} or "value" not in entry:
+            raise InvalidRequestError(
+                f'ENV_VARS {name} must be a value or {{"value": "...", "secret": true}}; '
+                f"got the keys {sorted(entry)}."
+            )
+        (secret if _bool(f"ENV_VARS {name} secret", entry.get("secret", False)) else plain)[
+            name
+        ] = str(entry["value"])
+    return plain, secret
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,7 @@ class BackendOptions:
     synchronous: bool = True
     timeout: float | None = None
     env_vars: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     tags: dict[str, str] = field(default_factory=dict)
     priority: int = 0
     max_retries: int | None = None
@@ -128,6 +153,7 @@ class BackendOptions:
         if not isinstance(compute, str):
             raise InvalidRequestError(f"backend_config COMPUTE must be a name, not {compute!r}.")
         get = config.get
+        env_vars, secret_env = _env_vars(get("ENV_VARS") or {})
         return cls(
             compute=compute,
             use_conda=_bool("USE_CONDA", get("USE_CONDA", False)),
@@ -135,7 +161,8 @@ class BackendOptions:
             stream_output=_bool("STREAM_OUTPUT", get("STREAM_OUTPUT", True)),
             synchronous=_bool("SYNCHRONOUS", get("SYNCHRONOUS", True)),
             timeout=None if get("TIMEOUT") is None else _number("TIMEOUT", get("TIMEOUT"), float),
-            env_vars=_str_dict("ENV_VARS", get("ENV_VARS") or {}),
+            env_vars=env_vars,
+            secret_env=secret_env,
             tags=_str_dict("TAGS", get("TAGS") or {}),
             priority=_number("PRIORITY", get("PRIORITY", 0), int),
             max_retries=None

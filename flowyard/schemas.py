@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowyard.status import JobStatus as JobStatus  # noqa: PLC0414 (re-exported for the API)
 
+# What the database's integer columns hold (PostgreSQL's INTEGER is 32 bits); a bigger number
+# is refused with a 422 instead of failing in the database.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,10 +29,12 @@ class JobSubmit(_Model):
     environment: dict[str, Any] = {"manager": "local"}
     options: dict[str, Any] = {}
     compute: str = "local"
-    priority: int = 0
+    priority: int = Field(default=0, ge=INT32_MIN, le=INT32_MAX)
     run_name: str | None = None
     user: str
     tags: dict[str, str] = {}
+    # ENV_VARS marked secret: stored encrypted, handed only to the job's own runner.
+    secret_env: dict[str, str] = {}
 
 
 class ErrorInfo(_Model):
@@ -37,7 +43,7 @@ class ErrorInfo(_Model):
     type: str | None = None
     message: str | None = None
     traceback: str | None = None
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)
     signal: str | None = None
 
 
@@ -74,6 +80,11 @@ class JobOut(_Model):
     waiting_reason: str | None = None
     external_id: str | None = None
     events: list[JobEventOut] = []
+    # Only in the answer to a submission that runs on the submitter's machine (compute "local"):
+    # the token its runner uses, valid for this job only and until it ends.
+    runner_token: str | None = None
+    # Only in the answer to the job's own runner starting it: its secret ENV_VARS.
+    secret_env: dict[str, str] | None = None
 
 
 class JobList(_Model):
@@ -82,13 +93,13 @@ class JobList(_Model):
 
 class RunnerStart(_Model):
     host: str
-    pid: int
+    pid: int = Field(ge=0, le=INT32_MAX)
 
 
 class StatusUpdate(_Model):
     status: JobStatus
     reason: str = ""
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)
     error: ErrorInfo | None = None
 
 
@@ -138,3 +149,53 @@ class ComputeOut(_Model):
 
 class ComputeList(_Model):
     computes: list[ComputeOut]
+
+
+ROLE_PATTERN = r"^(reader|contributor|owner)$"
+
+
+class Whoami(_Model):
+    user: str
+    role: str
+    job: str | None = None
+    auth: bool = True
+
+
+class UserCreate(_Model):
+    name: str = Field(pattern=_NAME)
+
+
+class UserOut(_Model):
+    name: str
+    created_at: datetime
+
+
+class UserList(_Model):
+    users: list[UserOut]
+
+
+class TokenCreate(_Model):
+    role: str = Field(pattern=ROLE_PATTERN)
+    # Default: the user making the request.
+    user: str | None = Field(default=None, pattern=_NAME)
+    expires_at: datetime | None = None
+    description: str = Field(default="", max_length=500)
+
+
+class TokenOut(_Model):
+    id: str
+    user: str
+    role: str
+    description: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    # The token itself: shown once, never stored.
+    token: str
+
+
+class TokenList(_Model):
+    tokens: list[TokenOut]

@@ -122,16 +122,44 @@ def snapshot_id(files: Iterable[Mapping[str, Any]]) -> str:
 
 
 def unsafe_path_reason(path: str) -> str | None:
-    """Why ``path`` cannot name a file of a snapshot, or None when it can."""
+    """Why ``path`` cannot name a file of a snapshot, or None when it can.
+
+    A snapshot path is relative, with "/" between its parts, and must stay inside the folder a
+    runner materializes it in, on any operating system.
+    """
+    if not path:
+        return "is empty"
     if "\0" in path:
         return "contains a NUL character"
     if "\\" in path:
         return "contains a backslash"
     if path.startswith("/"):
         return "is absolute"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return "has an empty, '.' or '..' part"
+    parts = path.split("/")
+    if "" in parts:
+        return "has an empty part (a doubled or trailing '/')"
+    if "." in parts or ".." in parts:
+        return "has a '.' or '..' part"
+    try:
+        encoded = [len(part.encode()) for part in parts]
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if max(encoded) > defaults.SNAPSHOT_MAX_NAME_BYTES:
+        return (
+            f"has a part of {max(encoded):,} bytes, over the limit of "
+            f"{defaults.SNAPSHOT_MAX_NAME_BYTES} bytes"
+        )
+    if sum(encoded) + len(parts) - 1 > defaults.SNAPSHOT_MAX_PATH_BYTES:
+        return (
+            f"is {sum(encoded) + len(parts) - 1:,} bytes long, over the limit of "
+            f"{defaults.SNAPSHOT_MAX_PATH_BYTES:,} bytes"
+        )
     return None
+
+
+def shown_path(path: str, limit: int = 80) -> str:
+    """``path`` quoted for a message, cut short when it is long."""
+    return repr(path) if len(path) <= limit else repr(path[:limit]) + f"... ({len(path):,} chars)"
 
 
 def cache_home() -> Path:
@@ -208,7 +236,10 @@ def _check_name(root: Path, rel: str) -> None:
         ) from None
     reason = unsafe_path_reason(rel)
     if reason:
-        raise InvalidRequestError(f"The file name {rel!r} in {root} {reason}; rename it.")
+        raise InvalidRequestError(
+            f"The file name {shown_path(rel)} in {root} {reason}; rename it or list it in "
+            f"{root / '.flowyardignore'}."
+        )
 
 
 def _check_limits(root: Path, found: list[_Found], max_mb: float, max_files: int) -> None:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,8 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flowyard.credentials import find_token
+
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FLOWYARD = [sys.executable, "-m", "flowyard.cli"]
+
+# Tokens and secret keys of this session's workspaces, never the user's own: every server's owner
+# token is saved here for its URL (as `flowyard workspace init` does), and every client in and
+# out of this process finds it there.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="flowyard-tests-config-")
 
 
 def free_port() -> int:
@@ -50,6 +58,8 @@ class Server:
     proc: subprocess.Popen[str] | None = None
     log: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The owner token saved for this server's URL when its workspace was created.
+    token: str | None = None
 
     @property
     def url(self) -> str:
@@ -73,6 +83,7 @@ class Server:
                 raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
             try:
                 if httpx.get(self.url + "/api/flowyard/v1/health", timeout=2).status_code == 200:
+                    self.token = find_token(self.url)
                     return self
             except httpx.HTTPError:
                 pass
@@ -95,6 +106,11 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait()
+
+
+def auth_headers(server: Server) -> dict[str, str]:
+    """The header that carries ``server``'s owner token."""
+    return {"Authorization": f"Bearer {server.token}"} if server.token else {}
 
 
 def init_workspace(project: Path, name: str = "tests", port: int | None = None) -> Path:

@@ -3,6 +3,7 @@ examples/, so the checkout stays clean)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import Server, free_port
@@ -17,7 +19,9 @@ from tests.conftest import Server, free_port
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_demo_trains_the_example_and_prints_its_url(tmp_path: Path) -> None:
+def test_demo_trains_the_example_and_prints_its_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     examples = tmp_path / "examples"
     shutil.copytree(EXAMPLES, examples, ignore=shutil.ignore_patterns(".flowyard", "__pycache__"))
     port = free_port()
@@ -42,6 +46,11 @@ def test_demo_trains_the_example_and_prints_its_url(tmp_path: Path) -> None:
         raise AssertionError("the demo left its server running")
     except httpx.ConnectError:
         pass
+    # The workspace's owner token, saved privately in the demo user's config, reads it back.
+    credentials = tmp_path / ".config" / "flowyard" / "credentials.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    (token,) = json.loads(credentials.read_text())["tokens"].values()
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     # Read the run back through a fresh server on the demo's workspace.
     server = Server(
         args=["--workspace", str(tmp_path / ".demo" / "workspace")], cwd=tmp_path

@@ -287,8 +287,8 @@ def test_hash_lie_and_bad_digests_are_rejected(client: Client) -> None:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("../evil.py", "has an empty, '.' or '..' part"),
-        ("a/../../evil.py", "has an empty, '.' or '..' part"),
+        ("../evil.py", "has a '.' or '..' part"),
+        ("a/../../evil.py", "has a '.' or '..' part"),
         ("/etc/passwd", "is absolute"),
         ("a\\..\\evil", "contains a backslash"),
         ("a.py", "lists a.py twice"),

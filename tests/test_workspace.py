@@ -134,8 +134,12 @@ def test_a_url_that_answers_but_is_not_a_workspace(other_service: str) -> None:
         Workspace.get(other_service)
 
 
-def test_stock_mlflow_server_is_not_a_workspace(sqlite_server: Server) -> None:
+def test_stock_mlflow_server_is_not_a_workspace(
+    sqlite_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """MLflow's own routes answer on the same port, but only the Flowyard API identifies it."""
+    assert sqlite_server.token
+    monkeypatch.setenv("FLOWYARD_TOKEN", sqlite_server.token)
     with pytest.raises(NotAWorkspaceError):
         Workspace.get(sqlite_server.url + "/mlflow-only")
 

@@ -27,6 +27,7 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from flowyard.cli.access import login, logout, token, user, whoami
     from flowyard.cli.compute import compute
     from flowyard.cli.env import env
     from flowyard.cli.jobs import job, run
@@ -41,6 +42,8 @@ def _register() -> None:
     cli.add_command(env)
     cli.add_command(compute)
     cli.add_command(snapshot)
+    for command in (user, token, login, logout, whoami):
+        cli.add_command(command)
 
 
 _register()

@@ -6,16 +6,9 @@ import json
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from flowyard.client import Client
+from flowyard.cli.common import print_table, workspace_client
 from flowyard.schemas import ComputeList, ComputeOut
-from flowyard.workspace import Workspace
-
-
-def _client() -> Client:
-    return Client(Workspace.from_config().url)
 
 
 def _settings(
@@ -91,7 +84,7 @@ def create(
     }
     if max_concurrent_jobs:
         body["max_concurrent_jobs"] = max_concurrent_jobs
-    _print(ComputeOut.model_validate(_client().request("POST", "/computes", json=body)))
+    _print(ComputeOut.model_validate(workspace_client().request("POST", "/computes", json=body)))
 
 
 @compute.command("update")
@@ -109,7 +102,7 @@ def update(
     python: str | None,
 ) -> None:
     """Change a compute target's settings (those given)."""
-    client = _client()
+    client = workspace_client()
     current = ComputeOut.model_validate(client.request("GET", f"/computes/{name}"))
     settings = {**current.settings, **_settings(num_cpus, num_gpus, memory, max_retries, python)}
     body = {
@@ -123,18 +116,19 @@ def update(
 
 @compute.command("list")
 def list_computes() -> None:
-    found = ComputeList.model_validate(_client().request("GET", "/computes")).computes
-    table = Table("name", "type", "address", "slots used", "queued")
-    table.add_row("local", "this machine", "", "", "")
-    for c in found:
-        table.add_row(
+    found = ComputeList.model_validate(workspace_client().request("GET", "/computes")).computes
+    rows = [("local", "this machine", "", "", "")]
+    rows += [
+        (
             c.name,
             c.type,
             c.address or "",
             f"{c.active_jobs} of {c.max_concurrent_jobs}",
             str(c.queued_jobs),
         )
-    Console().print(table)
+        for c in found
+    ]
+    print_table(("name", "type", "address", "slots used", "queued"), rows)
 
 
 @compute.command("show")
@@ -143,7 +137,7 @@ def show(name: str) -> None:
     """A compute's settings, load and health."""
     _print(
         ComputeOut.model_validate(
-            _client().request("GET", f"/computes/{name}", params={"health": "true"})
+            workspace_client().request("GET", f"/computes/{name}", params={"health": "true"})
         )
     )
 
@@ -151,5 +145,5 @@ def show(name: str) -> None:
 @compute.command("delete")
 @click.argument("name")
 def delete(name: str) -> None:
-    _client().request("DELETE", f"/computes/{name}", raw=True)
+    workspace_client().request("DELETE", f"/computes/{name}", raw=True)
     click.echo(f"deleted {name}")

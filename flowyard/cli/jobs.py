@@ -10,14 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from flowyard import defaults
-from flowyard.client import Client
+from flowyard.cli.common import print_table, workspace_client
 from flowyard.errors import InvalidRequestError
 from flowyard.schemas import JobStatus
 from flowyard.workspace import Workspace
-
-
-def _client() -> Client:
-    return Client(Workspace.from_config().url)
 
 
 @click.group("job")
@@ -31,7 +27,7 @@ def job() -> None:
 @click.option("--limit", default=50, show_default=True)
 def list_jobs(status: str | None, compute: str | None, limit: int) -> None:
     """The newest jobs first."""
-    jobs = _client().list_jobs(status=status, compute=compute, limit=limit)
+    jobs = workspace_client().list_jobs(status=status, compute=compute, limit=limit)
     header = ("run id", "status", "entry point", "compute", "user", "submitted")
     rows = [
         (
@@ -44,15 +40,7 @@ def list_jobs(status: str | None, compute: str | None, limit: int) -> None:
         )
         for j in jobs
     ]
-    if not sys.stdout.isatty():
-        # Piped: one tab-separated line per job, for `cut`, `awk` and scripts.
-        for row in (header, *rows):
-            click.echo("\t".join(row))
-        return
-    table = Table(*header)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    print_table(header, rows)
 
 
 @job.command("show")
@@ -61,7 +49,7 @@ def show(job_id: str) -> None:
     """A job's settings, status timeline and error."""
     from flowyard.submitted_run import run_url
 
-    client = _client()
+    client = workspace_client()
     j = client.get_job(job_id)
     out = Console()
     out.print(f"[bold]{j.run_id}[/bold] {j.status}  ({run_url(client.url, j)})")
@@ -86,7 +74,7 @@ def show(job_id: str) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
 def logs(job_id: str, follow: bool) -> None:
     """Print a job's log (stdout and stderr, in order)."""
-    client = _client()
+    client = workspace_client()
     offset = 0
     wait = defaults.LOG_WAIT_S if follow else 0
     while True:
@@ -108,7 +96,7 @@ def cancel(job_id: str) -> None:
     """Stop a job; waits until it has stopped."""
     from flowyard.submitted_run import FlowyardSubmittedRun
 
-    client = _client()
+    client = workspace_client()
     run = FlowyardSubmittedRun(client, client.get_job(job_id), stream_output=False)
     run.cancel()
     click.echo(f"{job_id}: {run.job.status}")

@@ -10,6 +10,7 @@ import click
 from flowyard import defaults
 from flowyard.cli.workspace import _require_server_extra
 from flowyard.errors import ConfigError, ConfigNotFoundError
+from flowyard.paths import config_dir
 from flowyard.workspace import WorkspaceConfig, find_config
 
 
@@ -34,6 +35,39 @@ from flowyard.workspace import WorkspaceConfig, find_config
 @click.option("--port", type=int, default=None, help=f"[default: {defaults.DEFAULT_PORT}]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--no-auth",
+    "auth",
+    flag_value=False,
+    default=True,
+    help="Serve without tokens; refused on an address other than loopback unless --insecure.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow --no-auth on a non-loopback address (a proxy in front must authenticate).",
+)
+@click.option(
+    "--max-body-mb",
+    type=click.FloatRange(min=0.1),
+    default=defaults.MAX_BODY_MB,
+    show_default=True,
+    help="Largest request body (JSON and MLflow's tracking API) in MB; bigger ones get 413.",
+)
+@click.option(
+    "--max-blob-mb",
+    type=click.FloatRange(min=0.1),
+    default=defaults.SNAPSHOT_BLOB_MAX_MB,
+    show_default=True,
+    help="Largest snapshot file upload in MB.",
+)
+@click.option(
+    "--max-log-append-kib",
+    type=click.IntRange(min=defaults.MIN_LOG_APPEND_KIB),
+    default=defaults.MAX_LOG_APPEND_KIB,
+    show_default=True,
+    help="Largest piece of a job's log sent in one request, in KiB.",
+)
 def server(
     workspace_dir: Path | None,
     db_url: str | None,
@@ -43,6 +77,11 @@ def server(
     port: int | None,
     workers: int,
     log_level: str,
+    auth: bool,
+    insecure: bool,
+    max_body_mb: float,
+    max_blob_mb: float,
+    max_log_append_kib: int,
 ) -> None:
     """Serve a workspace: MLflow's tracking API, artifacts and UI, and Flowyard's API."""
     _require_server_extra()
@@ -51,6 +90,8 @@ def server(
     from flowyard.server.storage import WorkspaceFolder
 
     config_url: str | None = None
+    # A folder workspace keeps its key beside its database; a --db-url one in this user's config.
+    key_file = config_dir() / "secret.key"
     if db_url:
         if workspace_dir:
             raise ConfigError("Pass either --workspace or --db-url, not both.")
@@ -76,6 +117,7 @@ def server(
         folder = WorkspaceFolder.load(workspace_dir)
         db_url, name = folder.db_url, folder.name
         artifacts_destination = str(folder.artifacts)
+        key_file = folder.path / "secret.key"
     parts = urlsplit(config_url or "")
     settings = ServerSettings(
         workspace_name=name,
@@ -84,5 +126,11 @@ def server(
         host=host or defaults.DEFAULT_HOST,
         port=port or parts.port or defaults.DEFAULT_PORT,
         workers=workers,
+        auth=auth,
+        insecure=insecure,
+        secret_key_file=str(key_file),
+        max_body_mb=max_body_mb,
+        max_blob_mb=max_blob_mb,
+        max_log_append_kib=max_log_append_kib,
     )
     serve(settings, log_level=log_level)

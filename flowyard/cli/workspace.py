@@ -43,13 +43,19 @@ def init(directory: Path | None, name: str, url: str, force: bool) -> None:
             f"{config_path} already exists; pass --force to point this project at a new workspace."
         )
     _require_server_extra()
-    from flowyard.server.db.engine import prepare_database
+    from flowyard.server.db.engine import bootstrap_owner, prepare_database
 
     folder = WorkspaceFolder.create(directory or defaults.WORKSPACES_HOME / name, name)
     prepare_database(folder.db_url, name)
+    saved = bootstrap_owner(folder.db_url, url)
     WorkspaceConfig(name=name, url=url, workspace_dir=str(folder.path)).write(config_path)
     click.echo(f"Created workspace {name!r} in {folder.path}")
     click.echo(f"Wrote {config_path}")
+    if saved:
+        click.echo(
+            f"Created an owner token (user 'owner') and saved it in {saved} for {url}; "
+            "`flowyard token create` makes tokens for others"
+        )
     click.echo("Start it with: flowyard server")
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from flowyard.credentials import ENV_TOKEN
+
 
 class ExternalState(StrEnum):
     """What a compute says of a runner it started."""
@@ -25,10 +27,17 @@ class RunnerCommand:
     attempt: int
     workspace_url: str
     resources: dict[str, Any] = field(default_factory=dict)
+    # The job's own token: it works for this attempt of this job only, and ends with it.
+    token: str = field(default="", repr=False)
 
     @property
     def argv(self) -> list[str]:
         return ["-m", "flowyard.runner", "--workspace", self.workspace_url, "--job", self.job_id]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Variables the runner needs besides its arguments (kept out of the process list)."""
+        return {ENV_TOKEN: self.token} if self.token else {}
 
 
 @dataclass(frozen=True)

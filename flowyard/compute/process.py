@@ -46,6 +46,7 @@ class ProcessTarget(ComputeTarget):
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     close_fds=True,
+                    env={**os.environ, **command.env},
                 )
         except OSError as e:
             raise ComputeError(f"Cannot start a runner process on {self.name}: {e}.") from e

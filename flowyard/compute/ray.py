@@ -54,6 +54,7 @@ class RayTarget(ComputeTarget):
                     entrypoint_num_gpus=resources.get("num_gpus", 0),
                     entrypoint_memory=int(resources.get("memory", 0)) or None,
                     metadata={"flowyard_job": command.job_id},
+                    runtime_env={"env_vars": command.env} if command.env else None,
                 )
             )
         except (ConnectionError, OSError) as e:

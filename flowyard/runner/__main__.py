@@ -16,6 +16,7 @@ from flowyard.runner.runner import Runner  # noqa: E402 (after the line above, o
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m flowyard.runner", description=__doc__)
     parser.add_argument("--workspace", required=True, help="the workspace's URL")
+    # The job's token comes in $FLOWYARD_TOKEN (the client reads it), never on the command line.
     parser.add_argument("--job", required=True, help="the job's id (its MLflow run id)")
     args = parser.parse_args()
     sys.exit(Runner(args.workspace, args.job).run())

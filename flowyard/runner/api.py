@@ -39,6 +39,8 @@ class ClaimedJob:
     attempt: int
     cancel_requested: bool
     log_size: int
+    # Its secret ENV_VARS: the workspace hands them to the job's own runner only.
+    secret_env: dict[str, str]
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> ClaimedJob:
@@ -53,6 +55,7 @@ class ClaimedJob:
             attempt=int(body["attempt"]),
             cancel_requested=bool(body["cancel_requested"]),
             log_size=int(body["log_size"]),
+            secret_env={str(k): str(v) for k, v in (body.get("secret_env") or {}).items()},
         )
 
 

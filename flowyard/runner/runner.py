@@ -29,9 +29,11 @@ from tenacity import (
 
 from flowyard import paths
 from flowyard.client import Client
+from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
 from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
 from flowyard.runner.api import ClaimedJob, ErrorReport, RunnerApi
 from flowyard.runner.logship import LogShipper
+from flowyard.runner.masking import Masker
 from flowyard.runner.tracebacks import parse_error
 from flowyard.status import JobStatus
 
@@ -70,11 +72,14 @@ def _transient(error: BaseException) -> bool:
 
 
 class Runner:
-    def __init__(self, workspace_url: str, job_id: str) -> None:
+    def __init__(self, workspace_url: str, job_id: str, token: str | None = None) -> None:
         self.url = workspace_url.rstrip("/")
         self.job_id = job_id
-        self.client = Client(self.url)
+        self.client = Client(self.url, token=token)
         self.api = RunnerApi(self.client, job_id)
+        if self.client.token:
+            # This process acts as its job, MLflow calls included (outputs to a non-proxied store).
+            os.environ[ENV_MLFLOW_TOKEN] = self.client.token
         self.dir = paths.job_dir(job_id)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._stop = threading.Event()
@@ -84,6 +89,7 @@ class Runner:
         self._signaled = threading.Event()
         self.log = LogShipper(self._append, self.dir / "std_log.txt")
         self._proc: subprocess.Popen[bytes] | None = None
+        self._masker = Masker(())
 
     # --- calls to the workspace, each retried with back-off -------------------------------
 
@@ -233,10 +239,19 @@ class Runner:
 
     def _spawn(self, command: str, cwd: Path, job: ClaimedJob, bin_dir: Path) -> threading.Thread:
         """Start the entry point, and the thread that ships its output."""
+        # What the job prints goes through this before the log: its secrets come out as ***.
+        self._masker = Masker(job.secret_env.values())
         env = {
             **os.environ,
             **{str(k): str(v) for k, v in (job.options.get("env_vars") or {}).items()},
+            **job.secret_env,
             "MLFLOW_TRACKING_URI": self.url,
+            # The job's own token, never the submitter's: user code logs to its run and no other.
+            **(
+                {ENV_TOKEN: self.client.token, ENV_MLFLOW_TOKEN: self.client.token}
+                if self.client.token
+                else {}
+            ),
             "MLFLOW_RUN_ID": job.id,
             "MLFLOW_EXPERIMENT_ID": job.experiment_id,
             "PYTHONUNBUFFERED": "1",
@@ -287,7 +302,8 @@ class Runner:
     def _pump(self, stream: Any) -> None:
         fd = stream.fileno()
         while chunk := os.read(fd, 65536):
-            self.log.write(chunk)
+            self.log.write(self._masker.feed(chunk))
+        self.log.write(self._masker.feed(b"", final=True))
 
     def _kill(self) -> None:
         proc = self._proc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -12,8 +13,14 @@ from fastapi.staticfiles import StaticFiles
 
 from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
+from flowyard.paths import config_dir
+from flowyard.server.artifact_paths import ArtifactPathGuard
+from flowyard.server.auth.middleware import AuthMiddleware, Sessions
+from flowyard.server.auth.tokens import Keys, load_key_file
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
-from flowyard.server.routers import computes, jobs, meta, snapshots, studio
+from flowyard.server.inputs import InputGuard
+from flowyard.server.limits import BodyLimits
+from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
@@ -49,7 +56,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     from mlflow.server.fastapi_app import app as mlflow_app
 
     engine = make_engine(parse_db_url(settings.db_url))
-    dispatcher = Dispatcher(engine, settings)
+    keys = Keys(load_key_file(Path(settings.secret_key_file or config_dir() / "secret.key")))
+    dispatcher = Dispatcher(engine, settings, keys)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -68,9 +76,20 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.flowyard = AppState(settings=settings, engine=engine, dispatcher=dispatcher)
+    sessions = Sessions(keys, settings.port)
+    app.state.flowyard = AppState(
+        settings=settings, engine=engine, dispatcher=dispatcher, keys=keys, sessions=sessions
+    )
     app.add_exception_handler(FlowyardError, _flowyard_error)
-    for module in (meta, snapshots, jobs, computes):
+    # The last added runs first: who is asking, then paths, then sizes, then what a JSON body
+    # holds. Every request, MLflow's included, is checked before any route sees it.
+    app.add_middleware(InputGuard)
+    app.add_middleware(BodyLimits, settings=settings)
+    app.add_middleware(ArtifactPathGuard)
+    app.add_middleware(
+        AuthMiddleware, engine=engine, keys=keys, sessions=sessions, enabled=settings.auth
+    )
+    for module in (meta, snapshots, jobs, computes, auth):
         app.include_router(module.router, prefix=defaults.API_PREFIX)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import sys
 from dataclasses import replace
 
 from flowyard.errors import ServerStartError
-from flowyard.server.db.engine import prepare_database
+from flowyard.server.db.engine import bootstrap_owner, prepare_database
 from flowyard.server.settings import ENV_SETTINGS, ServerSettings
 
 
@@ -39,17 +40,44 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_exposure(settings: ServerSettings) -> None:
+    """Refuse to serve a workspace without auth where others can reach it, unless forced."""
+    if not settings.auth and not settings.insecure and not is_loopback(settings.host):
+        raise ServerStartError(
+            f"Refusing to serve without auth on {settings.host}, which is not loopback: anyone "
+            "who reaches it could read and change everything; drop --no-auth, or add --insecure "
+            "if a proxy in front does the authentication."
+        )
+
+
 def serve(settings: ServerSettings, *, log_level: str = "info") -> None:
     """Serve until SIGINT or SIGTERM, then finish the requests in flight and stop."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    check_exposure(settings)
     sock = bind_socket(settings.host, settings.port)
     try:
         db_url, name = prepare_database(settings.db_url, settings.workspace_name)
+        created = bootstrap_owner(db_url, settings.url) if settings.auth else None
     except BaseException:
         sock.close()
         raise
+    if created is not None:
+        print(
+            f"No owner token existed: created one for user 'owner', saved in {created} for "
+            f"{settings.url}",
+            file=sys.stderr,
+        )
     settings = replace(settings, db_url=db_url, workspace_name=name)
     os.environ[ENV_SETTINGS] = settings.to_env()
     config = uvicorn.Config(

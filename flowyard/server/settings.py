@@ -20,6 +20,14 @@ class ServerSettings:
         db_url: SQLAlchemy URL of the one database (MLflow's tables and Flowyard's).
         artifacts_destination: Where MLflow's artifact proxy stores files: a folder or any URI
             MLflow's artifact repositories accept (``s3://``, ``gs://``, ...).
+        auth: Whether every request must carry a token (see ``flowyard.server.auth``).
+        insecure: Serve without auth on an address other than loopback anyway.
+        secret_key_file: The workspace's secret key (signs job tokens and studio sessions,
+            encrypts secret ENV_VARS), created on first start; ``$FLOWYARD_SECRET_KEY`` overrides.
+        max_body_mb: Bound on a request body other than a blob, a log append or an MLflow
+            artifact upload, in MB (10**6 bytes).
+        max_blob_mb: Bound on one snapshot blob upload, in MB.
+        max_log_append_kib: Bound on one log append, in KiB (1024 bytes).
     """
 
     workspace_name: str
@@ -28,6 +36,12 @@ class ServerSettings:
     host: str = defaults.DEFAULT_HOST
     port: int = defaults.DEFAULT_PORT
     workers: int = 1
+    auth: bool = True
+    insecure: bool = False
+    secret_key_file: str = ""
+    max_body_mb: float = defaults.MAX_BODY_MB
+    max_blob_mb: float = defaults.SNAPSHOT_BLOB_MAX_MB
+    max_log_append_kib: int = defaults.MAX_LOG_APPEND_KIB
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flowyard.client import Client
+from flowyard.credentials import save_token
 from flowyard.schemas import JobStatus
 from flowyard.server.db.engine import prepare_database
 from flowyard.server.db.models import Compute, Job, Snapshot
@@ -112,6 +113,9 @@ def two_servers(postgres_empty_db: str, tmp_path: Path) -> Iterator[list[Server]
     env = {**FAST, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     args = ["--db-url", postgres_empty_db, "--artifacts", str(tmp_path / "artifacts")]
     servers = [Server(args=args, cwd=tmp_path, env=env).start() for _ in range(2)]
+    # The first server made the database's owner token, saved for its own URL.
+    assert servers[0].token and not servers[1].token
+    save_token(servers[1].url, servers[0].token)
     yield servers
     for server in servers:
         server.stop()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from flowyard.server.db.engine import VERSION_TABLE, prepare_database
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _tables(url: str) -> set[str]:

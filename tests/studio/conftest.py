@@ -150,11 +150,24 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object
         context.close()
 
 
+def sign_in(page: playwright.Page, server: Server, token: str | None = None) -> None:
+    """Sign in to ``server``'s studio through its sign-in page, as a user does."""
+    page.goto(f"{server.url}/studio/login")
+    assert token or server.token
+    page.fill("input[name=token]", token or server.token or "")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/studio/jobs")
+
+
 @pytest.fixture
-def page(browser_context: object) -> Iterator[playwright.Page]:
+def page(browser_context: object, workspace: Server) -> Iterator[playwright.Page]:
+    """A tab signed in to the module's workspace (with its owner token)."""
     assert isinstance(browser_context, playwright.BrowserContext)
     page = browser_context.new_page()
     page.set_default_timeout(30_000)
+    cookie = f"flowyard_session_{workspace.port}"
+    if not any(c["name"] == cookie for c in browser_context.cookies(workspace.url)):
+        sign_in(page, workspace)
     yield page
     page.close()
 

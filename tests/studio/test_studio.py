@@ -8,6 +8,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -19,7 +20,7 @@ from flowyard.schemas import JobStatus
 from tests.compute.conftest import fast_workspace
 from tests.conftest import Server
 from tests.factories import make_project
-from tests.studio.conftest import Jobs
+from tests.studio.conftest import Jobs, sign_in
 
 
 def shot(page: Page, folder: Path, name: str) -> None:
@@ -226,6 +227,7 @@ def empty_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 def test_an_empty_workspace_says_how_to_start(
     page: Page, empty_workspace: Server, screenshots: Path
 ) -> None:
+    sign_in(page, empty_workspace)
     page.goto(f"{empty_workspace.url}/studio/jobs")
     expect(page.locator(".empty")).to_contain_text("No jobs yet")
     expect(page.locator(".empty")).to_contain_text('backend="flowyard"')
@@ -250,3 +252,45 @@ def test_a_local_job_explains_why_it_cannot_be_run_again_here(
     expect(page.locator("#rerun-form")).to_have_count(0)
     with pytest.raises(InvalidRequestError, match="cannot start a runner"):
         client.request("POST", f"/jobs/{run.run_id}/rerun", json={"parameters": {}})
+
+
+def test_the_studio_signs_in_with_a_token_and_guards_its_session(
+    page: Page, workspace: Server, jobs: Jobs, screenshots: Path
+) -> None:
+    context = page.context
+    cookie_name = f"flowyard_session_{workspace.port}"
+    context.clear_cookies()
+    try:
+        # Signed out: any page leads to the sign-in form, and back to that page after it.
+        target = f"/studio/jobs/{jobs.finished.id}"
+        page.goto(workspace.url + target)
+        expect(page).to_have_url(re.compile(r"/studio/login\?next="))
+        page.fill("input[name=token]", "fy_0123456789abcdef_" + "x" * 43)
+        page.click("button[type=submit]")
+        expect(page.locator(".login .error")).to_contain_text("unknown, expired or revoked")
+        page.fill("input[name=token]", workspace.token or "")
+        page.click("button[type=submit]")
+        expect(page).to_have_url(workspace.url + target)
+        shot(page, screenshots, "signed-in")
+        (cookie,) = [c for c in context.cookies(workspace.url) if c["name"] == cookie_name]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+        assert workspace.token and workspace.token not in cookie["value"]  # its id, signed
+
+        # The cookie alone does not let another site change anything (CSRF).
+        jar = {cookie_name: cookie["value"]}
+        cancel = f"{workspace.url}/api/flowyard/v1/jobs/{jobs.finished.id}/cancel"
+        forged = httpx.post(cancel, cookies=jar, headers={"Origin": "http://evil.example"})
+        assert forged.status_code == 403 and "CSRF" in forged.json()["message"]
+        csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+        assert csrf
+        own = httpx.post(cancel, cookies=jar, headers={"X-CSRF-Token": csrf})
+        assert own.status_code not in (401, 403)  # a finished job: refused on its merits
+        # Reading with the cookie needs no CSRF token.
+        assert httpx.get(f"{workspace.url}/api/flowyard/v1/jobs", cookies=jar).status_code == 200
+
+        page.click(".signout button")
+        expect(page).to_have_url(re.compile(r"/studio/login"))
+        page.goto(f"{workspace.url}/studio/jobs")
+        expect(page).to_have_url(re.compile(r"/studio/login"))
+    finally:
+        context.clear_cookies()

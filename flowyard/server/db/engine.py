@@ -155,3 +155,28 @@ def prepare_database(raw_url: str, workspace_name: str) -> tuple[str, str]:
     finally:
         engine.dispose()
     return url.render_as_string(hide_password=False), name
+
+
+def bootstrap_owner(db_url: str, workspace_url: str, *, always: bool = False) -> Path | None:
+    """When no valid owner token exists (or ``always``, for someone who can open the database
+    itself), create one (user ``owner``) and save it in this user's credentials file for
+    ``workspace_url``; returns that file's path, or None if one existed."""
+    from flowyard.credentials import save_token
+    from flowyard.server.auth.tokens import Role
+    from flowyard.server.services import auth
+
+    engine = make_engine(parse_db_url(db_url))
+    try:
+        with schema_lock(engine), Session(engine) as session:
+            if not always and auth.has_owner(session):
+                return None
+            _row, token = auth.create_token(
+                session,
+                "owner",
+                Role.OWNER,
+                description="created with the workspace",
+                create_user=True,
+            )
+    finally:
+        engine.dispose()
+    return save_token(workspace_url, token)

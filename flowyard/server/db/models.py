@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -47,8 +48,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# Timestamps are stored timezone-aware in UTC; SQLite keeps them as text, PostgreSQL as timestamptz.
-_Time = DateTime(timezone=True)
+class _UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored timezone-aware in UTC (PostgreSQL: timestamptz), and read back aware
+    from SQLite too, which keeps them as text without the zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+_Time = _UTCDateTime()
 
 
 class Blob(Base):
@@ -157,3 +168,35 @@ class Compute(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
     updated_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+
+
+class User(Base):
+    """Someone who holds tokens; jobs record the name of the user who submitted them."""
+
+    __tablename__ = "flowyard_users"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+
+    tokens: Mapped[list[Token]] = relationship(
+        back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Token(Base):
+    """An API token: ``fy_<id>_<secret>``; only the secret's sha256 is kept."""
+
+    __tablename__ = "flowyard_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user: Mapped[str] = mapped_column(
+        ForeignKey("flowyard_users.name", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    expires_at: Mapped[datetime | None] = mapped_column(_Time)
+    revoked_at: Mapped[datetime | None] = mapped_column(_Time)
+
+    owner: Mapped[User] = relationship(back_populates="tokens")

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from flowyard.errors import InvalidRequestError
 from flowyard.schemas import (
     Heartbeat,
     JobList,
@@ -21,22 +20,32 @@ from flowyard.schemas import (
     RunnerStart,
     StatusUpdate,
 )
+from flowyard.server.auth.middleware import principal_of
 from flowyard.server.db.models import Job
 from flowyard.server.services import computes, jobs, watch
 from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-# A runner sends its log in pieces of this size or less; a bound keeps one request small.
-MAX_LOG_APPEND = 1024 * 1024
+# Log offsets are BIGINT in the database; past this, a query would overflow it.
+MAX_OFFSET = 2**62
 # The longest a log read waits for news: well under any client's request timeout.
 MAX_LOG_WAIT_S = 20.0
 
 
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
+    options = dict(job.options)
+    # Secret ENV_VARS are never shown: only their names.
+    if sealed := options.pop(jobs.SECRET_ENV, None):
+        options["secret_env_names"] = sorted(sealed)
     return JobOut.model_validate(
         {
-            **{c: getattr(job, c) for c in JobOut.model_fields if c not in ("run_id", "events")},
+            **{
+                c: getattr(job, c)
+                for c in JobOut.model_fields
+                if c not in ("run_id", "events", "runner_token", "secret_env", "options")
+            },
+            "options": options,
             "waiting_reason": waiting or job.waiting_reason,
             "run_id": job.id,
             "events": [
@@ -55,10 +64,16 @@ def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) 
 @router.post("", status_code=201)
 def submit(body: JobSubmit, request: Request, session: DbSession, state: State) -> JobOut:
     client = request.client.host if request.client else "an unknown host"
-    job = jobs.submit(session, body, submitted_from=client)
+    if state.settings.auth:
+        # Who submitted is who the token says, not what the client claims.
+        body = body.model_copy(update={"user": principal_of(request).user})
+    job = jobs.submit(session, body, submitted_from=client, seal=state.keys.encrypt)
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()
-    return job_out(job)
+    out = job_out(job)
+    if job.compute == computes.LOCAL:
+        out.runner_token = state.keys.job_token(job.id, job.attempt)
+    return out
 
 
 @router.get("")
@@ -101,7 +116,12 @@ def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state:
     """A new job from this one's snapshot and compute, with edited parameters."""
     client = request.client.host if request.client else "an unknown host"
     job = jobs.rerun(
-        session, job_id, body.parameters, f"{client} (re-run of {job_id})", state.settings
+        session,
+        job_id,
+        body.parameters,
+        f"{client} (re-run of {job_id})",
+        state.settings,
+        user=principal_of(request).user if state.settings.auth else None,
     )
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()
@@ -109,8 +129,17 @@ def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state:
 
 
 @router.post("/{job_id}/start")
-def start(job_id: str, body: RunnerStart, session: DbSession) -> JobOut:
-    return job_out(jobs.start(session, job_id, body.host, body.pid))
+def start(
+    job_id: str, body: RunnerStart, request: Request, session: DbSession, state: State
+) -> JobOut:
+    job = jobs.start(session, job_id, body.host, body.pid)
+    out = job_out(job)
+    principal = principal_of(request)
+    # The job's secrets go to its own runner only (or anyone, where auth is off).
+    if principal.job is not None or not state.settings.auth:
+        sealed: dict[str, str] = job.options.get(jobs.SECRET_ENV) or {}
+        out.secret_env = {name: state.keys.decrypt(value) for name, value in sealed.items()}
+    return out
 
 
 @router.post("/{job_id}/status")
@@ -130,13 +159,14 @@ def heartbeat(job_id: str, session: DbSession) -> Heartbeat:
 
 @router.post("/{job_id}/logs")
 async def append_log(
-    job_id: str, request: Request, session: DbSession, state: State, offset: int = Query(ge=0)
+    job_id: str,
+    request: Request,
+    session: DbSession,
+    state: State,
+    offset: int = Query(ge=0, le=MAX_OFFSET),
 ) -> LogAppended:
+    """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``."""
     data = await request.body()
-    if len(data) > MAX_LOG_APPEND:
-        raise InvalidRequestError(
-            f"A log append carries at most {MAX_LOG_APPEND} bytes; split it into smaller pieces."
-        )
     size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data)
     state.watch.changed(job_id)
     return LogAppended(size=size)
@@ -154,8 +184,8 @@ def _log_from(engine: Engine, job_id: str, offset: int, limit: int | None) -> tu
 async def read_log(
     job_id: str,
     state: State,
-    offset: int = Query(0, ge=0),
-    limit: int | None = Query(None, ge=1),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    limit: int | None = Query(None, ge=1, le=MAX_OFFSET),
     wait: float = Query(0, ge=0, le=MAX_LOG_WAIT_S),
 ) -> Response:
     """The log from ``offset``; headers tell the job's status and the log's full size, so a

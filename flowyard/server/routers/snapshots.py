@@ -63,11 +63,9 @@ def missing_blobs(body: Digests, session: DbSession) -> Missing:
 
 @router.put("/blobs/{digest}")
 async def put_blob(digest: str, request: Request, session: DbSession, state: State) -> BlobInfo:
-    """Store a blob's raw body; 400 unless its sha256 is ``digest``."""
+    """Store a blob's raw body; 400 unless its sha256 is ``digest``, 413 past the server's
+    ``max_blob_mb``. Nothing is kept of a rejected upload."""
     service.check_digest(digest)
-    length = request.headers.get("content-length", "")
-    if length.isdigit():
-        service.check_blob_size(int(length))
     upload = await run_in_threadpool(service.BlobUpload, digest)
     try:
         # Hashing and writing run off the event loop, one received chunk at a time.

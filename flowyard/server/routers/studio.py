@@ -13,19 +13,29 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from flowyard import __version__, defaults
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
+from flowyard.server.auth.middleware import (
+    CSRF,
+    PRINCIPAL,
+    SESSION_MAX_AGE_S,
+)
+from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
 from flowyard.server.services import snapshots as snapshot_service
 from flowyard.server.services import studio
+from flowyard.server.services.auth import Principal
 from flowyard.server.state import DbSession, State
 
 PREFIX = "/studio"
@@ -76,6 +86,9 @@ templates.env.globals.update(
 
 
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+    principal = request.scope.get(PRINCIPAL)
+    context.setdefault("csrf", request.scope.get(CSRF, ""))
+    context.setdefault("signed_in", principal.label if principal and CSRF in request.scope else "")
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
@@ -251,6 +264,61 @@ def computes_page(request: Request, session: DbSession) -> Response:
     ]
     local = counts.get(compute_service.LOCAL, {"active": 0, "queued": 0})
     return _page(request, "computes.html", computes=found, local=local)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = f"{PREFIX}/jobs") -> Response:
+    return _page(request, "login.html", next=_local(next), error="")
+
+
+@router.post("/login")
+async def login(request: Request, state: State) -> Response:
+    """Sign in with a token: a session cookie (HttpOnly, SameSite=Lax) that keeps the token's
+    id, never the token, and lasts while the token does, 12 hours at most."""
+    form = dict(parse_qsl((await request.body()).decode(errors="replace")))
+    target = _local(form.get("next", ""))
+    raw = form.get("token", "").strip()
+
+    def check() -> Principal | None:
+        with Session(state.engine) as session:
+            found = auth_service.resolve(session, state.keys, raw) if raw else None
+        return found if found is not None and found.job is None else None
+
+    principal = await run_in_threadpool(check)
+    if principal is None or principal.token_id is None:
+        return _page(
+            request,
+            "login.html",
+            status_code=401,
+            next=target,
+            error="That token is unknown, expired or revoked; ask a workspace owner for one.",
+        )
+    cookie, _csrf = state.sessions.issue(principal.token_id)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        state.sessions.cookie,
+        cookie,
+        max_age=SESSION_MAX_AGE_S,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(state: State) -> Response:
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(state.sessions.cookie, path="/")
+    return response
+
+
+def _local(target: str) -> str:
+    """Only a path on this server: never an open redirect to somewhere else."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return f"{PREFIX}/jobs"
+    return target
 
 
 @router.get("/{rest:path}")

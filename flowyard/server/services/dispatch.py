@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from flowyard.compute.base import ExternalState, RunnerCommand
 from flowyard.errors import ComputeUnavailableError, FlowyardError
 from flowyard.schemas import ErrorInfo, JobStatus
+from flowyard.server.auth.tokens import Keys
 from flowyard.server.db.models import Compute, Job
 from flowyard.server.services import computes, jobs
 from flowyard.server.settings import ServerSettings
@@ -95,9 +96,10 @@ def claim(session: Session, compute_name: str, limit: int = CLAIM_BATCH) -> list
 class Dispatcher:
     """The background thread of one server process."""
 
-    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
+    def __init__(self, engine: Engine, settings: ServerSettings, keys: Keys) -> None:
         self.engine = engine
         self.settings = settings
+        self.keys = keys
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
@@ -150,6 +152,7 @@ class Dispatcher:
             attempt=job.attempt,
             workspace_url=compute.workspace_url or self.settings.url,
             resources=dict(job.options.get("resources") or {}),
+            token=self.keys.job_token(job.id, job.attempt),
         )
         try:
             external_id = computes.target(compute).submit(command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -25,6 +26,10 @@ _NEXT: dict[JobStatus, set[JobStatus]] = {
     JobStatus.FINALIZING: {JobStatus.COMPLETED},
 }
 _ALWAYS = {JobStatus.FAILED, JobStatus.CANCELED}
+
+
+# Where a job's options keep its secret ENV_VARS, each sealed with the workspace key.
+SECRET_ENV = "secret_env"
 
 
 def _now() -> datetime:
@@ -59,8 +64,18 @@ def list_jobs(
     return list(session.scalars(query))
 
 
-def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
-    """Create the job and its MLflow run (one id for both). Nothing is left if a check fails."""
+def submit(
+    session: Session,
+    request: JobSubmit,
+    submitted_from: str,
+    seal: Callable[[str], str] | None = None,
+) -> Job:
+    """Create the job and its MLflow run (one id for both). Nothing is left if a check fails.
+
+    ``seal`` encrypts the request's secret ENV_VARS, which are stored only so.
+    """
+    if request.secret_env and seal is None:
+        raise InvalidRequestError("This request cannot carry secret ENV_VARS; submit them anew.")
     compute = None if request.compute == LOCAL_COMPUTE else computes.get(session, request.compute)
     if session.get(Snapshot, request.snapshot_id) is None:
         raise InvalidRequestError(
@@ -76,6 +91,8 @@ def submit(session: Session, request: JobSubmit, submitted_from: str) -> Job:
     )
     # Where the runner uploads ./outputs, through MLflow's artifact proxy.
     options = {**request.options, "artifact_uri": runs.artifact_uri(run_id)}
+    if request.secret_env and seal is not None:
+        options[SECRET_ENV] = {name: seal(value) for name, value in request.secret_env.items()}
     # Local jobs skip the queue: the submitting machine starts the runner right away.
     status = JobStatus.PREPARING if compute is None else JobStatus.QUEUED
     job = Job(
@@ -350,6 +367,7 @@ def rerun(
     parameters: dict[str, str],
     submitted_from: str,
     settings: ServerSettings,
+    user: str | None = None,
 ) -> Job:
     """A new job from ``job_id``'s snapshot, entry point, environment and compute, with its
     parameters replaced by ``parameters`` where given, checked by MLflow's rules like a submit.
@@ -404,7 +422,7 @@ def rerun(
         options=options,
         compute=old.compute,
         priority=old.priority,
-        user=old.user,
+        user=user or old.user,
         tags={**inherited, "flowyard.rerun_of": job_id},
     )
     return submit(session, request, submitted_from)

@@ -12,7 +12,7 @@ from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
 
 
-def _store() -> Any:
+def tracking_store() -> Any:
     # The server app's own store (same engine, same artifact root `mlflow-artifacts:/`), so a run
     # made here is exactly what MLflow's REST API would have made.
     from mlflow.server.handlers import _get_tracking_store
@@ -28,7 +28,7 @@ def create_run(
     params: dict[str, str],
 ) -> str:
     """Create the run a job will report into; returns its id."""
-    store = _store()
+    store = tracking_store()
     try:
         experiment = store.get_experiment(experiment_id)
     except MlflowException as e:
@@ -61,20 +61,20 @@ def create_run(
 
 
 def artifact_uri(run_id: str) -> str:
-    uri: str = _store().get_run(run_id).info.artifact_uri
+    uri: str = tracking_store().get_run(run_id).info.artifact_uri
     return uri
 
 
 def set_run_status(run_id: str, status: JobStatus) -> None:
     """Mirror a job's status onto its run; a final status also ends the run."""
     end_time = int(time.time() * 1000) if status.is_final else None
-    _store().update_run_info(
+    tracking_store().update_run_info(
         run_id, RunStatus.from_string(status.mlflow_status), end_time=end_time, run_name=None
     )
 
 
 def delete_run(run_id: str) -> None:
-    _store().delete_run(run_id)
+    tracking_store().delete_run(run_id)
 
 
 def upload_log(

@@ -24,15 +24,13 @@ from flowyard.errors import FlowyardError, InvalidRequestError, NotFoundError
 from flowyard.server.db.models import Blob, Snapshot
 from flowyard.snapshot import (
     DIGEST,
-    MB,
     FileEntry,
-    SnapshotTooLargeError,
+    shown_path,
     snapshot_id,
     unsafe_path_reason,
 )
 
 BLOB_PREFIX = "flowyard/blobs"
-BLOB_MAX_BYTES = int(defaults.SNAPSHOT_BLOB_MAX_MB * MB)
 # Keeps each IN (...) list far below SQLite's and PostgreSQL's bound-parameter limits.
 _QUERY_CHUNK = 500
 
@@ -44,15 +42,6 @@ def check_digest(digest: str) -> str:
             "lowercase hex characters."
         )
     return digest
-
-
-def check_blob_size(size: int) -> None:
-    if size > BLOB_MAX_BYTES:
-        raise SnapshotTooLargeError(
-            f"A blob of {size / MB:,.1f} MB is over the workspace's limit of "
-            f"{defaults.SNAPSHOT_BLOB_MAX_MB:,} MB per file; list the file in the project's "
-            ".flowyardignore and let the job read it from elsewhere."
-        )
 
 
 @lru_cache(maxsize=4)
@@ -96,7 +85,6 @@ class BlobUpload:
 
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        check_blob_size(self.size)
         self._hash.update(chunk)
         self._file.write(chunk)
 
@@ -207,13 +195,18 @@ def _check_manifest(entries: Sequence[FileEntry]) -> None:
         reason = unsafe_path_reason(f.path)
         if reason:
             raise InvalidRequestError(
-                f"The snapshot path {f.path!r} {reason}; send relative paths."
+                f"The snapshot path {shown_path(f.path)} {reason}; a snapshot path is relative to "
+                f"the project folder, '/'-separated, at most {defaults.SNAPSHOT_MAX_PATH_BYTES:,} "
+                f"bytes with parts of at most {defaults.SNAPSHOT_MAX_NAME_BYTES}, and never '.' or "
+                "'..'."
             )
         check_digest(f.digest)
         if f.size < 0:
-            raise InvalidRequestError(f"The snapshot gives {f.path} a negative size.")
+            raise InvalidRequestError(
+                f"The snapshot gives {f.path} a negative size; send the size of its blob."
+            )
         if f.path in paths:
-            raise InvalidRequestError(f"The snapshot lists {f.path} twice.")
+            raise InvalidRequestError(f"The snapshot lists {f.path} twice; list each file once.")
         paths.add(f.path)
     for path in paths:
         parts = path.split("/")
@@ -221,7 +214,7 @@ def _check_manifest(entries: Sequence[FileEntry]) -> None:
             if "/".join(parts[:i]) in paths:
                 raise InvalidRequestError(
                     f"The snapshot lists {'/'.join(parts[:i])} as a file and as the folder of "
-                    f"{path}."
+                    f"{path}; a path is either a file or a folder, so drop one of them."
                 )
 
 

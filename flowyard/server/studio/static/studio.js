@@ -6,7 +6,14 @@ const FY = {
   prefix: document.body.dataset.prefix,
   api: document.body.dataset.api,
 
+  // A signed-in studio sends its session's CSRF token with every request that changes something.
+  csrf: document.querySelector('meta[name="csrf-token"]')?.content || "",
+
   async json(url, options) {
+    options = { ...(options || {}) };
+    if (options.method && options.method !== "GET" && FY.csrf) {
+      options.headers = { ...(options.headers || {}), "X-CSRF-Token": FY.csrf };
+    }
     const response = await fetch(url, options);
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.message || `${response.status} ${response.statusText}`);

@@ -1,0 +1,277 @@
+"""The check every request passes before any route — Flowyard's, the studio's or MLflow's — sees it.
+
+A pure ASGI middleware (no per-request task or body copy, except a job token's small MLflow JSON
+bodies, which must be read to see which run they name). Credentials: ``Authorization: Bearer``
+(what ``MLFLOW_TRACKING_TOKEN`` sends), or the studio's signed session cookie, which unsafe
+methods may only use with the session's CSRF token or a same-origin ``Origin`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from flowyard.errors import FlowyardError, PermissionDeniedError, UnauthenticatedError
+from flowyard.server.auth.policy import SAFE_METHODS, STUDIO, job_scope, needed_role
+from flowyard.server.auth.tokens import Keys
+from flowyard.server.services import auth as service
+from flowyard.server.services.auth import ANONYMOUS, Principal
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PRINCIPAL = "flowyard.principal"
+CSRF = "flowyard.csrf"  # a studio session's CSRF token, for the pages to send back
+SESSION_MAX_AGE_S = 12 * 3600
+CSRF_HEADER = "x-csrf-token"
+# A job's MLflow calls are small JSON (log_batch tops out near 1 MB); anything bigger is refused
+# rather than held in memory to be inspected.
+MAX_INSPECTED_BODY = 4 * 1024 * 1024
+
+NO_TOKEN = (
+    "This workspace needs a token: set FLOWYARD_TOKEN (or MLFLOW_TRACKING_TOKEN), save one with "
+    "`flowyard login`, or send `Authorization: Bearer <token>`."
+)
+BAD_TOKEN = (
+    "The token is unknown, expired or revoked (or belongs to a job that has ended); ask a "
+    "workspace owner for a new one (`flowyard token create`)."
+)
+
+
+def principal_of(request: Request) -> Principal:
+    principal = request.scope.get(PRINCIPAL, ANONYMOUS)
+    assert isinstance(principal, Principal)
+    return principal
+
+
+class Sessions:
+    """The studio's sign-in cookie: the token's id and a CSRF token, signed with the workspace
+    key; valid while the token is (revoking the token ends its sessions).
+
+    Browsers share cookies between the ports of one host, so the cookie is named after the
+    server's port: two workspaces on one machine keep their own sign-ins.
+    """
+
+    def __init__(self, keys: Keys, port: int) -> None:
+        self.cookie = f"flowyard_session_{port}"
+        self._serializer = URLSafeTimedSerializer(keys.derive("sessions"), salt="studio-session")
+
+    def issue(self, token_id: str) -> tuple[str, str]:
+        csrf = secrets.token_urlsafe(24)
+        return self._serializer.dumps({"tid": token_id, "csrf": csrf}), csrf
+
+    def read(self, cookie: str) -> dict[str, str] | None:
+        try:
+            data = self._serializer.loads(cookie, max_age=SESSION_MAX_AGE_S)
+        except BadSignature:
+            return None
+        return data if isinstance(data, dict) else None
+
+
+class AuthMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, engine: Engine, keys: Keys, sessions: Sessions, enabled: bool
+    ) -> None:
+        self.app, self.engine, self.keys, self.enabled = app, engine, keys, enabled
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self.enabled:
+            scope[PRINCIPAL] = ANONYMOUS
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        need = needed_role(method, path)
+        headers = Headers(scope=scope)
+        try:
+            principal, csrf = await self._authenticate(headers)
+        except UnauthenticatedError as e:
+            if need is None:
+                await self.app(scope, receive, send)  # a public page: a bad cookie is no matter
+                return
+            await self._refuse(scope, receive, send, headers, e)
+            return
+        if principal is not None:
+            scope[PRINCIPAL] = principal
+        if csrf is not None:
+            scope[CSRF] = csrf
+        if need is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            if principal is None:
+                raise UnauthenticatedError(NO_TOKEN)
+            if csrf is not None and method not in SAFE_METHODS:
+                _check_csrf(headers, csrf)
+            if principal.job is not None:
+                receive = await self._check_job(principal, scope, receive)
+            elif principal.role < need:
+                raise PermissionDeniedError(
+                    f"{principal.user}'s {principal.role.label} token cannot {method} {path}; "
+                    f"it needs a {need.label} token, which a workspace owner can create."
+                )
+        except FlowyardError as e:
+            await self._refuse(scope, receive, send, headers, e)
+            return
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, headers: Headers) -> tuple[Principal | None, str | None]:
+        """The request's principal (None without a credential) and, for a session, its CSRF
+        token; raises when a credential is given but not valid."""
+        scheme, _, raw = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and raw.strip():
+            principal = service.cached(raw.strip()) or await run_in_threadpool(
+                self._resolve, raw.strip()
+            )
+            if principal is None:
+                raise UnauthenticatedError(BAD_TOKEN)
+            return principal, None
+        cookie = _cookie(headers, self.sessions.cookie)
+        if cookie is None:
+            return None, None
+        session = self.sessions.read(cookie)
+        if session is None:
+            raise UnauthenticatedError("Your studio session has expired; sign in again.")
+        principal = await run_in_threadpool(self._resolve_id, session.get("tid", ""))
+        if principal is None:
+            raise UnauthenticatedError(BAD_TOKEN)
+        return principal, session.get("csrf", "")
+
+    def _resolve(self, raw: str) -> Principal | None:
+        with Session(self.engine) as session:
+            return service.resolve(session, self.keys, raw)
+
+    def _resolve_id(self, token_id: str) -> Principal | None:
+        with Session(self.engine) as session:
+            return service.resolve_id(session, token_id)
+
+    async def _check_job(self, principal: Principal, scope: Scope, receive: Receive) -> Receive:
+        """Raises unless the request stays within the principal's job; returns a ``receive``
+        that replays the body when it had to be read."""
+        assert principal.job is not None
+        method, path = scope["method"], scope["path"]
+        params = dict(parse_qsl(scope.get("query_string", b"").decode(errors="replace")))
+        body: dict[str, object] | None = None
+        if method not in SAFE_METHODS and "/mlflow/" in path and "-artifacts/" not in path:
+            raw = await _read_body(receive)
+            receive = _replay(raw, receive)
+            try:
+                parsed = json.loads(raw) if raw else {}
+            except ValueError:
+                parsed = {}
+            body = parsed if isinstance(parsed, dict) else {}
+        scope_ = job_scope(principal.job, method, path, params, body)
+        allowed = scope_.allowed
+        if allowed and scope_.blob is not None:
+            allowed = await run_in_threadpool(self._blob_ok, principal.job.snapshot_id, scope_.blob)
+        if allowed and scope_.logged_model is not None:
+            allowed = await run_in_threadpool(service.logged_model_run, scope_.logged_model) == (
+                principal.job.id
+            )
+        if not allowed:
+            raise PermissionDeniedError(
+                f"A job's token works only for that job's own run, log, status and snapshot; "
+                f"job {principal.job.id} may not {method} {path}."
+            )
+        return receive
+
+    def _blob_ok(self, snapshot_id: str, digest: str) -> bool:
+        with Session(self.engine) as session:
+            return service.blob_in_snapshot(session, snapshot_id, digest)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, headers: Headers, error: FlowyardError
+    ) -> None:
+        response: Response
+        if isinstance(error, UnauthenticatedError) and _wants_page(scope, headers):
+            query = scope.get("query_string", b"").decode(errors="replace")
+            target = scope["path"] + (f"?{query}" if query else "")
+            response = RedirectResponse(f"{STUDIO}/login?next={quote(target)}", status_code=303)
+            response.delete_cookie(self.sessions.cookie, path="/")
+        else:
+            response = JSONResponse(error.to_payload(), status_code=error.http_status)
+            if isinstance(error, UnauthenticatedError):
+                response.headers["WWW-Authenticate"] = 'Bearer realm="flowyard"'
+        await response(scope, receive, send)
+
+
+def _check_csrf(headers: Headers, expected: str) -> None:
+    sent = headers.get(CSRF_HEADER, "")
+    if sent and secrets.compare_digest(sent, expected):
+        return
+    origin = headers.get("origin")
+    if origin and urlsplit(origin).netloc == headers.get("host"):
+        return  # same-origin: what MLflow's own UI sends
+    raise PermissionDeniedError(
+        "A signed-in studio request that changes something must come from the studio's own "
+        "pages (CSRF check failed); reload the page and try again."
+    )
+
+
+def _wants_page(scope: Scope, headers: Headers) -> bool:
+    """A browser navigating (to the studio or MLflow's UI), not an API client."""
+    path: str = scope["path"]
+    return (
+        scope["method"] == "GET"
+        and "text/html" in headers.get("accept", "")
+        and not path.startswith(("/api/", "/ajax-api/"))
+    )
+
+
+def _cookie(headers: Headers, name: str) -> str | None:
+    for part in headers.get("cookie", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_INSPECTED_BODY:
+            raise PermissionDeniedError(
+                f"A job's MLflow request body is over {MAX_INSPECTED_BODY} bytes; send smaller "
+                "batches."
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, then: Receive) -> Receive:
+    """Gives the app the body already read, then the connection's own messages (disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await then()
+
+    return receive

@@ -1,0 +1,255 @@
+"""Users, tokens and the principals requests act as, stored in the workspace database."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
+from flowyard.schemas import JobStatus
+from flowyard.server.auth.policy import JobFacts
+from flowyard.server.auth.tokens import Keys, Role, UserToken
+from flowyard.server.db.models import Job, Snapshot, Token, User
+from flowyard.server.storage import check_name
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: a user with a role, or one job's runner."""
+
+    user: str
+    role: Role
+    token_id: str | None = None
+    job: JobFacts | None = None
+
+    @property
+    def label(self) -> str:
+        return f"job {self.job.id}" if self.job else f"{self.user} ({self.role.label})"
+
+
+# Auth switched off (a loopback-only workspace started with --no-auth): everyone is an owner.
+ANONYMOUS = Principal(user="anonymous", role=Role.OWNER)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+class _TTLCache:
+    """A small per-process memo, so a token costs one query per few seconds, not per request.
+    Revoking a token forgets it here at once; other server processes forget it within the TTL."""
+
+    def __init__(self, ttl_s: float, size: int = 4096) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self._data: dict[str, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> object | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                self._data.pop(key, None)
+                return None
+            return hit[1]
+
+    def put(self, key: str, value: object) -> None:
+        with self._lock:
+            if len(self._data) >= self.size:
+                self._data.clear()
+            self._data[key] = (time.monotonic() + self.ttl_s, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+_principals = _TTLCache(ttl_s=2.0)
+_snapshot_digests = _TTLCache(ttl_s=300.0, size=64)
+
+
+def cached(raw: str) -> Principal | None:
+    """A user token's principal if this process checked it in the last seconds (no I/O)."""
+    hit = _principals.get(raw)
+    return hit if isinstance(hit, Principal) else None
+
+
+def resolve(session: Session, keys: Keys, raw: str) -> Principal | None:
+    """The principal a bearer token stands for, or None when it is unknown, expired, revoked,
+    or a job token whose attempt is over."""
+    if parsed := keys.parse_job_token(raw):
+        return _job_principal(session, *parsed)
+    token = UserToken.parse(raw)
+    if token is None:
+        return None
+    cached = _principals.get(raw)
+    if isinstance(cached, Principal):
+        return cached
+    row = session.get(Token, token.id)
+    if row is None or not hmac.compare_digest(row.secret_sha256, token.sha256):
+        return None
+    principal = _valid(row)
+    expires = _aware(row.expires_at)
+    # Cached no longer than the token lives.
+    if principal and (expires is None or (expires - _now()).total_seconds() > _principals.ttl_s):
+        _principals.put(raw, principal)
+    return principal
+
+
+def resolve_id(session: Session, token_id: str) -> Principal | None:
+    """The principal of a studio session, which keeps its token's id (not the token)."""
+    row = session.get(Token, token_id) if token_id else None
+    return _valid(row)
+
+
+def _valid(row: Token | None) -> Principal | None:
+    if row is None or row.revoked_at is not None:
+        return None
+    expires = _aware(row.expires_at)
+    if expires is not None and expires <= _now():
+        return None
+    return Principal(user=row.user, role=Role.parse(row.role), token_id=row.id)
+
+
+def _job_principal(session: Session, job_id: str, attempt: int) -> Principal | None:
+    row = session.execute(
+        sa.select(Job.status, Job.attempt, Job.experiment_id, Job.snapshot_id, Job.user).where(
+            Job.id == job_id
+        )
+    ).one_or_none()
+    if row is None or row.attempt != attempt or JobStatus(row.status).is_final:
+        return None
+    return Principal(
+        user=row.user,
+        role=Role.CONTRIBUTOR,
+        job=JobFacts(id=job_id, experiment_id=row.experiment_id, snapshot_id=row.snapshot_id),
+    )
+
+
+def blob_in_snapshot(session: Session, snapshot_id: str, digest: str) -> bool:
+    digests = _snapshot_digests.get(snapshot_id)
+    if not isinstance(digests, frozenset):
+        snapshot = session.get(Snapshot, snapshot_id)
+        digests = frozenset(f["digest"] for f in snapshot.manifest) if snapshot else frozenset()
+        _snapshot_digests.put(snapshot_id, digests)
+    return digest in digests
+
+
+def logged_model_run(model_id: str) -> str | None:
+    """The run a logged model came from, as MLflow's store records it."""
+    from mlflow.exceptions import MlflowException
+
+    from flowyard.server.services.runs import tracking_store
+
+    try:
+        run_id = tracking_store().get_logged_model(model_id).source_run_id
+    except MlflowException:
+        return None
+    return str(run_id) if run_id else None
+
+
+# --- users and tokens -------------------------------------------------------------------------
+
+
+def create_user(session: Session, name: str) -> User:
+    check_name(name)
+    if session.get(User, name) is not None:
+        raise ConflictError(f"A user named {name!r} already exists; pick another name.")
+    user = User(name=name, created_at=_now())
+    session.add(user)
+    session.commit()
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(sa.select(User).order_by(User.name)))
+
+
+def delete_user(session: Session, name: str) -> None:
+    """Delete a user and every token they hold (their jobs and runs stay)."""
+    user = _user(session, name)
+    session.execute(sa.delete(Token).where(Token.user == name))
+    session.delete(user)
+    session.commit()
+    _principals.clear()
+
+
+def _user(session: Session, name: str) -> User:
+    user = session.get(User, name)
+    if user is None:
+        known = ", ".join(u.name for u in list_users(session)) or "none yet"
+        raise NotFoundError(
+            f"Unknown user {name!r} (known: {known}); create it with `flowyard user create`."
+        )
+    return user
+
+
+def create_token(
+    session: Session,
+    user: str,
+    role: Role,
+    *,
+    expires_at: datetime | None = None,
+    description: str = "",
+    create_user: bool = False,
+) -> tuple[Token, str]:
+    """A new token for ``user``; returns its row and the token itself, shown only this once."""
+    if expires_at is not None and _aware(expires_at) <= _now():  # type: ignore[operator]
+        raise InvalidRequestError(
+            "The token's expiry is in the past; give a future time or a duration such as 30d."
+        )
+    if session.get(User, user) is None:
+        if not create_user:
+            _user(session, user)
+        check_name(user)
+        session.add(User(name=user, created_at=_now()))
+    token = UserToken.new()
+    row = Token(
+        id=token.id,
+        user=user,
+        role=role.label,
+        secret_sha256=token.sha256,
+        description=description,
+        created_at=_now(),
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.commit()
+    return row, str(token)
+
+
+def list_tokens(session: Session, user: str | None = None) -> list[Token]:
+    query = sa.select(Token).order_by(Token.user, Token.created_at)
+    if user is not None:
+        query = query.where(Token.user == user)
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, token_id: str) -> Token:
+    row = session.get(Token, token_id)
+    if row is None:
+        raise NotFoundError(
+            f"Unknown token {token_id!r}; `flowyard token list` shows the ids of the tokens."
+        )
+    if row.revoked_at is None:
+        row.revoked_at = _now()
+        session.commit()
+    _principals.clear()
+    return row
+
+
+def has_owner(session: Session) -> bool:
+    now = _now()
+    query = sa.select(Token.id, Token.expires_at).where(
+        Token.role == Role.OWNER.label, Token.revoked_at.is_(None)
+    )
+    return any(_aware(e) is None or _aware(e) > now for _i, e in session.execute(query))  # type: ignore[operator]
