@@ -294,3 +294,16 @@ def test_the_studio_signs_in_with_a_token_and_guards_its_session(
         expect(page).to_have_url(re.compile(r"/studio/login"))
     finally:
         context.clear_cookies()
+
+
+def test_mlflow_ui_works_with_the_studio_sign_in(page: Page, workspace: Server) -> None:
+    """MLflow's own UI, served by the same workspace, uses the studio's session: its pages and
+    its API calls (GETs, and POST searches sent from the same origin) all go through."""
+    denied: list[tuple[int, str]] = []
+    page.on(
+        "response",
+        lambda r: denied.append((r.status, r.url)) if r.status in (401, 403) else None,
+    )
+    page.goto(f"{workspace.url}/")
+    expect(page.get_by_role("link", name="Default")).to_be_visible(timeout=60_000)
+    assert denied == []
