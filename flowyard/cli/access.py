@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
+from flowyard import defaults
 from flowyard.cli.common import print_table, workspace_client
 from flowyard.client import Client
 from flowyard.credentials import credentials_path, forget_token, save_token
@@ -79,25 +81,79 @@ def token() -> None:
 @click.option("--expires", help="A duration (30d, 12h, 90m, 2w) or an ISO date; default: never.")
 @click.option("--description", default="", help="What the token is for.")
 @click.option("--save", is_flag=True, help="Also use it from now on on this machine.")
+@click.option(
+    "--workspace",
+    "workspace_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write it straight into this workspace folder's database, with no server or token: "
+    "how whoever holds the folder gets back in after losing every owner token.",
+)
 def create_token(
-    role: str, user_name: str | None, expires: str | None, description: str, save: bool
+    role: str,
+    user_name: str | None,
+    expires: str | None,
+    description: str,
+    save: bool,
+    workspace_dir: Path | None,
 ) -> None:
     """Create a token and print it: it is shown this once, only its hash is kept."""
-    client = workspace_client()
-    body = {
-        "role": role,
-        "user": user_name,
-        "expires_at": parse_expiry(expires).isoformat() if expires else None,
-        "description": description,
-    }
-    created = TokenCreated.model_validate(client.request("POST", "/tokens", json=body))
+    expires_at = parse_expiry(expires) if expires else None
+    if workspace_dir is not None:
+        url, created = _create_offline(workspace_dir, role, user_name, expires_at, description)
+    else:
+        client = workspace_client()
+        body = {
+            "role": role,
+            "user": user_name,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "description": description,
+        }
+        created = TokenCreated.model_validate(client.request("POST", "/tokens", json=body))
+        url = client.url
     click.echo(created.token)
     note = f"token {created.id} for {created.user} ({created.role})"
     if created.expires_at:
         note += f", expires {_when(created.expires_at)} UTC"
     if save:
-        note += f"; saved in {save_token(client.url, created.token)}"
+        note += f"; saved in {save_token(url, created.token)} for {url}"
     click.echo(note, err=True)
+
+
+def _create_offline(
+    folder: Path, role: str, user_name: str | None, expires_at: datetime | None, description: str
+) -> tuple[str, TokenCreated]:
+    from sqlalchemy.orm import Session
+
+    from flowyard.cli.workspace import _require_server_extra
+
+    _require_server_extra()
+    from flowyard.server.auth.tokens import Role
+    from flowyard.server.db.engine import make_engine, parse_db_url, prepare_database
+    from flowyard.server.routers.auth import token_out
+    from flowyard.server.services import auth
+    from flowyard.server.storage import WorkspaceFolder
+
+    workspace = WorkspaceFolder.load(folder)
+    db_url, _name = prepare_database(workspace.db_url, workspace.name)
+    engine = make_engine(parse_db_url(db_url))
+    try:
+        with Session(engine) as session:
+            row, token = auth.create_token(
+                session,
+                user_name or "owner",
+                Role.parse(role),
+                expires_at=expires_at,
+                description=description or "created offline from the workspace folder",
+                create_user=True,
+            )
+            created = TokenCreated(**token_out(row).model_dump(), token=token)
+    finally:
+        engine.dispose()
+    try:
+        url = WorkspaceConfig.load(find_config()).url
+    except ConfigError:
+        url = f"http://{defaults.DEFAULT_HOST}:{defaults.DEFAULT_PORT}"
+    return url, created
 
 
 @token.command("list")

@@ -362,3 +362,21 @@ def test_a_loopback_workspace_may_run_without_auth(tmp_path: Path) -> None:
         assert response.status_code == 200 and response.json()["auth"] is False
     finally:
         server.stop()
+
+
+def test_whoever_holds_the_folder_gets_back_in_without_a_token(
+    sqlite_server: Server, tmp_path: Path
+) -> None:
+    """Every owner token lost: `token create --workspace DIR` writes one into the database."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg"), "FLOWYARD_TOKEN": ""}
+    locked_out = run_cli("whoami", cwd=sqlite_server.cwd, env=env)
+    assert locked_out.returncode != 0 and "needs a token" in locked_out.stderr
+    folder = str(sqlite_server.cwd / "ws")
+    args = ["token", "create", "--role", "owner", "--workspace", folder, "--save"]
+    made = run_cli(*args, cwd=sqlite_server.cwd, env=env)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("fy_") and sqlite_server.url in made.stderr
+    back = run_cli("whoami", cwd=sqlite_server.cwd, env=env)
+    assert back.returncode == 0 and back.stdout.startswith("owner (owner)"), back.stderr
+    missing = run_cli(*args[:-2], str(tmp_path / "nothing-here"), cwd=tmp_path, env=env)
+    assert missing.returncode != 0 and "is not a workspace folder" in missing.stderr
