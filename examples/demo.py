@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--exit", action="store_true", help="stop the server when done")
     args = parser.parse_args()
 
+    # SIGTERM (from `timeout`, a supervisor, `kill`) stops the demo's server too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = _pick_port(args.port)
     _init_workspace(port)
     server = subprocess.Popen([*FLOWYARD, "server"], cwd=EXAMPLES, start_new_session=True)
