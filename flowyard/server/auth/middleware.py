@@ -99,22 +99,19 @@ class AuthMiddleware:
             return
         method, path = scope["method"], scope["path"]
         need = needed_role(method, path)
+        if need is None:  # public: the health probe, signing in and out, the studio's assets
+            await self.app(scope, receive, send)
+            return
         headers = Headers(scope=scope)
         try:
             principal, csrf = await self._authenticate(headers)
         except UnauthenticatedError as e:
-            if need is None:
-                await self.app(scope, receive, send)  # a public page: a bad cookie is no matter
-                return
             await self._refuse(scope, receive, send, headers, e)
             return
         if principal is not None:
             scope[PRINCIPAL] = principal
         if csrf is not None:
             scope[CSRF] = csrf
-        if need is None:
-            await self.app(scope, receive, send)
-            return
         try:
             if principal is None:
                 raise UnauthenticatedError(NO_TOKEN)
@@ -149,7 +146,10 @@ class AuthMiddleware:
         session = self.sessions.read(cookie)
         if session is None:
             raise UnauthenticatedError("Your studio session has expired; sign in again.")
-        principal = await run_in_threadpool(self._resolve_id, session.get("tid", ""))
+        token_id = session.get("tid", "")
+        principal = service.cached_id(token_id) or await run_in_threadpool(
+            self._resolve_id, token_id
+        )
         if principal is None:
             raise UnauthenticatedError(BAD_TOKEN)
         return principal, session.get("csrf", "")

@@ -98,17 +98,32 @@ def resolve(session: Session, keys: Keys, raw: str) -> Principal | None:
     if row is None or not hmac.compare_digest(row.secret_sha256, token.sha256):
         return None
     principal = _valid(row)
-    expires = _aware(row.expires_at)
-    # Cached no longer than the token lives.
-    if principal and (expires is None or (expires - _now()).total_seconds() > _principals.ttl_s):
+    if principal is not None and _cacheable(row):
         _principals.put(raw, principal)
     return principal
 
 
+def cached_id(token_id: str) -> Principal | None:
+    """A studio session's principal if this process checked its token in the last seconds."""
+    return cached(f"id:{token_id}")
+
+
 def resolve_id(session: Session, token_id: str) -> Principal | None:
     """The principal of a studio session, which keeps its token's id (not the token)."""
+    key = f"id:{token_id}"
+    if hit := cached(key):
+        return hit
     row = session.get(Token, token_id) if token_id else None
-    return _valid(row)
+    principal = _valid(row)
+    if principal is not None and row is not None and _cacheable(row):
+        _principals.put(key, principal)
+    return principal
+
+
+def _cacheable(row: Token) -> bool:
+    """Cached no longer than the token lives."""
+    expires = _aware(row.expires_at)
+    return expires is None or (expires - _now()).total_seconds() > _principals.ttl_s
 
 
 def _valid(row: Token | None) -> Principal | None:
