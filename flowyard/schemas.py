@@ -199,3 +199,24 @@ class TokenCreated(TokenOut):
 
 class TokenList(_Model):
     tokens: list[TokenOut]
+
+
+class ErrorOut(_Model):
+    """Every refusal Flowyard makes: what went wrong and how to fix it, in one sentence."""
+
+    error_code: str
+    message: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in {
+        400: "The request is malformed; the message says what to fix.",
+        401: "No token, or one the workspace does not know (unknown, expired or revoked).",
+        403: "The token's role or scope does not allow this.",
+        404: "What the request names does not exist.",
+        409: "The request does not fit the current state of what it names.",
+        413: "The body is over one of the server's size limits.",
+    }.items()
+}
+"""The error answers every route of Flowyard's API may give, for its OpenAPI schema."""

@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
 from flowyard.paths import config_dir
+from flowyard.schemas import ERROR_RESPONSES
 from flowyard.server.artifact_paths import ArtifactPathGuard
 from flowyard.server.auth.middleware import AuthMiddleware, Sessions
 from flowyard.server.auth.tokens import Keys, load_key_file
@@ -46,6 +49,24 @@ def configure_mlflow(settings: ServerSettings) -> None:
 async def _flowyard_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FlowyardError)
     return JSONResponse(exc.to_payload(), status_code=exc.http_status)
+
+
+_HTTP_CODES = {400: "INVALID_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own refusals (a body that is not JSON, a method a route lacks) in Flowyard's
+    error shape on its API, so every error there reads the same."""
+    assert isinstance(exc, StarletteHTTPException)
+    if not request.url.path.startswith(defaults.API_PREFIX):
+        return await http_exception_handler(request, exc)
+    message = str(exc.detail)
+    if exc.status_code == 400 and "parsing the body" in message:
+        message = "The request body is not valid JSON; send the JSON object the API describes."
+    code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+    return JSONResponse(
+        {"error_code": code, "message": message}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -81,6 +102,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         settings=settings, engine=engine, dispatcher=dispatcher, keys=keys, sessions=sessions
     )
     app.add_exception_handler(FlowyardError, _flowyard_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     # The last added runs first: who is asking, then paths, then sizes, then what a JSON body
     # holds. Every request, MLflow's included, is checked before any route sees it.
     app.add_middleware(InputGuard)
@@ -90,7 +112,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         AuthMiddleware, engine=engine, keys=keys, sessions=sessions, enabled=settings.auth
     )
     for module in (meta, snapshots, jobs, computes, auth):
-        app.include_router(module.router, prefix=defaults.API_PREFIX)
+        app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")
     app.include_router(studio.router)

@@ -19,6 +19,7 @@ from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from flowyard import defaults
@@ -80,7 +81,12 @@ def test_the_api_keeps_its_schema(fuzzed_server: Server) -> None:
             case.call_and_validate(
                 base_url=fuzzed_server.url,
                 headers=auth_headers(fuzzed_server),
-                checks=[not_a_server_error, response_schema_conformance, content_type_conformance],
+                checks=[
+                    not_a_server_error,
+                    status_code_conformance,
+                    response_schema_conformance,
+                    content_type_conformance,
+                ],
                 timeout=30,
             )
 
