@@ -29,7 +29,9 @@ class FlowyardTokenHeaderProvider(RequestHeaderProvider):  # type: ignore[misc]
         return find_token(uri)
 
     def in_context(self) -> bool:
-        return self._token() is not None
+        # MLflow asks this, then for the headers, on every request: the token is looked up once,
+        # in request_headers, which adds nothing where there is none.
+        return True
 
     def request_headers(self) -> dict[str, str]:
         token = self._token()

@@ -97,9 +97,8 @@ def _env_vars(value: Any) -> tuple[dict[str, str], dict[str, str]]:
                 f'ENV_VARS {name} must be a value or {{"value": "...", "secret": true}}; '
                 f"got the keys {sorted(entry)}."
             )
-        (secret if _bool(f"ENV_VARS {name} secret", entry.get("secret", False)) else plain)[
-            name
-        ] = str(entry["value"])
+        is_secret = _bool(f"ENV_VARS {name} secret", entry.get("secret", False))
+        (secret if is_secret else plain)[name] = str(entry["value"])
     return plain, secret
 
 

@@ -122,38 +122,30 @@ def create_token(
 def _create_offline(
     folder: Path, role: str, user_name: str | None, expires_at: datetime | None, description: str
 ) -> tuple[str, TokenCreated]:
-    from sqlalchemy.orm import Session
-
     from flowyard.cli.workspace import _require_server_extra
 
     _require_server_extra()
     from flowyard.server.auth.tokens import Role
-    from flowyard.server.db.engine import make_engine, parse_db_url, prepare_database
+    from flowyard.server.db.engine import create_token_in, prepare_database
     from flowyard.server.routers.auth import token_out
-    from flowyard.server.services import auth
     from flowyard.server.storage import WorkspaceFolder
 
     workspace = WorkspaceFolder.load(folder)
     db_url, _name = prepare_database(workspace.db_url, workspace.name)
-    engine = make_engine(parse_db_url(db_url))
-    try:
-        with Session(engine) as session:
-            row, token = auth.create_token(
-                session,
-                user_name or "owner",
-                Role.parse(role),
-                expires_at=expires_at,
-                description=description or "created offline from the workspace folder",
-                create_user=True,
-            )
-            created = TokenCreated(**token_out(row).model_dump(), token=token)
-    finally:
-        engine.dispose()
+    made = create_token_in(
+        db_url,
+        user_name or "owner",
+        Role.parse(role),
+        expires_at=expires_at,
+        description=description or "created offline from the workspace folder",
+    )
+    assert made is not None
+    row, token = made
     try:
         url = WorkspaceConfig.load(find_config()).url
     except ConfigError:
         url = f"http://{defaults.DEFAULT_HOST}:{defaults.DEFAULT_PORT}"
-    return url, created
+    return url, TokenCreated(**token_out(row).model_dump(), token=token)
 
 
 @token.command("list")

@@ -14,10 +14,11 @@ import math
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowyard import defaults
 from flowyard.errors import InvalidRequestError
+from flowyard.server.asgi import read_body, replay
 from flowyard.server.limits import BLOB_ROUTE, LOG_ROUTE
 
 
@@ -75,16 +76,10 @@ class InputGuard:
         if not _is_json(scope) or BLOB_ROUTE.fullmatch(path) or LOG_ROUTE.fullmatch(path):
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([], message, receive), send)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body, cut_short = await read_body(receive)
+        if cut_short is not None:
+            await self.app(scope, replay(body, cut_short, receive), send)
+            return
         try:
             problem = body_problem(json.loads(body)) if body else None
         except (ValueError, RecursionError):
@@ -92,7 +87,7 @@ class InputGuard:
         if problem:
             await _refuse(send, problem)
             return
-        await self.app(scope, _replay([body], None, receive), send)
+        await self.app(scope, replay(body, None, receive), send)
 
 
 def _is_json(scope: Scope) -> bool:
@@ -100,20 +95,6 @@ def _is_json(scope: Scope) -> bool:
         if name == b"content-type":
             return b"json" in value.lower()
     return False
-
-
-def _replay(bodies: list[bytes], last: Message | None, receive: Receive) -> Receive:
-    """A ``receive`` that hands out a body already read, then the client's next messages."""
-    pending: list[Message] = [
-        {"type": "http.request", "body": b, "more_body": False} for b in bodies
-    ]
-    if last is not None:
-        pending.append(last)
-
-    async def replay() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replay
 
 
 async def _refuse(send: Send, message: str) -> None:

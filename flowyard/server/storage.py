@@ -13,10 +13,11 @@ from flowyard.errors import ConfigError, WorkspaceExistsError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, kind: str = "workspace") -> str:
+    """``name`` if it may name a ``kind`` (a workspace, a user); raises otherwise."""
     if not _NAME.match(name):
         raise ConfigError(
-            f"The workspace name {name!r} is not valid; use up to 63 letters, digits, '-', '_' "
+            f"The {kind} name {name!r} is not valid; use up to 63 letters, digits, '-', '_' "
             "or '.', starting with a letter or digit."
         )
     return name

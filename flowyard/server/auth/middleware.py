@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -19,20 +17,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowyard.errors import FlowyardError, PermissionDeniedError, UnauthenticatedError
+from flowyard.server.asgi import BodyOverLimit, read_body, replay
 from flowyard.server.auth.policy import SAFE_METHODS, STUDIO, job_scope, needed_role
 from flowyard.server.auth.tokens import Keys
 from flowyard.server.services import auth as service
 from flowyard.server.services.auth import ANONYMOUS, Principal
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PRINCIPAL = "flowyard.principal"
 CSRF = "flowyard.csrf"  # a studio session's CSRF token, for the pages to send back
@@ -140,8 +134,8 @@ class AuthMiddleware:
             if principal is None:
                 raise UnauthenticatedError(BAD_TOKEN)
             return principal, None
-        cookie = _cookie(headers, self.sessions.cookie)
-        if cookie is None:
+        cookie = cookie_parser(headers.get("cookie", "")).get(self.sessions.cookie)
+        if not cookie:
             return None, None
         session = self.sessions.read(cookie)
         if session is None:
@@ -170,8 +164,14 @@ class AuthMiddleware:
         params = dict(parse_qsl(scope.get("query_string", b"").decode(errors="replace")))
         body: dict[str, object] | None = None
         if method not in SAFE_METHODS and "/mlflow/" in path and "-artifacts/" not in path:
-            raw = await _read_body(receive)
-            receive = _replay(raw, receive)
+            try:
+                raw, cut_short = await read_body(receive, MAX_INSPECTED_BODY)
+            except BodyOverLimit:
+                raise PermissionDeniedError(
+                    f"A job's MLflow request body is over {MAX_INSPECTED_BODY} bytes; send "
+                    "smaller batches."
+                ) from None
+            receive = replay(raw, cut_short, receive)
             try:
                 parsed = json.loads(raw) if raw else {}
             except ValueError:
@@ -233,45 +233,3 @@ def _wants_page(scope: Scope, headers: Headers) -> bool:
         and "text/html" in headers.get("accept", "")
         and not path.startswith(("/api/", "/ajax-api/"))
     )
-
-
-def _cookie(headers: Headers, name: str) -> str | None:
-    for part in headers.get("cookie", "").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name and value:
-            return value
-    return None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_INSPECTED_BODY:
-            raise PermissionDeniedError(
-                f"A job's MLflow request body is over {MAX_INSPECTED_BODY} bytes; send smaller "
-                "batches."
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, then: Receive) -> Receive:
-    """Gives the app the body already read, then the connection's own messages (disconnect)."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await then()
-
-    return receive

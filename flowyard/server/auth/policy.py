@@ -118,7 +118,7 @@ def _mlflow_scope(
             values.get("source_run_id") == job.id
             and values.get("experiment_id") == job.experiment_id
         )
-    if endpoint in ("experiments/get",):
+    if endpoint == "experiments/get":
         return JobScope(values.get("experiment_id") == job.experiment_id)
     run = values.get("run_id") or values.get("run_uuid")
     return JobScope(run == job.id)

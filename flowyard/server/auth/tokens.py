@@ -16,6 +16,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -89,9 +90,13 @@ class Keys:
     def decrypt(self, sealed: str) -> str:
         return self._fernet.decrypt(sealed.encode()).decode()
 
-    @property
+    @cached_property
     def _fernet(self) -> Fernet:
         return Fernet(base64.urlsafe_b64encode(self.derive("secrets")))
+
+    @cached_property
+    def _jobs_key(self) -> bytes:
+        return self.derive("jobs")
 
     def job_token(self, job_id: str, attempt: int) -> str:
         return f"{JOB_PREFIX}{job_id}_{attempt}_{self._job_mac(job_id, attempt)}"
@@ -107,7 +112,7 @@ class Keys:
         return job_id, attempt
 
     def _job_mac(self, job_id: str, attempt: int) -> str:
-        return hmac.new(self.derive("jobs"), f"{job_id}:{attempt}".encode(), "sha256").hexdigest()
+        return hmac.new(self._jobs_key, f"{job_id}:{attempt}".encode(), "sha256").hexdigest()
 
 
 def load_key_file(path: Path) -> bytes:

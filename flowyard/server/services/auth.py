@@ -41,10 +41,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
-
-
 class _TTLCache:
     """A small per-process memo, so a token costs one query per few seconds, not per request.
     Revoking a token forgets it here at once; other server processes forget it within the TTL."""
@@ -91,9 +87,8 @@ def resolve(session: Session, keys: Keys, raw: str) -> Principal | None:
     token = UserToken.parse(raw)
     if token is None:
         return None
-    cached = _principals.get(raw)
-    if isinstance(cached, Principal):
-        return cached
+    if hit := cached(raw):
+        return hit
     row = session.get(Token, token.id)
     if row is None or not hmac.compare_digest(row.secret_sha256, token.sha256):
         return None
@@ -122,15 +117,14 @@ def resolve_id(session: Session, token_id: str) -> Principal | None:
 
 def _cacheable(row: Token) -> bool:
     """Cached no longer than the token lives."""
-    expires = _aware(row.expires_at)
+    expires = row.expires_at
     return expires is None or (expires - _now()).total_seconds() > _principals.ttl_s
 
 
 def _valid(row: Token | None) -> Principal | None:
     if row is None or row.revoked_at is not None:
         return None
-    expires = _aware(row.expires_at)
-    if expires is not None and expires <= _now():
+    if row.expires_at is not None and row.expires_at <= _now():
         return None
     return Principal(user=row.user, role=Role.parse(row.role), token_id=row.id)
 
@@ -176,12 +170,16 @@ def logged_model_run(model_id: str) -> str | None:
 
 
 def create_user(session: Session, name: str) -> User:
-    check_name(name)
     if session.get(User, name) is not None:
         raise ConflictError(f"A user named {name!r} already exists; pick another name.")
-    user = User(name=name, created_at=_now())
-    session.add(user)
+    user = _add_user(session, name)
     session.commit()
+    return user
+
+
+def _add_user(session: Session, name: str) -> User:
+    user = User(name=check_name(name, "user"), created_at=_now())
+    session.add(user)
     return user
 
 
@@ -217,16 +215,18 @@ def create_token(
     description: str = "",
     create_user: bool = False,
 ) -> tuple[Token, str]:
-    """A new token for ``user``; returns its row and the token itself, shown only this once."""
-    if expires_at is not None and _aware(expires_at) <= _now():  # type: ignore[operator]
+    """A new token for ``user``; returns its row and the token itself, shown only this once.
+    An ``expires_at`` without a zone is taken as UTC."""
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    if expires_at is not None and expires_at <= _now():
         raise InvalidRequestError(
             "The token's expiry is in the past; give a future time or a duration such as 30d."
         )
     if session.get(User, user) is None:
         if not create_user:
             _user(session, user)
-        check_name(user)
-        session.add(User(name=user, created_at=_now()))
+        _add_user(session, user)
     token = UserToken.new()
     row = Token(
         id=token.id,
@@ -263,8 +263,6 @@ def revoke_token(session: Session, token_id: str) -> Token:
 
 
 def has_owner(session: Session) -> bool:
-    now = _now()
-    query = sa.select(Token.id, Token.expires_at).where(
-        Token.role == Role.OWNER.label, Token.revoked_at.is_(None)
-    )
-    return any(_aware(e) is None or _aware(e) > now for _i, e in session.execute(query))  # type: ignore[operator]
+    """Whether some owner token still works."""
+    owners = session.scalars(sa.select(Token).where(Token.role == Role.OWNER.label))
+    return any(_valid(row) for row in owners)
