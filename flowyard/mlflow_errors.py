@@ -19,7 +19,7 @@ _BOTH: dict[type[FlowyardError], type[FlowyardError]] = {}
 def as_execution_exception(error: FlowyardError) -> FlowyardError:
     """``error`` again, as an instance of its class and of ``ExecutionException``."""
     if isinstance(error, ExecutionException):
-        return error  # type: ignore[no-any-return]  (MLflow is not type-checked here)
+        return error  # type: ignore[no-any-return]
     base = type(error)
     cls = _BOTH.get(base)
     if cls is None:
