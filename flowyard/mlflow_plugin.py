@@ -203,6 +203,7 @@ class FlowyardBackend(AbstractBackend):  # type: ignore[misc]
         except FlowyardError as e:
             raise as_execution_exception(e) from e.__cause__
         if not backend_config.get("SYNCHRONOUS", True):
-            # Nobody waits (`mlflow run -b flowyard` never does): say where the job is.
-            run.announce(follow=True)
+            # Nobody waits (`mlflow run -b flowyard` never does): say where the job is, on
+            # stderr, leaving stdout to what the caller prints.
+            print(run.announcement(follow=True), file=sys.stderr, flush=True)
         return run

@@ -55,13 +55,13 @@ class FlowyardSubmittedRun(SubmittedRun):  # type: ignore[misc]
     def _print(self, text: str) -> None:
         print(text, file=self._out, flush=True)
 
-    def announce(self, *, follow: bool = False) -> None:
-        """One line: the job, its compute and where to see it (and, for a caller that will not
-        wait, how to follow it)."""
+    def announcement(self, *, follow: bool = False) -> str:
+        """The job, its compute and where to see it (and, for a caller that will not wait, how
+        to follow it)."""
         line = f"Job {self.run_id} on {self._job.compute}: {run_url(self._client.url, self._job)}"
         if follow:
             line += f"\nFollow it with `flowyard job logs {self.run_id} -f`."
-        self._print(line)
+        return line
 
     def wait(self) -> bool:
         """Wait for the job to end; True when it completed. Ctrl-C cancels the job.
@@ -70,7 +70,7 @@ class FlowyardSubmittedRun(SubmittedRun):  # type: ignore[misc]
         (with the error of a failed job) still are.
         """
         try:
-            self.announce()
+            self._print(self.announcement())
             self._follow()
             self._job = self._client.get_job(self.run_id)
         except KeyboardInterrupt:

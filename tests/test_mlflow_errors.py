@@ -126,6 +126,6 @@ def test_mlflow_run_cli_says_where_the_job_is(sqlite_server: Server, tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     job = Client(sqlite_server.url).list_jobs(limit=1)[0]
-    assert f"Job {job.run_id} on local: {sqlite_server.url}/#/experiments/" in done.stdout
-    assert f"flowyard job logs {job.run_id} -f" in done.stdout
+    assert f"Job {job.run_id} on local: {sqlite_server.url}/#/experiments/" in done.stderr
+    assert f"flowyard job logs {job.run_id} -f" in done.stderr
     assert job.status != JobStatus.FAILED
