@@ -172,7 +172,7 @@ async def append_log(
     return LogAppended(size=size)
 
 
-def _log_from(engine: Engine, job_id: str, offset: int, limit: int | None) -> tuple[bytes, Job]:
+def _log_from(engine: Engine, job_id: str, offset: int, limit: int) -> tuple[bytes, Job]:
     # A session of its own for each look: a waiting request holds no connection, and each look
     # reads what other server processes have committed since.
     with Session(engine, expire_on_commit=False) as session:
@@ -185,12 +185,14 @@ async def read_log(
     job_id: str,
     state: State,
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
-    limit: int | None = Query(None, ge=1, le=MAX_OFFSET),
+    limit: int = Query(jobs.LOG_PAGE, ge=1, le=MAX_OFFSET),
     wait: float = Query(0, ge=0, le=MAX_LOG_WAIT_S),
 ) -> Response:
-    """The log from ``offset``; headers tell the job's status and the log's full size, so a
-    follower knows when it has everything. With ``wait``, a read that finds nothing new waits up
-    to that many seconds for log past ``offset``, a change of status, or the job's end."""
+    """A page of the log from ``offset``: ``limit`` bytes at most (1 MiB unless asked; a bigger
+    ask gets 8 MiB at most). Headers tell the offset the next page starts at, the log's full
+    size and the job's status, so a follower knows when it has everything. With ``wait``, a read
+    that finds nothing new waits up to that many seconds for log past ``offset``, a change of
+    status, or the job's end."""
     deadline = time.monotonic() + wait
     async with state.watch.watching(job_id) as waiter:
         data, job = await run_in_threadpool(_log_from, state.engine, job_id, offset, limit)
@@ -204,5 +206,9 @@ async def read_log(
     return Response(
         content=data,
         media_type="application/octet-stream",
-        headers={"X-Flowyard-Job-Status": job.status, "X-Flowyard-Log-Size": str(job.log_size)},
+        headers={
+            "X-Flowyard-Job-Status": job.status,
+            "X-Flowyard-Log-Size": str(job.log_size),
+            "X-Flowyard-Next-Offset": str(offset + len(data)),
+        },
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -27,6 +27,11 @@ _NEXT: dict[JobStatus, set[JobStatus]] = {
 }
 _ALWAYS = {JobStatus.FAILED, JobStatus.CANCELED}
 
+
+# A log read's page when the reader names no limit, and the most one read returns: a big log is
+# read by following pages, and each read holds at most a page and the chunks it overlaps.
+LOG_PAGE = 1024 * 1024
+MAX_LOG_PAGE = 8 * 1024 * 1024
 
 # Where a job's options keep its secret ENV_VARS, each sealed with the workspace key.
 SECRET_ENV = "secret_env"
@@ -265,26 +270,35 @@ def append_log(session: Session, job_id: str, offset: int, data: bytes) -> int:
     raise ConflictError(f"The log of job {job_id} is being written by too many at once; retry.")
 
 
-def read_log(session: Session, job_id: str, offset: int = 0, limit: int | None = None) -> bytes:
-    """The log's bytes from ``offset`` (at most ``limit`` of them)."""
+def read_log(session: Session, job_id: str, offset: int = 0, limit: int = LOG_PAGE) -> bytes:
+    """The log's bytes from ``offset``: at most ``limit`` of them, and never more than
+    :data:`MAX_LOG_PAGE`, so a read holds a page of the log, however long it is."""
     get(session, job_id)
-    end = None if limit is None else offset + limit
+    end = offset + min(limit, MAX_LOG_PAGE)
+    # The chunk that holds `offset` starts at the greatest chunk offset at or before it (chunks
+    # leave no gaps); from there the primary key's order reaches every chunk up to `end`.
+    first = (
+        sa.select(sa.func.coalesce(sa.func.max(LogChunk.offset), 0))
+        .where(LogChunk.job_id == job_id, LogChunk.offset <= offset)
+        .scalar_subquery()
+    )
     query = (
         sa.select(LogChunk.offset, LogChunk.data)
-        .where(LogChunk.job_id == job_id)
+        .where(LogChunk.job_id == job_id, LogChunk.offset >= first, LogChunk.offset < end)
         .order_by(LogChunk.offset)
     )
-    # Chunks that end after `offset` (a chunk is at most a few hundred KB, so this scan of one
-    # preceding chunk is cheap) and start before `end`.
-    query = query.where(LogChunk.offset + sa.func.length(LogChunk.data) > offset)
-    if end is not None:
-        query = query.where(LogChunk.offset < end)
     parts = []
     for start_at, data in session.execute(query):
-        lo = max(offset - start_at, 0)
-        hi = len(data) if end is None else min(end - start_at, len(data))
-        parts.append(data[lo:hi])
+        parts.append(data[max(offset - start_at, 0) : end - start_at])
     return b"".join(parts)
+
+
+def log_pages(session: Session, job_id: str) -> Iterator[bytes]:
+    """The whole log page by page, for a reader that must see all of it without holding it."""
+    offset = 0
+    while page := read_log(session, job_id, offset):
+        offset += len(page)
+        yield page
 
 
 def waiting_reason(session: Session, job: Job) -> str | None:
@@ -351,10 +365,10 @@ def append_note(session: Session, job_id: str, text: str) -> None:
 def finish_run(session: Session, job: Job, settings: ServerSettings) -> None:
     """End a job's MLflow run, with the log the workspace holds as `logs/std_log.txt`."""
     runs.set_run_status(job.id, JobStatus(job.status))
-    log = read_log(session, job.id)
-    if log:
-        known = job.options.get("artifact_uri")
-        runs.upload_log(job.id, log, settings.artifacts_destination, known and str(known))
+    known = job.options.get("artifact_uri")
+    runs.upload_log(
+        job.id, log_pages(session, job.id), settings.artifacts_destination, known and str(known)
+    )
 
 
 # The submission tags a re-run inherits: where the code came from, not what the run logged.
