@@ -33,6 +33,12 @@ MAX_OFFSET = 2**62
 MAX_LOG_WAIT_S = 20.0
 
 
+# JobOut's fields that are not the job row's columns as they are.
+_NOT_COLUMNS = frozenset(
+    ("run_id", "events", "runner_token", "secret_env", "secret_env_dropped", "options")
+)
+
+
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
     options = dict(job.options)
     # Secret ENV_VARS are never shown: only their names.
@@ -40,11 +46,7 @@ def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) 
         options["secret_env_names"] = sorted(sealed)
     return JobOut.model_validate(
         {
-            **{
-                c: getattr(job, c)
-                for c in JobOut.model_fields
-                if c not in ("run_id", "events", "runner_token", "secret_env", "options")
-            },
+            **{c: getattr(job, c) for c in JobOut.model_fields if c not in _NOT_COLUMNS},
             "options": options,
             "waiting_reason": waiting or job.waiting_reason,
             "run_id": job.id,
@@ -105,27 +107,35 @@ def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
 
 
 class Rerun(BaseModel):
-    """Parameters to change for a re-run; the others keep the old job's values."""
+    """Parameters to change for a re-run; the others keep the old job's values. Secret ENV_VARS
+    to set, sealed like a submit's: the old job's stay with the user who submitted it."""
 
     model_config = ConfigDict(extra="forbid")
     parameters: dict[str, str] = {}
+    secret_env: dict[str, str] = {}
 
 
 @router.post("/{job_id}/rerun", status_code=201)
 def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state: State) -> JobOut:
-    """A new job from this one's snapshot and compute, with edited parameters."""
+    """A new job from this one's snapshot and compute, with edited parameters. Run by another
+    user than the first submitter, it runs without the first one's secret ENV_VARS, and the
+    answer names them (``secret_env_dropped``)."""
     client = request.client.host if request.client else "an unknown host"
-    job = jobs.rerun(
+    job, dropped = jobs.rerun(
         session,
         job_id,
         body.parameters,
         f"{client} (re-run of {job_id})",
         state.settings,
         user=principal_of(request).user if state.settings.auth else None,
+        secret_env=body.secret_env,
+        seal=state.keys.encrypt,
     )
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()
-    return job_out(job)
+    out = job_out(job)
+    out.secret_env_dropped = dropped or None
+    return out
 
 
 @router.post("/{job_id}/start")

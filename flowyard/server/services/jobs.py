@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -74,13 +74,22 @@ def submit(
     request: JobSubmit,
     submitted_from: str,
     seal: Callable[[str], str] | None = None,
+    sealed_env: Mapping[str, str] | None = None,
 ) -> Job:
     """Create the job and its MLflow run (one id for both). Nothing is left if a check fails.
 
-    ``seal`` encrypts the request's secret ENV_VARS, which are stored only so.
+    ``seal`` encrypts the request's secret ENV_VARS, which are stored only so; ``sealed_env``
+    are secrets sealed already (a re-run's, kept from the job it repeats), which the request's
+    own replace where the names meet.
     """
     if request.secret_env and seal is None:
         raise InvalidRequestError("This request cannot carry secret ENV_VARS; submit them anew.")
+    if SECRET_ENV in request.options:
+        # Only the workspace seals: values sent as sealed could be another job's, replayed.
+        raise InvalidRequestError(
+            f"A job's options cannot carry {SECRET_ENV!r}; send secret ENV_VARS in the "
+            "request's secret_env, which the workspace seals."
+        )
     compute = None if request.compute == LOCAL_COMPUTE else computes.get(session, request.compute)
     if session.get(Snapshot, request.snapshot_id) is None:
         raise InvalidRequestError(
@@ -96,8 +105,11 @@ def submit(
     )
     # Where the runner uploads ./outputs, through MLflow's artifact proxy.
     options = {**request.options, "artifact_uri": runs.artifact_uri(run_id)}
-    if request.secret_env and seal is not None:
-        options[SECRET_ENV] = {name: seal(value) for name, value in request.secret_env.items()}
+    sealed = dict(sealed_env or {})
+    if seal is not None:
+        sealed.update((name, seal(value)) for name, value in request.secret_env.items())
+    if sealed:
+        options[SECRET_ENV] = sealed
     # Local jobs skip the queue: the submitting machine starts the runner right away.
     status = JobStatus.PREPARING if compute is None else JobStatus.QUEUED
     job = Job(
@@ -382,12 +394,21 @@ def rerun(
     submitted_from: str,
     settings: ServerSettings,
     user: str | None = None,
-) -> Job:
+    secret_env: dict[str, str] | None = None,
+    seal: Callable[[str], str] | None = None,
+) -> tuple[Job, list[str]]:
     """A new job from ``job_id``'s snapshot, entry point, environment and compute, with its
     parameters replaced by ``parameters`` where given, checked by MLflow's rules like a submit.
 
+    Secret ENV_VARS belong to the user who submitted them: a re-run by that user (``user``,
+    None where the workspace has no users) keeps them, anyone else's runs without them. Either
+    may send ``secret_env`` of their own, sealed with ``seal`` like a submit's.
+
     Only jobs on a registered compute can be re-run: a local job's runner would have to start
     on the machine that submitted it, which the workspace cannot reach.
+
+    Returns:
+        The new job, and the names of the old job's secrets it runs without.
     """
     import shutil
     import tempfile
@@ -424,8 +445,21 @@ def rerun(
         sa.text("SELECT key, value FROM tags WHERE run_uuid = :id"), {"id": job_id}
     ).tuples()
     inherited = {k: v for k, v in tags if k.startswith(_RERUN_TAGS)}
-    options = {k: v for k, v in old.options.items() if k != "artifact_uri"}
+    by = user or old.user
+    if by != old.user:
+        inherited["mlflow.user"] = by  # the run is theirs, not the first submitter's
+    options = {k: v for k, v in old.options.items() if k not in ("artifact_uri", SECRET_ENV)}
     options["command"] = prepared.command
+    kept: dict[str, str] = dict(old.options.get(SECRET_ENV) or {})
+    dropped: list[str] = []
+    if by != old.user:
+        dropped = sorted(set(kept) - set(secret_env or {}))
+        kept = {}
+    if dropped:
+        submitted_from += (
+            f"; without the secret ENV_VARS {', '.join(dropped)}, which stay with their "
+            f"submitter {old.user}: send your own in the re-run's secret_env"
+        )
     request = JobSubmit(
         experiment_id=old.experiment_id,
         snapshot_id=old.snapshot_id,
@@ -436,7 +470,8 @@ def rerun(
         options=options,
         compute=old.compute,
         priority=old.priority,
-        user=user or old.user,
+        user=by,
         tags={**inherited, "flowyard.rerun_of": job_id},
+        secret_env=secret_env or {},
     )
-    return submit(session, request, submitted_from)
+    return submit(session, request, submitted_from, seal, sealed_env=kept), dropped
