@@ -120,9 +120,10 @@ class Client:
     def read_log(
         self, job_id: str, offset: int = 0, *, wait: float = 0
     ) -> tuple[bytes, JobStatus, int]:
-        """Log bytes from ``offset``, with the job's status and the log's full size. With
-        ``wait``, a read that finds nothing new waits up to that many seconds for more log, a
-        change of status or the job's end."""
+        """A page of log bytes from ``offset`` (the next page starts where it ends), with the
+        job's status and the log's full size: read on while the offset is short of the size.
+        With ``wait``, a read that finds nothing new waits up to that many seconds for more log,
+        a change of status or the job's end."""
         params = {"offset": offset, **({"wait": wait} if wait else {})}
         response = self.request("GET", f"/jobs/{job_id}/logs", params=params, raw=True)
         return (

@@ -85,6 +85,9 @@ class JobOut(_Model):
     runner_token: str | None = None
     # Only in the answer to the job's own runner starting it: its secret ENV_VARS.
     secret_env: dict[str, str] | None = None
+    # Only in the answer to a re-run by another user than the first submitter: the names of the
+    # secret ENV_VARS it runs without (they stay with their submitter; a re-run may send its own).
+    secret_env_dropped: list[str] | None = None
 
 
 class JobList(_Model):

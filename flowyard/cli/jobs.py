@@ -88,7 +88,8 @@ def logs(job_id: str, follow: bool) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         offset += len(data)
-        if not follow or (status.is_final and offset >= size):
+        # The workspace answers a page at a time: read on to the size it reported.
+        if (status.is_final or not follow) and (offset >= size or not data):
             return
         if not data:
             # Only an older workspace answers at once with nothing new: poll it.

@@ -33,6 +33,12 @@ MAX_OFFSET = 2**62
 MAX_LOG_WAIT_S = 20.0
 
 
+# JobOut's fields that are not the job row's columns as they are.
+_NOT_COLUMNS = frozenset(
+    ("run_id", "events", "runner_token", "secret_env", "secret_env_dropped", "options")
+)
+
+
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
     options = dict(job.options)
     # Secret ENV_VARS are never shown: only their names.
@@ -40,11 +46,7 @@ def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) 
         options["secret_env_names"] = sorted(sealed)
     return JobOut.model_validate(
         {
-            **{
-                c: getattr(job, c)
-                for c in JobOut.model_fields
-                if c not in ("run_id", "events", "runner_token", "secret_env", "options")
-            },
+            **{c: getattr(job, c) for c in JobOut.model_fields if c not in _NOT_COLUMNS},
             "options": options,
             "waiting_reason": waiting or job.waiting_reason,
             "run_id": job.id,
@@ -105,27 +107,35 @@ def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
 
 
 class Rerun(BaseModel):
-    """Parameters to change for a re-run; the others keep the old job's values."""
+    """Parameters to change for a re-run; the others keep the old job's values. Secret ENV_VARS
+    to set, sealed like a submit's: the old job's stay with the user who submitted it."""
 
     model_config = ConfigDict(extra="forbid")
     parameters: dict[str, str] = {}
+    secret_env: dict[str, str] = {}
 
 
 @router.post("/{job_id}/rerun", status_code=201)
 def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state: State) -> JobOut:
-    """A new job from this one's snapshot and compute, with edited parameters."""
+    """A new job from this one's snapshot and compute, with edited parameters. Run by another
+    user than the first submitter, it runs without the first one's secret ENV_VARS, and the
+    answer names them (``secret_env_dropped``)."""
     client = request.client.host if request.client else "an unknown host"
-    job = jobs.rerun(
+    job, dropped = jobs.rerun(
         session,
         job_id,
         body.parameters,
         f"{client} (re-run of {job_id})",
         state.settings,
         user=principal_of(request).user if state.settings.auth else None,
+        secret_env=body.secret_env,
+        seal=state.keys.encrypt,
     )
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()
-    return job_out(job)
+    out = job_out(job)
+    out.secret_env_dropped = dropped or None
+    return out
 
 
 @router.post("/{job_id}/start")
@@ -172,7 +182,7 @@ async def append_log(
     return LogAppended(size=size)
 
 
-def _log_from(engine: Engine, job_id: str, offset: int, limit: int | None) -> tuple[bytes, Job]:
+def _log_from(engine: Engine, job_id: str, offset: int, limit: int) -> tuple[bytes, Job]:
     # A session of its own for each look: a waiting request holds no connection, and each look
     # reads what other server processes have committed since.
     with Session(engine, expire_on_commit=False) as session:
@@ -185,12 +195,14 @@ async def read_log(
     job_id: str,
     state: State,
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
-    limit: int | None = Query(None, ge=1, le=MAX_OFFSET),
+    limit: int = Query(jobs.LOG_PAGE, ge=1, le=MAX_OFFSET),
     wait: float = Query(0, ge=0, le=MAX_LOG_WAIT_S),
 ) -> Response:
-    """The log from ``offset``; headers tell the job's status and the log's full size, so a
-    follower knows when it has everything. With ``wait``, a read that finds nothing new waits up
-    to that many seconds for log past ``offset``, a change of status, or the job's end."""
+    """A page of the log from ``offset``: ``limit`` bytes at most (1 MiB unless asked; a bigger
+    ask gets 8 MiB at most). Headers tell the offset the next page starts at, the log's full
+    size and the job's status, so a follower knows when it has everything. With ``wait``, a read
+    that finds nothing new waits up to that many seconds for log past ``offset``, a change of
+    status, or the job's end."""
     deadline = time.monotonic() + wait
     async with state.watch.watching(job_id) as waiter:
         data, job = await run_in_threadpool(_log_from, state.engine, job_id, offset, limit)
@@ -204,5 +216,9 @@ async def read_log(
     return Response(
         content=data,
         media_type="application/octet-stream",
-        headers={"X-Flowyard-Job-Status": job.status, "X-Flowyard-Log-Size": str(job.log_size)},
+        headers={
+            "X-Flowyard-Job-Status": job.status,
+            "X-Flowyard-Log-Size": str(job.log_size),
+            "X-Flowyard-Next-Offset": str(offset + len(data)),
+        },
     )

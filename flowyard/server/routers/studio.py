@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
@@ -141,15 +142,31 @@ def job_page(job_id: str, request: Request, session: DbSession) -> Response:
 
 
 @router.get("/jobs/{job_id}/log.txt")
-def log_download(job_id: str, request: Request, session: DbSession) -> Response:
+def log_download(job_id: str, request: Request, session: DbSession, state: State) -> Response:
+    """The log as it stands now, streamed a page at a time."""
     try:
-        data = job_service.read_log(session, job_id)
+        size = job_service.get(session, job_id).log_size
     except NotFoundError as e:
         return not_found(request, e.message)
-    return Response(
-        data,
+
+    def pages() -> Iterator[bytes]:
+        # A session for each page: a slow download holds no database connection between pages.
+        offset = 0
+        while offset < size:
+            with Session(state.engine) as own:
+                page = job_service.read_log(own, job_id, offset, size - offset)
+            if not page:
+                return
+            offset += len(page)
+            yield page
+
+    return StreamingResponse(
+        pages(),
         media_type="text/plain; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{job_id}-std_log.txt"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{job_id}-std_log.txt"',
+            "Content-Length": str(size),
+        },
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -27,6 +27,11 @@ _NEXT: dict[JobStatus, set[JobStatus]] = {
 }
 _ALWAYS = {JobStatus.FAILED, JobStatus.CANCELED}
 
+
+# A log read's page when the reader names no limit, and the most one read returns: a big log is
+# read by following pages, and each read holds at most a page and the chunks it overlaps.
+LOG_PAGE = 1024 * 1024
+MAX_LOG_PAGE = 8 * 1024 * 1024
 
 # Where a job's options keep its secret ENV_VARS, each sealed with the workspace key.
 SECRET_ENV = "secret_env"
@@ -69,13 +74,22 @@ def submit(
     request: JobSubmit,
     submitted_from: str,
     seal: Callable[[str], str] | None = None,
+    sealed_env: Mapping[str, str] | None = None,
 ) -> Job:
     """Create the job and its MLflow run (one id for both). Nothing is left if a check fails.
 
-    ``seal`` encrypts the request's secret ENV_VARS, which are stored only so.
+    ``seal`` encrypts the request's secret ENV_VARS, which are stored only so; ``sealed_env``
+    are secrets sealed already (a re-run's, kept from the job it repeats), which the request's
+    own replace where the names meet.
     """
     if request.secret_env and seal is None:
         raise InvalidRequestError("This request cannot carry secret ENV_VARS; submit them anew.")
+    if SECRET_ENV in request.options:
+        # Only the workspace seals: values sent as sealed could be another job's, replayed.
+        raise InvalidRequestError(
+            f"A job's options cannot carry {SECRET_ENV!r}; send secret ENV_VARS in the "
+            "request's secret_env, which the workspace seals."
+        )
     compute = None if request.compute == LOCAL_COMPUTE else computes.get(session, request.compute)
     if session.get(Snapshot, request.snapshot_id) is None:
         raise InvalidRequestError(
@@ -91,8 +105,11 @@ def submit(
     )
     # Where the runner uploads ./outputs, through MLflow's artifact proxy.
     options = {**request.options, "artifact_uri": runs.artifact_uri(run_id)}
-    if request.secret_env and seal is not None:
-        options[SECRET_ENV] = {name: seal(value) for name, value in request.secret_env.items()}
+    sealed = dict(sealed_env or {})
+    if seal is not None:
+        sealed.update((name, seal(value)) for name, value in request.secret_env.items())
+    if sealed:
+        options[SECRET_ENV] = sealed
     # Local jobs skip the queue: the submitting machine starts the runner right away.
     status = JobStatus.PREPARING if compute is None else JobStatus.QUEUED
     job = Job(
@@ -265,26 +282,35 @@ def append_log(session: Session, job_id: str, offset: int, data: bytes) -> int:
     raise ConflictError(f"The log of job {job_id} is being written by too many at once; retry.")
 
 
-def read_log(session: Session, job_id: str, offset: int = 0, limit: int | None = None) -> bytes:
-    """The log's bytes from ``offset`` (at most ``limit`` of them)."""
+def read_log(session: Session, job_id: str, offset: int = 0, limit: int = LOG_PAGE) -> bytes:
+    """The log's bytes from ``offset``: at most ``limit`` of them, and never more than
+    :data:`MAX_LOG_PAGE`, so a read holds a page of the log, however long it is."""
     get(session, job_id)
-    end = None if limit is None else offset + limit
+    end = offset + min(limit, MAX_LOG_PAGE)
+    # The chunk that holds `offset` starts at the greatest chunk offset at or before it (chunks
+    # leave no gaps); from there the primary key's order reaches every chunk up to `end`.
+    first = (
+        sa.select(sa.func.coalesce(sa.func.max(LogChunk.offset), 0))
+        .where(LogChunk.job_id == job_id, LogChunk.offset <= offset)
+        .scalar_subquery()
+    )
     query = (
         sa.select(LogChunk.offset, LogChunk.data)
-        .where(LogChunk.job_id == job_id)
+        .where(LogChunk.job_id == job_id, LogChunk.offset >= first, LogChunk.offset < end)
         .order_by(LogChunk.offset)
     )
-    # Chunks that end after `offset` (a chunk is at most a few hundred KB, so this scan of one
-    # preceding chunk is cheap) and start before `end`.
-    query = query.where(LogChunk.offset + sa.func.length(LogChunk.data) > offset)
-    if end is not None:
-        query = query.where(LogChunk.offset < end)
     parts = []
     for start_at, data in session.execute(query):
-        lo = max(offset - start_at, 0)
-        hi = len(data) if end is None else min(end - start_at, len(data))
-        parts.append(data[lo:hi])
+        parts.append(data[max(offset - start_at, 0) : end - start_at])
     return b"".join(parts)
+
+
+def log_pages(session: Session, job_id: str) -> Iterator[bytes]:
+    """The whole log page by page, for a reader that must see all of it without holding it."""
+    offset = 0
+    while page := read_log(session, job_id, offset):
+        offset += len(page)
+        yield page
 
 
 def waiting_reason(session: Session, job: Job) -> str | None:
@@ -351,10 +377,10 @@ def append_note(session: Session, job_id: str, text: str) -> None:
 def finish_run(session: Session, job: Job, settings: ServerSettings) -> None:
     """End a job's MLflow run, with the log the workspace holds as `logs/std_log.txt`."""
     runs.set_run_status(job.id, JobStatus(job.status))
-    log = read_log(session, job.id)
-    if log:
-        known = job.options.get("artifact_uri")
-        runs.upload_log(job.id, log, settings.artifacts_destination, known and str(known))
+    known = job.options.get("artifact_uri")
+    runs.upload_log(
+        job.id, log_pages(session, job.id), settings.artifacts_destination, known and str(known)
+    )
 
 
 # The submission tags a re-run inherits: where the code came from, not what the run logged.
@@ -368,12 +394,21 @@ def rerun(
     submitted_from: str,
     settings: ServerSettings,
     user: str | None = None,
-) -> Job:
+    secret_env: dict[str, str] | None = None,
+    seal: Callable[[str], str] | None = None,
+) -> tuple[Job, list[str]]:
     """A new job from ``job_id``'s snapshot, entry point, environment and compute, with its
     parameters replaced by ``parameters`` where given, checked by MLflow's rules like a submit.
 
+    Secret ENV_VARS belong to the user who submitted them: a re-run by that user (``user``,
+    None where the workspace has no users) keeps them, anyone else's runs without them. Either
+    may send ``secret_env`` of their own, sealed with ``seal`` like a submit's.
+
     Only jobs on a registered compute can be re-run: a local job's runner would have to start
     on the machine that submitted it, which the workspace cannot reach.
+
+    Returns:
+        The new job, and the names of the old job's secrets it runs without.
     """
     import shutil
     import tempfile
@@ -410,8 +445,21 @@ def rerun(
         sa.text("SELECT key, value FROM tags WHERE run_uuid = :id"), {"id": job_id}
     ).tuples()
     inherited = {k: v for k, v in tags if k.startswith(_RERUN_TAGS)}
-    options = {k: v for k, v in old.options.items() if k != "artifact_uri"}
+    by = user or old.user
+    if by != old.user:
+        inherited["mlflow.user"] = by  # the run is theirs, not the first submitter's
+    options = {k: v for k, v in old.options.items() if k not in ("artifact_uri", SECRET_ENV)}
     options["command"] = prepared.command
+    kept: dict[str, str] = dict(old.options.get(SECRET_ENV) or {})
+    dropped: list[str] = []
+    if by != old.user:
+        dropped = sorted(set(kept) - set(secret_env or {}))
+        kept = {}
+    if dropped:
+        submitted_from += (
+            f"; without the secret ENV_VARS {', '.join(dropped)}, which stay with their "
+            f"submitter {old.user}: send your own in the re-run's secret_env"
+        )
     request = JobSubmit(
         experiment_id=old.experiment_id,
         snapshot_id=old.snapshot_id,
@@ -422,7 +470,8 @@ def rerun(
         options=options,
         compute=old.compute,
         priority=old.priority,
-        user=user or old.user,
+        user=by,
         tags={**inherited, "flowyard.rerun_of": job_id},
+        secret_env=secret_env or {},
     )
-    return submit(session, request, submitted_from)
+    return submit(session, request, submitted_from, seal, sealed_env=kept), dropped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from mlflow.entities import Param, RunStatus, RunTag
@@ -78,20 +79,29 @@ def delete_run(run_id: str) -> None:
 
 
 def upload_log(
-    run_id: str, data: bytes, artifacts_destination: str, run_artifact_uri: str | None = None
+    run_id: str,
+    pages: Iterable[bytes],
+    artifacts_destination: str,
+    run_artifact_uri: str | None = None,
 ) -> None:
-    """Store ``data`` as the run's `logs/std_log.txt`, straight into the artifact store
-    (``run_artifact_uri``, when the caller knows it, saves reading the run)."""
+    """Store the log given as ``pages`` as the run's `logs/std_log.txt`, straight into the
+    artifact store (``run_artifact_uri``, when the caller knows it, saves reading the run).
+    An empty log stores nothing. The pages go through a temporary file, so a long log is
+    never held whole."""
     import tempfile
     from pathlib import Path
 
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    # `mlflow-artifacts:/<path>` is served from `<destination>/<path>` by MLflow's proxy.
-    uri = run_artifact_uri or artifact_uri(run_id)
-    path = uri.removeprefix("mlflow-artifacts:").lstrip("/")
-    repo = get_artifact_repository(f"{artifacts_destination.rstrip('/')}/{path}")
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "std_log.txt"
-        local.write_bytes(data)
+        with local.open("wb") as out:
+            for page in pages:
+                out.write(page)
+        if not local.stat().st_size:
+            return
+        # `mlflow-artifacts:/<path>` is served from `<destination>/<path>` by MLflow's proxy.
+        uri = run_artifact_uri or artifact_uri(run_id)
+        path = uri.removeprefix("mlflow-artifacts:").lstrip("/")
+        repo = get_artifact_repository(f"{artifacts_destination.rstrip('/')}/{path}")
         repo.log_artifact(str(local), "logs")

@@ -114,18 +114,25 @@
     follow.checked = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
   });
 
-  async function readLog() {
+  async function readPage() {
     const response = await fetch(`${jobUrl}/logs?offset=${offset}`);
-    if (!response.ok) return;
+    if (!response.ok) return false;
     const bytes = new Uint8Array(await response.arrayBuffer());
     size = Number(response.headers.get("X-Flowyard-Log-Size") || size);
     const chunk = decoder.decode(bytes, { stream: true });
-    offset += bytes.length;
+    offset = Number(response.headers.get("X-Flowyard-Next-Offset") || offset + bytes.length);
     if (chunk) {
       text += chunk;
       if (text.length > KEEP) { text = text.slice(text.length - KEEP); pre.dataset.mode = ""; }
       render(pre.dataset.mode === "all" ? chunk : null);
     } else render(null);
+    return bytes.length > 0;
+  }
+
+  async function readLog() {
+    // The workspace answers a page at a time: read on until the page reaches the log's end.
+    let more = true;
+    while (more) more = (await readPage()) && offset < size;
     if (finished && offset >= size) {
       setTimeout(() => location.reload(), 300);
       finished = false;
