@@ -208,20 +208,18 @@ def measure(targets: list[Target], c: Counts, failed: dict[str, str]) -> Samples
     return {k: v for k, v in samples.items() if k not in failed}
 
 
+def per_round(a: list[list[float]], b: list[list[float]]) -> list[float]:
+    """The ratio of the medians of ``a`` and ``b`` in each round (both sides' calls of one op)."""
+    return [median(x) / median(y) for x, y in zip(a, b, strict=True) if x and y]
+
+
 def round_ratios(samples: Samples) -> dict[str, dict[str, list[float]]]:
     """Per pairing ("fy/stock") and op, the ratio of the two servers' medians in each round."""
-    out: dict[str, dict[str, list[float]]] = {}
-    for fy, stock in PAIRINGS:
-        if fy in samples and stock in samples:
-            out[f"{fy}/{stock}"] = {
-                op: [
-                    median(a) / median(b)
-                    for a, b in zip(samples[fy][op], samples[stock][op], strict=True)
-                    if a and b
-                ]
-                for op in OPS
-            }
-    return out
+    return {
+        f"{fy}/{stock}": {op: per_round(samples[fy][op], samples[stock][op]) for op in OPS}
+        for fy, stock in PAIRINGS
+        if fy in samples and stock in samples
+    }
 
 
 def spread(xs: list[float]) -> str:
@@ -245,7 +243,7 @@ def render(
     for op in OPS:
         table = new_table(
             f"{op} ({what[op]} in {c.rounds} rounds), ms per call",
-            ("server", "n", *cols, "per-round ratio: median [min-max]"),
+            ("server", "n", *cols, escape("per round: median [min-max]")),
         )
         for s in SERVERS:
             if s.key in failed:
@@ -273,7 +271,7 @@ GOALS = (  # (text, operation, stock server, max ratio of medians flowyard / sto
 )
 
 
-def goals(results: Results, ratios: dict[str, dict[str, list[float]]]) -> list[dict[str, object]]:
+def goals(results: Results, samples: Samples) -> list[dict[str, object]]:
     """Each goal for each flowyard server, on the medians over all rounds (the per-round spread
     shown beside); ratio and met are None when a server failed."""
     out: list[dict[str, object]] = []
@@ -285,8 +283,8 @@ def goals(results: Results, ratios: dict[str, dict[str, list[float]]]) -> list[d
             if fy in results and stock in results:
                 ratio = results[fy][op]["median"] / results[stock][op]["median"]
                 met = ratio <= limit
-                per_round = ratios[f"{fy}/{stock}"][op]
-                value = f"ratio {ratio:.3f}; per round {spread(per_round)}"
+                rounds = spread(per_round(samples[fy][op], samples[stock][op]))
+                value = f"ratio {ratio:.3f}; per round {rounds}"
             goal = f"{fy}: {text}"
             out.append({"server": fy, "goal": goal, "ratio": ratio, "value": value, "met": met})
     return out
@@ -342,7 +340,7 @@ def main() -> int:
     }
     ratios = round_ratios(samples)
     render(results, ratios, failed, counts)
-    checked = goals(results, ratios)
+    checked = goals(results, samples)
     print_goals(console, checked, "medians over all rounds, flowyard / stock")
     for key, err in failed.items():
         console.print(f"[red]{key} failed:[/]", escape(err.splitlines()[0]))
