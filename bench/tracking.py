@@ -313,7 +313,7 @@ def run_all(counts: Counts) -> tuple[Samples, dict[str, str]]:
                 continue
             console.print(f"  ready in {time.perf_counter() - t0:.1f} s")
         console.print(f"[bold]Measuring[/] in {counts.rounds} interleaved rounds...")
-        samples = measure(targets, counts, failed)
+        samples = measure(targets, counts, failed) if targets else {}
     return samples, failed
 
 
