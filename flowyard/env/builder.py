@@ -105,11 +105,8 @@ def python_request(spec: dict[str, Any]) -> str:
 
 def describe(spec: dict[str, Any]) -> str:
     """The environment file and the Python it is built for, as the job log names them."""
-    python = (
-        f"Python {spec['python']}"
-        if spec.get("python")
-        else (f"the compute's Python {python_request(spec)}")
-    )
+    asked = spec.get("python")
+    python = f"Python {asked}" if asked else f"the compute's Python {python_request(spec)}"
     return f"{spec.get('source', 'spec')} ({python})"
 
 
