@@ -147,6 +147,8 @@ def submit(
     manifest = build_manifest(
         prepared.work_dir, max_mb=options.snapshot_max_mb, max_files=options.snapshot_max_files
     )
+    if report := manifest.left_out_report():
+        print(report, file=sys.stderr)
     tags = _run_tags(prepared, options, version)
     snapshot = upload(client, manifest)
     job = client.submit_job(

@@ -11,8 +11,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import ExecutionException
 
+from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.errors import InvalidRequestError, NotFoundError
 from flowyard.snapshot import (
@@ -25,6 +29,7 @@ from flowyard.snapshot import (
     upload,
 )
 from tests.conftest import Server, run_cli
+from tests.factories import make_project as make_mlproject
 
 
 @pytest.fixture(autouse=True)
@@ -121,20 +126,122 @@ def test_default_excludes_and_nested_gitignore(tmp_path: Path) -> None:
     ]
 
 
-def test_symlinks_inside_are_followed_and_outside_skipped(tmp_path: Path) -> None:
-    outside = write(tmp_path / "outside", {"secret.txt": "s", "dir/x.txt": "x"})
+def test_links_to_files_are_sent_and_links_that_cannot_be_followed_reported(
+    tmp_path: Path,
+) -> None:
+    outside = write(tmp_path / "outside", {"data.csv": "1,2\n", "dir/x.txt": "x"})
     root = write(tmp_path / "p", {"real.py": "r", "sub/a.py": "a"})
     (root / "link.py").symlink_to(root / "real.py")
     (root / "sublink").symlink_to(root / "sub")
     (root / "loop").symlink_to(root)
     (root / "sub" / "up").symlink_to(root / "sub")
-    (root / "out.txt").symlink_to(outside / "secret.txt")
+    (root / "data.csv").symlink_to(outside / "data.csv")
     (root / "outdir").symlink_to(outside / "dir")
     (root / "dangling").symlink_to(root / "nothing")
+    (root / "ping").symlink_to(root / "pong")
+    (root / "pong").symlink_to(root / "ping")
     manifest = build_manifest(root)
     by_path = {f.path: f for f in manifest.files}
-    assert sorted(by_path) == ["link.py", "real.py", "sub/a.py", "sublink/a.py"]
+    assert sorted(by_path) == ["data.csv", "link.py", "real.py", "sub/a.py", "sublink/a.py"]
     assert by_path["link.py"].digest == by_path["real.py"].digest
+    assert by_path["data.csv"].digest == hashlib.sha256(b"1,2\n").hexdigest()
+    left_out = {i.path: i.why for i in manifest.left_out}
+    assert left_out == {
+        "dangling": f"a dangling link to {root / 'nothing'}",
+        "loop/": "a link in a loop, to a folder that holds it",
+        "outdir/": f"a link to the folder {outside / 'dir'} outside the project",
+        "ping": f"a link in a loop to {root / 'pong'}",
+        "pong": f"a link in a loop to {root / 'ping'}",
+        "sub/up/": "a link in a loop, to a folder that holds it",
+        "sublink/up/": "a link in a loop, to a folder that holds it",
+    }
+    report = manifest.left_out_report()
+    assert report.startswith("flowyard: the snapshot also leaves out dangling (a dangling link")
+    assert report.endswith("; and 4 more.") and len(report.splitlines()) == 1
+
+
+def test_what_ignore_rules_leave_out_is_reported_with_the_rule(tmp_path: Path) -> None:
+    root = write(
+        tmp_path / "p",
+        {
+            "train.py": "open('data.csv')",
+            ".gitignore": "# data\n\n*.csv\ncache/\n",
+            "data.csv": "a,b\n" * 100,
+            "raw/more.csv": "a,b\n" * 50,
+            "cache/1.bin": b"1" * 10,
+            "cache/deep/2.bin": b"2" * 10,
+            ".git/HEAD": "ref",
+            "src/__pycache__/m.cpython-311.pyc": "x",
+        },
+    )
+    manifest = build_manifest(root)
+    assert [f.path for f in manifest.files] == [".gitignore", "train.py"]
+    left_out = {(i.path, i.why, i.files, i.size, i.ignore_file) for i in manifest.left_out}
+    assert left_out == {
+        ("cache/", ".gitignore line 4: cache/", 2, 20, ".gitignore"),
+        ("data.csv", ".gitignore line 3: *.csv", 1, 400, ".gitignore"),
+        ("raw/more.csv", ".gitignore line 3: *.csv", 1, 200, ".gitignore"),
+    }
+    assert manifest.left_out_report().splitlines() == [
+        f"flowyard: ignore rules leave 4 files, 620 bytes out of the snapshot of {root}:",
+        "  data.csv, raw/more.csv (2 files, 600 bytes): .gitignore line 3: *.csv",
+        "  cache/ (2 files, 20 bytes): .gitignore line 4: cache/",
+        "  To send them, add lines such as `!data.csv` to a .flowyardignore beside that "
+        ".gitignore (the first of .flowyardignore, .amlignore, .gitignore found in a folder is "
+        "the only one read there, so copy the .gitignore rules you keep).",
+    ]
+
+    (root / ".flowyardignore").write_text("*.csv\ncache/\n!data.csv\n")
+    manifest = build_manifest(root)
+    assert [f.path for f in manifest.files] == [
+        ".flowyardignore",
+        ".gitignore",
+        "data.csv",
+        "train.py",
+    ]
+    assert {i.path for i in manifest.left_out} == {"cache/", "raw/more.csv"}
+    assert "after that rule in .flowyardignore." in manifest.left_out_report()
+
+
+def test_a_big_left_out_folder_is_counted_within_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flowyard.snapshot.walk._MEASURE_BUDGET", 5)
+    root = write(tmp_path / "p", {".gitignore": "env/\n", **{f"env/{i}": "x" for i in range(9)}})
+    [env] = build_manifest(root).left_out
+    assert (env.files, env.size, env.counted) == (5, 5, False)
+    assert "env/ (5+ files, 5 bytes+)" in build_manifest(root).left_out_report()
+
+
+def test_submitting_says_what_the_snapshot_left_out(
+    sqlite_server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Azure user's gap: `*.csv` in .gitignore, data the code reads, and a linked file."""
+    outside = write(tmp_path / "outside", {"labels.txt": "cat dog\n"})
+    project = make_mlproject(
+        tmp_path / "p",
+        "print(open('labels.txt').read())\nprint(open('data.csv').read())\n",
+        parameters="{}",
+        command="python main.py",
+        files={".gitignore": "*.csv\n", "data.csv": "a,b\n"},
+    )
+    (project / "labels.txt").symlink_to(outside / "labels.txt")
+    mlflow.set_tracking_uri(Workspace.get(sqlite_server.url).get_mlflow_tracking_uri())
+    try:
+        mlflow.set_experiment(f"snapshot-{tmp_path.name}")
+        with pytest.raises(ExecutionException):
+            mlflow.projects.run(
+                str(project), backend="flowyard", backend_config={"USE_CONDA": False}
+            )
+        run = mlflow.search_runs(output_format="list")[0]
+        log = Path(MlflowClient().download_artifacts(run.info.run_id, "logs/std_log.txt"))
+    finally:
+        mlflow.set_tracking_uri(None)
+    printed = capsys.readouterr().err
+    assert "ignore rules leave 1 file, 4 bytes out of the snapshot" in printed
+    assert "data.csv (1 file, 4 bytes): .gitignore line 1: *.csv" in printed
+    assert "`!data.csv` to a .flowyardignore" in printed
+    assert "cat dog" in log.read_text()  # the linked file's content went with the snapshot
 
 
 def test_limits_name_the_biggest_parts_and_the_ignore_file(tmp_path: Path) -> None:

@@ -25,12 +25,18 @@ from typing import Any
 
 from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from flowyard import paths
+from flowyard.env import failure
+from flowyard.env.spec import left_out_reason
 from flowyard.errors import EnvBuildError, InterpreterNotFoundError
 
 MARKER = "flowyard-env.json"
-_ERROR_TAIL = 4000
+# What of uv's output is kept to explain a failure (all of it goes to the job log): its start
+# says which Python, its error comes before a build's output, which can run to megabytes.
+_KEPT_HEAD = 1 << 20
+_KEPT_TAIL = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -67,22 +73,41 @@ def _uv_env() -> dict[str, str]:
     return {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
 
 
-def requirements(spec: dict[str, Any], mlflow_version: str) -> tuple[list[str], bool]:
-    """What to install, and whether mlflow-skinny was added so the job's `import mlflow` tracks."""
-    reqs = [*spec.get("build_dependencies", []), *spec.get("dependencies", [])]
+def requirements(spec: dict[str, Any], mlflow_version: str) -> tuple[list[str], list[str]]:
+    """What to install, and a line for the job log on each requirement added or left out."""
+    reqs = []
     names = set()
-    for req in reqs:
+    notes = []
+    for req in [*spec.get("build_dependencies", []), *spec.get("dependencies", [])]:
         try:
-            names.add(Requirement(req).name.lower().replace("_", "-"))
+            name = canonicalize_name(Requirement(req).name)
         except InvalidRequirement:
-            continue  # a URL or a local path: uv reads those, and they are not MLflow
-    if names & {"mlflow", "mlflow-skinny"}:
-        return reqs, False
-    return [*reqs, f"mlflow-skinny=={mlflow_version}"], True
+            reqs.append(req)  # a URL or a local path: uv reads those, and they are not MLflow
+            continue
+        reason = left_out_reason(name)
+        if reason:
+            notes.append(f"leaving out {name}: {reason}")
+            continue
+        reqs.append(req)
+        names.add(name)
+    if not names & {"mlflow", "mlflow-skinny"}:
+        reqs.append(f"mlflow-skinny=={mlflow_version}")
+        notes.append(
+            f"adding mlflow-skinny=={mlflow_version} so the job's `import mlflow` tracks to the "
+            "workspace"
+        )
+    return reqs, notes
 
 
 def python_request(spec: dict[str, Any]) -> str:
     return spec.get("python") or f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def describe(spec: dict[str, Any]) -> str:
+    """The environment file and the Python it is built for, as the job log names them."""
+    asked = spec.get("python")
+    python = f"Python {asked}" if asked else f"the compute's Python {python_request(spec)}"
+    return f"{spec.get('source', 'spec')} ({python})"
 
 
 def env_key(spec: dict[str, Any], reqs: list[str]) -> str:
@@ -110,7 +135,9 @@ def _found(path: Path) -> Env | None:
 
 def _stream(
     args: list[str], log: Callable[[bytes], None], cwd: Path | None = None
-) -> tuple[int, bytes]:
+) -> tuple[int, str]:
+    """Run uv, every byte of its output to ``log``; its exit code and what of its output is
+    kept to explain a failure."""
     proc = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
@@ -120,11 +147,15 @@ def _stream(
         cwd=cwd,
     )
     assert proc.stdout is not None
+    head = bytearray()
     tail = b""
     while chunk := os.read(proc.stdout.fileno(), 65536):
         log(chunk)
-        tail = (tail + chunk)[-_ERROR_TAIL:]
-    return proc.wait(), tail
+        if len(head) < _KEPT_HEAD:
+            head += chunk[: _KEPT_HEAD - len(head)]
+        else:
+            tail = (tail + chunk)[-_KEPT_TAIL:]
+    return proc.wait(), (bytes(head) + tail).decode(errors="replace")
 
 
 def interpreters() -> list[str]:
@@ -161,6 +192,18 @@ def _missing_python(spec: dict[str, Any]) -> InterpreterNotFoundError:
     )
 
 
+def _has_python(spec: dict[str, Any]) -> bool:
+    # `uv python find` and not `uv venv`'s own failure: where pyenv's shims are on PATH, a
+    # version pyenv has but does not activate fails `uv venv` with pyenv's message, not uv's.
+    result = subprocess.run(
+        [uv_bin(), "python", "find", "--python-preference", "only-system", python_request(spec)],
+        capture_output=True,
+        env=_uv_env(),
+        check=False,
+    )
+    return result.returncode == 0
+
+
 def check_python(spec: dict[str, Any], mlflow_version: str) -> None:
     """Raise now, before a job exists, if this machine cannot build ``spec``'s environment for
     want of its Python. Free when the environment is already cached."""
@@ -168,13 +211,7 @@ def check_python(spec: dict[str, Any], mlflow_version: str) -> None:
         env_root() / env_key(spec, requirements(spec, mlflow_version)[0])
     ):
         return
-    result = subprocess.run(
-        [uv_bin(), "python", "find", "--python-preference", "only-system", python_request(spec)],
-        capture_output=True,
-        env=_uv_env(),
-        check=False,
-    )
-    if result.returncode != 0:
+    if not _has_python(spec):
         raise _missing_python(spec)
 
 
@@ -187,7 +224,7 @@ def ensure(
     """The environment for ``spec``: reused when cached, else built (once, even when several
     jobs ask at the same moment). Relative paths in requirements are read from
     ``project_dir``."""
-    reqs, added_mlflow = requirements(spec, mlflow_version)
+    reqs, notes = requirements(spec, mlflow_version)
     key = env_key(spec, reqs)
     root = env_root()
     final = root / key
@@ -197,11 +234,8 @@ def ensure(
     with FileLock(str(root / f"{key}.lock")):
         if env := _found(final):
             return env
-        if added_mlflow:
-            log(
-                f"[flowyard] adding mlflow-skinny=={mlflow_version} so the job's `import mlflow` "
-                "tracks to the workspace\n".encode()
-            )
+        for note in notes:
+            log(f"[flowyard] {note}\n".encode())
         if final.exists():
             # Left by an environment whose base Python or marker has gone: never reused, and in
             # the way of the rename that would replace it. Moved aside first, since a background
@@ -220,10 +254,12 @@ def _build(
     project_dir: Path | None,
 ) -> Env:
     request = python_request(spec)
+    if not _has_python(spec):
+        raise _missing_python(spec)
     work = final.parent / f".build-{final.name}-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
     try:
-        code, tail = _stream(
+        code, output = _stream(
             [
                 uv_bin(),
                 "venv",
@@ -238,9 +274,10 @@ def _build(
             log,
         )
         if code != 0:
-            if b"No interpreter found" in tail:
-                raise _missing_python(spec)
-            raise EnvBuildError(f"uv venv failed: {tail.decode(errors='replace').strip()}")
+            raise EnvBuildError(
+                f"Creating the environment failed ({failure.first_error(output)}); the job log "
+                "holds uv's whole output."
+            )
         python = work / "bin" / "python"
         if reqs:
             # One line each in a requirements file, as pip reads them: options such as
@@ -248,12 +285,10 @@ def _build(
             listed = work / "flowyard-requirements.txt"
             listed.write_text("\n".join(reqs) + "\n")
             install = [uv_bin(), "pip", "install", "--python", str(python)]
-            code, tail = _stream([*install, "-r", str(listed)], log, cwd=project_dir)
+            code, output = _stream([*install, "-r", str(listed)], log, cwd=project_dir)
             if code != 0:
-                raise EnvBuildError(
-                    f"Installing the environment's packages failed: "
-                    f"{tail.decode(errors='replace').strip()}"
-                )
+                source = str(spec.get("source", "the environment file"))
+                raise EnvBuildError(failure.explain(output, source, request))
         meta = {
             "spec": spec,
             "requirements": reqs,

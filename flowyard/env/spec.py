@@ -59,9 +59,22 @@ CONDA_TO_PYPI = {name: name for name in _SAME_NAME} | {
 }
 # Conda's own tooling: part of every conda env, meaningless to uv.
 CONDA_SKIP = {"pip"}
+# Azure ML's own packages, which Azure's samples list beside mlflow: they talk to Azure, which a
+# Flowyard job neither needs nor reaches, and azureml-mlflow alone brings ~80 packages.
+_AZURE_TRACKING = "azureml-mlflow"
+_AZURE_PREFIX = "azureml-"
 _CONDA_SPEC = re.compile(
     r"^(?:[\w.-]+::)?(?P<name>[A-Za-z0-9_.-]+)\s*(?P<op>[=<>!~]*)\s*(?P<ver>.*)$"
 )
+
+
+def left_out_reason(name: str) -> str | None:
+    """Why the builder leaves the requirement named ``name`` (canonical) out, or None."""
+    if name == _AZURE_TRACKING:
+        return "Azure's tracking plugin, not needed on Flowyard"
+    if name.startswith(_AZURE_PREFIX) or name == "azureml":
+        return "Azure ML's SDK, not needed on Flowyard (drop `import azureml` from the code)"
+    return None
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:

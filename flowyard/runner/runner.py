@@ -230,7 +230,7 @@ class Runner:
 
         mlflow_version = str(self._call(self.client.info)["mlflow_version"])
         started = time.monotonic()
-        self.log.say(f"environment: {spec.get('source', 'spec')} (Python {spec.get('python')})")
+        self.log.say(f"environment: {builder.describe(spec)}")
         env = builder.ensure(spec, mlflow_version, self.log.write, self.dir / "project")
         took = time.monotonic() - started
         verb = "built" if env.built else "reusing cached"

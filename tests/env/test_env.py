@@ -19,7 +19,7 @@ from mlflow.exceptions import ExecutionException
 
 from flowyard import Workspace
 from flowyard.client import Client
-from flowyard.env import builder
+from flowyard.env import builder, failure
 from flowyard.env.spec import from_conda_yaml, from_python_env
 from flowyard.errors import InterpreterNotFoundError, InvalidRequestError
 from flowyard.schemas import JobStatus
@@ -110,7 +110,7 @@ def test_two_concurrent_jobs_build_one_env_once(
 
 _BUILD_AND_HANG = """
 import sys, time
-from flowyard.env import builder
+from flowyard.env import builder, failure
 spec = {"manager": "uv", "source": "python_env.yaml", "python": None,
         "build_dependencies": [], "dependencies": ["six==1.16.0"]}
 builder.ensure(spec, sys.argv[1], lambda b: (sys.stdout.buffer.write(b), sys.stdout.flush()))
@@ -203,8 +203,188 @@ def test_a_package_that_does_not_exist_fails_the_job_with_the_resolver_text(
     assert job.status == JobStatus.FAILED
     assert job.events[-1].reason == "environment build failed"
     assert job.error is not None and job.error.type == "EnvBuildError"
-    assert "flowyard-no-such-package-anywhere" in (job.error.message or "")
-    assert "not found in the package registry" in (job.error.message or "")
+    assert job.error.message == (
+        "The environment from python_env.yaml cannot be built: it asks for "
+        "flowyard-no-such-package-anywhere, which is not in the package index; check its name, "
+        "or name the index that has it with `--extra-index-url URL` in the requirements."
+    )
+    assert "was not found in the package registry" in _log(run.info.run_id)  # uv's own words
+
+
+def test_the_azure_samples_pin_fails_with_a_sentence_naming_it_and_the_fix(
+    tracking: str, tmp_path: Path, sqlite_server: Server
+) -> None:
+    """The Azure sample's conda.yaml pins scikit-learn=0.19.1, which has no wheel for the
+    compute's Python 3.11 and no longer builds from source; it also lists azureml-mlflow."""
+    project = make_project(tmp_path / "p", "print(1)\n", parameters="{}", command="python main.py")
+    (project / "conda.yaml").write_text(
+        "name: azure-sample\ndependencies:\n  - scikit-learn=0.19.1\n  - pip\n"
+        "  - pip:\n      - azureml-mlflow\n"
+    )
+    with pytest.raises(ExecutionException):
+        mlflow.projects.run(str(project), backend="flowyard", backend_config=BUILD)
+    run = mlflow.search_runs([tracking], output_format="list")[0]
+    job = Client(sqlite_server.url).get_job(run.info.run_id)
+    assert job.error is not None and job.error.type == "EnvBuildError"
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert job.error.message == (
+        "The environment from conda.yaml cannot be built: it asks for scikit-learn==0.19.1, "
+        f"which has no wheel for Python {python} in the package index, and building it from "
+        "source failed; loosen the pin (e.g. `scikit-learn>=0.19.1`) so a release with a wheel "
+        "can be picked, or ask for a Python it has wheels for on a compute that has it."
+    )
+    log = _log(run.info.run_id)
+    assert f"environment: conda.yaml (the compute's Python {python})" in log
+    assert "leaving out azureml-mlflow: Azure's tracking plugin, not needed on Flowyard" in log
+    assert "Failed to build `scikit-learn==0.19.1`" in log  # uv's whole output stays in the log
+
+
+def test_a_python_the_compute_lacks_fails_a_runner_build_with_the_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a remote compute's runner meets: the check at submit runs only for local jobs."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = {"manager": "uv", "source": "conda.yaml", "python": "3.6", "dependencies": []}
+    with pytest.raises(InterpreterNotFoundError) as err:
+        builder.ensure(spec, mlflow.__version__, lambda _: None)
+    assert "conda.yaml asks for Python 3.6, which this compute does not have (found: 3." in str(
+        err.value
+    )
+    assert "pyenv" not in str(err.value).split("found:")[0]
+
+
+def test_requirements_leave_out_azure_ml_and_add_mlflow() -> None:
+    spec = {
+        "manager": "uv",
+        "dependencies": [
+            "scikit-learn==1.9.1",
+            "azureml-mlflow",
+            "AzureML_Core>=1.0",
+            "azure-ai-ml",
+        ],
+    }
+    reqs, notes = builder.requirements(spec, "3.17.0")
+    assert reqs == ["scikit-learn==1.9.1", "azure-ai-ml", "mlflow-skinny==3.17.0"]
+    assert notes == [
+        "leaving out azureml-mlflow: Azure's tracking plugin, not needed on Flowyard",
+        "leaving out azureml-core: Azure ML's SDK, not needed on Flowyard (drop `import "
+        "azureml` from the code)",
+        "adding mlflow-skinny==3.17.0 so the job's `import mlflow` tracks to the workspace",
+    ]
+    spec["dependencies"] = ["mlflow", "azureml-mlflow", "--extra-index-url https://x/simple"]
+    assert builder.requirements(spec, "3.17.0")[0] == [
+        "mlflow",
+        "--extra-index-url https://x/simple",
+    ]
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert builder.describe({"source": "conda.yaml", "python": None}) == (
+        f"conda.yaml (the compute's Python {python})"
+    )
+    assert builder.describe({"source": "python_env.yaml", "python": "3.10"}) == (
+        "python_env.yaml (Python 3.10)"
+    )
+
+
+UV_SAYS = {
+    "no_abi": """\
+Using Python 3.12.1 environment at: /envs/x
+error: No solution found when resolving dependencies
+  cause: Because torch==1.4.0 has no wheels with a matching Python ABI tag (e.g., `cp312`) and you
+         require torch==1.4.0, we can conclude that your requirements are unsatisfiable.
+
+hint: You require CPython 3.12 (`cp312`), but we only found wheels for `torch` (v1.4.0) ...
+""",
+    "build": """\
+Using Python 3.11.7 environment at: /envs/x
+Resolved 1 package in 302ms
+   Building scikit-learn==0.19.1
+error: Failed to build `scikit-learn==0.19.1`
+  cause: The build backend returned an error
+  cause: Call to `setuptools.build_meta:__legacy__.get_requires_for_build_wheel` failed
+         ModuleNotFoundError: No module named 'pkg_resources'
+""",
+    "no_version": """\
+error: No solution found when resolving dependencies
+  cause: Because there is no version of scikit-learn==0.0.1 and you require scikit-learn==0.0.1,
+         we can conclude that your requirements are unsatisfiable.
+""",
+    "only": """\
+error: No solution found when resolving dependencies
+  cause: Because only scikit-learn<=1.9.1 is available and you require scikit-learn>=99, we can
+         conclude that your requirements are unsatisfiable.
+""",
+    "needs_python": """\
+error: No solution found when resolving dependencies
+  cause: Because the current Python version (3.11.7) does not satisfy Python>=3.12 and
+         django==6.0 depends on Python>=3.12, we can conclude that django==6.0 cannot be used.
+         And because you require django==6.0, we can conclude that your requirements are
+         unsatisfiable.
+""",
+    "through": """\
+error: No solution found when resolving dependencies
+  cause: Because tensorflow==2.4.0 depends on numpy>=1.19.2,<1.20 and numpy>=1.19.2,<1.20 has no
+         wheels with a matching Python ABI tag (e.g., `cp311`), we can conclude that
+         tensorflow==2.4.0 cannot be used.
+         And because you require tensorflow==2.4.0, we can conclude that your requirements are
+         unsatisfiable.
+""",
+    "other": """\
+error: Failed to install: torch-2.0-cp311-linux_x86_64.whl (torch==2.0)
+  cause: No space left on device (os error 28)
+hint: free some space
+""",
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        (
+            "no_abi",
+            "it asks for torch==1.4.0, which has no build for Python 3.12 in the package index; "
+            "loosen the pin (e.g. `torch>=1.4.0`), or ask for a Python it was built for on a "
+            "compute that has it.",
+        ),
+        (
+            "build",
+            "it asks for scikit-learn==0.19.1, which has no wheel for Python 3.11 in the package "
+            "index, and building it from source failed; loosen the pin (e.g. "
+            "`scikit-learn>=0.19.1`) so a release",
+        ),
+        (
+            "no_version",
+            "it asks for scikit-learn==0.0.1, of which the package index has no such version; "
+            "loosen the pin (e.g. `scikit-learn>=0.0.1`).",
+        ),
+        (
+            "only",
+            "it asks for scikit-learn>=99, of which the package index has no such version (only "
+            "scikit-learn<=1.9.1 is available); change the requirement.",
+        ),
+        (
+            "needs_python",
+            "it asks for django==6.0, which needs Python>=3.12; loosen the pin (e.g. "
+            "`django>=6.0`), or ask for a Python it supports on a compute that has it.",
+        ),
+        (
+            "through",
+            "it asks for numpy>=1.19.2,<1.20 (which tensorflow==2.4.0 needs), which has no build "
+            "for Python 3.10 in the package index; loosen the pin (e.g. `tensorflow>=2.4.0`)",
+        ),
+        (
+            "other",
+            "uv could not install the packages of env.yaml (error: Failed to install: "
+            "torch-2.0-cp311-linux_x86_64.whl (torch==2.0) cause: No space left on device (os "
+            "error 28)); the job log holds uv's whole output.",
+        ),
+    ],
+)
+def test_uv_failures_in_one_sentence(case: str, expected: str) -> None:
+    message = failure.explain(UV_SAYS[case], "env.yaml", "3.10")
+    assert expected in message
+    if case != "other":
+        assert message.startswith("The environment from env.yaml cannot be built: ")
+    assert message.replace("e.g. ", "").count(". ") == 0 and message.endswith(".")
 
 
 def test_the_example_runs_in_its_pinned_env(tracking: str) -> None:
