@@ -248,7 +248,7 @@ class Matrix:
     ended_job: str
 
 
-def _local_job(server: Server) -> tuple[str, str]:
+def local_job(server: Server) -> tuple[str, str]:
     """A job submitted to the local compute whose runner never starts: its id and job token."""
     headers = {"Authorization": f"Bearer {server.token}"}
     with httpx.Client(base_url=server.url + API, headers=headers, timeout=30) as api:
@@ -280,8 +280,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     env = {"FLOWYARD_HEARTBEAT_TIMEOUT_S": "3600"}
     server = Server(args=LIMITS, cwd=root, port=port, env=env).start()
     try:
-        live_job, live_token = _local_job(server)
-        ended_job, ended_token = _local_job(server)
+        live_job, live_token = local_job(server)
+        ended_job, ended_token = local_job(server)
         ended = httpx.post(
             f"{server.url}{API}/jobs/{ended_job}/status",
             json={"status": "failed", "reason": "ended for the test"},
