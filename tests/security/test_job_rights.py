@@ -154,6 +154,11 @@ def test_a_job_does_what_mlflow_code_does_locally_as_its_submitter(
         assert run.data.tags[JOB_TAG] == job_id
         assert run.info.lifecycle_stage == "active"
     assert client.get_run(result["elsewhere"]).info.experiment_id == result["new_experiment"]
+    # As docs/access.md says to find them.
+    tagged = client.search_runs(
+        [experiment_id, result["new_experiment"]], f"tags.flowyard.job = '{job_id}'"
+    )
+    assert {r.info.run_id for r in tagged} == set(created)
     assert {client.get_run(c).data.tags["mlflow.parentRunId"] for c in result["children"]} == {
         job_id
     }
