@@ -151,7 +151,7 @@ def test_only_a_runners_posts_are_runner_calls() -> None:
 
 
 def test_a_run_a_job_creates_is_its_submitters_and_tagged_with_the_job() -> None:
-    job = JobFacts(id="j" * 32, experiment_id="1", snapshot_id="s")
+    job = JobFacts(id="j" * 32)
     body = {
         "experiment_id": "3",
         "user_id": "mallory",

@@ -34,7 +34,7 @@ from flowyard.server.auth.policy import (
     SAFE_METHODS,
     STUDIO,
     attribute_run,
-    attributes_runs,
+    creates_run,
     needed_role,
     runner_call,
 )
@@ -126,7 +126,7 @@ class AuthMiddleware:
             if csrf is not None and method not in SAFE_METHODS:
                 _check_csrf(headers, csrf)
             _check_rights(principal, method, path, need)
-            if principal.job is not None and attributes_runs(method, path):
+            if principal.job is not None and creates_run(method, path):
                 receive = await self._attribute_run(principal, scope, receive)
         except FlowyardError as e:
             await self._refuse(scope, receive, send, headers, e)

@@ -62,11 +62,9 @@ def runner_call(method: str, path: str) -> str | None:
 
 @dataclass(frozen=True)
 class JobFacts:
-    """What a job's token is bound to."""
+    """What a job's token is bound to: the job (and its MLflow run)."""
 
     id: str
-    experiment_id: str
-    snapshot_id: str
 
 
 JOB_TAG = "flowyard.job"
@@ -75,9 +73,8 @@ USER_TAG = "mlflow.user"
 _RUN_CREATE = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/runs/create$")
 
 
-def attributes_runs(method: str, path: str) -> bool:
-    """Whether this request creates an MLflow run, whose body a job's token must not choose
-    the user of."""
+def creates_run(method: str, path: str) -> bool:
+    """Whether this request creates an MLflow run (whose user a job must not choose)."""
     return method == "POST" and _RUN_CREATE.match(path) is not None
 
 

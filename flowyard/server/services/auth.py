@@ -131,16 +131,14 @@ def _valid(row: Token | None) -> Principal | None:
 
 def _job_principal(session: Session, job_id: str, attempt: int) -> Principal | None:
     row = session.execute(
-        sa.select(Job.status, Job.attempt, Job.experiment_id, Job.snapshot_id, Job.user).where(
-            Job.id == job_id
-        )
+        sa.select(Job.status, Job.attempt, Job.user).where(Job.id == job_id)
     ).one_or_none()
     if row is None or row.attempt != attempt or JobStatus(row.status).is_final:
         return None
     return Principal(
         user=row.user,
         role=Role.CONTRIBUTOR,
-        job=JobFacts(id=job_id, experiment_id=row.experiment_id, snapshot_id=row.snapshot_id),
+        job=JobFacts(id=job_id),
     )
 
 
