@@ -172,9 +172,11 @@ def submit(
         if options.compute == LOCAL:
             start_local_runner(client.url, job.id, job.runner_token)
     except OSError as e:
-        client.update_status(
-            job.id, StatusUpdate(status=JobStatus.FAILED, reason=f"runner did not start: {e}")
-        )
+        # Reporting a job's status is its runner's call, made with the job's own token.
+        with Client(client.url, token=job.runner_token) as runner:
+            runner.update_status(
+                job.id, StatusUpdate(status=JobStatus.FAILED, reason=f"runner did not start: {e}")
+            )
         raise
     return FlowyardSubmittedRun(client, job, stream_output=options.stream_output, snapshot=snapshot)
 

@@ -86,14 +86,15 @@ def test_a_secret_reaches_the_job_and_nowhere_else(
 
 
 def test_the_job_api_hands_secrets_only_to_the_jobs_own_runner(sqlite_server: Server) -> None:
-    """A contributor (even the submitter) starting the job by hand gets no secrets."""
+    """A user (even the submitter, even an owner) cannot start the job by hand: claiming a job
+    is its runner's call, made with the job's own token."""
     with Client(sqlite_server.url) as api:
         jobs = api.list_jobs(status="completed", limit=1000)
     assert jobs, "needs the job of the test above"
-    # A finished job cannot be started again: 409 before any secret would be read.
     with Client(sqlite_server.url) as api:
         response = api.http.post(f"/jobs/{jobs[0].id}/start", json={"host": "x", "pid": 1})
-    assert response.status_code == 409 and SECRET not in response.text
+    assert response.status_code == 403 and SECRET not in response.text
+    assert "is a runner's call" in response.json()["message"]
 
 
 @pytest.mark.parametrize("split", range(1, 12))

@@ -312,7 +312,8 @@ def test_mlflow_api_bodies_are_bounded_too(hostile: Hostile) -> None:
 
 
 @pytest.fixture(scope="module")
-def job_id(hostile: Hostile) -> str:
+def job(hostile: Hostile) -> tuple[str, str]:
+    """A local job whose runner never starts: its id and its job token."""
     with httpx.Client(
         base_url=hostile.server.url + defaults.API_PREFIX, headers=auth_headers(hostile.server)
     ) as api:
@@ -329,27 +330,42 @@ def job_id(hostile: Hostile) -> str:
             },
         )
         assert job.status_code == 201, job.text
-        return str(job.json()["id"])
+        return str(job.json()["id"]), str(job.json()["runner_token"])
+
+
+@pytest.fixture(scope="module")
+def job_id(job: tuple[str, str]) -> str:
+    return job[0]
+
+
+@pytest.fixture
+def runner(hostile: Hostile, job: tuple[str, str]) -> Iterator[httpx.Client]:
+    """The job's runner: only its token may append to the job's log or report its status."""
+    headers = {"Authorization": f"Bearer {job[1]}"}
+    with httpx.Client(
+        base_url=hostile.server.url + defaults.API_PREFIX, headers=headers, timeout=60
+    ) as client:
+        yield client
 
 
 def test_a_log_append_over_the_limit_is_refused_and_not_stored(
-    api: httpx.Client, job_id: str
+    api: httpx.Client, runner: httpx.Client, job_id: str
 ) -> None:
     size = int(api.get(f"/jobs/{job_id}").json()["log_size"])
     too_big = b"z" * (MAX_LOG_APPEND_KIB * 1024 + 1)
     message = _error(
-        api.post(f"/jobs/{job_id}/logs", params={"offset": size}, content=too_big),
+        runner.post(f"/jobs/{job_id}/logs", params={"offset": size}, content=too_big),
         413,
         "PAYLOAD_TOO_LARGE",
     )
     assert "for one log append" in message and "smaller pieces" in message
-    streamed = api.post(
+    streamed = runner.post(
         f"/jobs/{job_id}/logs", params={"offset": size}, content=iter([too_big[:1000], too_big])
     )
     _error(streamed, 413, "PAYLOAD_TOO_LARGE")
     assert api.get(f"/jobs/{job_id}").json()["log_size"] == size
     at_limit = b"z" * (MAX_LOG_APPEND_KIB * 1024)
-    appended = api.post(f"/jobs/{job_id}/logs", params={"offset": size}, content=at_limit)
+    appended = runner.post(f"/jobs/{job_id}/logs", params={"offset": size}, content=at_limit)
     assert appended.json() == {"size": size + len(at_limit)}
 
 
@@ -483,15 +499,17 @@ def test_text_and_numbers_a_database_cannot_hold_are_refused(
 
 
 def test_a_nul_in_a_path_or_query_is_refused(api: httpx.Client) -> None:
-    message = _error(api.post("/jobs/a%00b/heartbeat"), 400, "INVALID_REQUEST")
+    message = _error(api.post("/jobs/a%00b/cancel"), 400, "INVALID_REQUEST")
     assert message == "The request's path or query contains a NUL character; remove it."
     _error(api.get("/jobs", params={"compute": "a\0b"}), 400, "INVALID_REQUEST")
 
 
-def test_numbers_past_the_database_columns_are_refused(api: httpx.Client, job_id: str) -> None:
+def test_numbers_past_the_database_columns_are_refused(
+    api: httpx.Client, runner: httpx.Client, job_id: str
+) -> None:
     for params in ({"offset": 2**63}, {"offset": 0, "limit": 2**64}):
         assert api.get(f"/jobs/{job_id}/logs", params=params).status_code == 422
-    assert api.post(f"/jobs/{job_id}/logs", params={"offset": 2**63}).status_code == 422
+    assert runner.post(f"/jobs/{job_id}/logs", params={"offset": 2**63}).status_code == 422
     submit = {
         "experiment_id": "0",
         "snapshot_id": "0" * 64,
@@ -502,7 +520,7 @@ def test_numbers_past_the_database_columns_are_refused(api: httpx.Client, job_id
     }
     assert api.post("/jobs", json=submit).status_code == 422
     status = {"status": "failed", "exit_code": -(2**31) - 1}
-    assert api.post(f"/jobs/{job_id}/status", json=status).status_code == 422
+    assert runner.post(f"/jobs/{job_id}/status", json=status).status_code == 422
 
 
 def test_a_blob_sent_as_json_is_still_only_bytes(api: httpx.Client) -> None:

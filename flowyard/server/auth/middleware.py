@@ -1,16 +1,17 @@
 """The check every request passes before any route — Flowyard's, the studio's or MLflow's — sees it.
 
-A pure ASGI middleware (no per-request task or body copy, except a job token's small MLflow JSON
-bodies, which must be read to see which run they name). Credentials: ``Authorization: Bearer``
-(what ``MLFLOW_TRACKING_TOKEN`` sends), or the studio's signed session cookie, which unsafe
-methods may only use with the session's CSRF token or a same-origin ``Origin`` header.
+A pure ASGI middleware (no per-request task or body copy, except the body of a run a job
+creates, which is rewritten to attribute the run to the job's submitter). Credentials:
+``Authorization: Bearer`` (what ``MLFLOW_TRACKING_TOKEN`` sends), or the studio's signed session
+cookie, which unsafe methods may only use with the session's CSRF token or a same-origin
+``Origin`` header.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.engine import Engine
@@ -21,10 +22,23 @@ from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from flowyard.errors import FlowyardError, PermissionDeniedError, UnauthenticatedError
+from flowyard.errors import (
+    FlowyardError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from flowyard.server.asgi import BodyOverLimit, read_body, replay
-from flowyard.server.auth.policy import SAFE_METHODS, STUDIO, job_scope, needed_role
-from flowyard.server.auth.tokens import Keys
+from flowyard.server.auth.policy import (
+    SAFE_METHODS,
+    STUDIO,
+    attribute_run,
+    creates_run,
+    needed_role,
+    runner_call,
+)
+from flowyard.server.auth.tokens import Keys, Role
 from flowyard.server.services import auth as service
 from flowyard.server.services.auth import ANONYMOUS, Principal
 
@@ -32,9 +46,9 @@ PRINCIPAL = "flowyard.principal"
 CSRF = "flowyard.csrf"  # a studio session's CSRF token, for the pages to send back
 SESSION_MAX_AGE_S = 12 * 3600
 CSRF_HEADER = "x-csrf-token"
-# A job's MLflow calls are small JSON (log_batch tops out near 1 MB); anything bigger is refused
-# rather than held in memory to be inspected.
-MAX_INSPECTED_BODY = 4 * 1024 * 1024
+# A run's creation is small JSON (its tags); anything bigger is refused rather than held in memory
+# to be rewritten.
+MAX_INSPECTED_BODY = 1024 * 1024
 
 NO_TOKEN = (
     "This workspace needs a token: set FLOWYARD_TOKEN (or MLFLOW_TRACKING_TOKEN), save one with "
@@ -111,13 +125,9 @@ class AuthMiddleware:
                 raise UnauthenticatedError(NO_TOKEN)
             if csrf is not None and method not in SAFE_METHODS:
                 _check_csrf(headers, csrf)
-            if principal.job is not None:
-                receive = await self._check_job(principal, scope, receive)
-            elif principal.role < need:
-                raise PermissionDeniedError(
-                    f"{principal.user}'s {principal.role.label} token cannot {method} {path}; "
-                    f"it needs a {need.label} token, which a workspace owner can create."
-                )
+            _check_rights(principal, method, path, need)
+            if principal.job is not None and creates_run(method, path):
+                receive = await self._attribute_run(principal, scope, receive)
         except FlowyardError as e:
             await self._refuse(scope, receive, send, headers, e)
             return
@@ -156,45 +166,34 @@ class AuthMiddleware:
         with Session(self.engine) as session:
             return service.resolve_id(session, token_id)
 
-    async def _check_job(self, principal: Principal, scope: Scope, receive: Receive) -> Receive:
-        """Raises unless the request stays within the principal's job; returns a ``receive``
-        that replays the body when it had to be read."""
+    async def _attribute_run(self, principal: Principal, scope: Scope, receive: Receive) -> Receive:
+        """Rewrites a run a job creates as its submitter's, tagged with the job; returns a
+        ``receive`` that hands the app the new body."""
         assert principal.job is not None
-        method, path = scope["method"], scope["path"]
-        params = dict(parse_qsl(scope.get("query_string", b"").decode(errors="replace")))
-        body: dict[str, object] | None = None
-        if method not in SAFE_METHODS and "/mlflow/" in path and "-artifacts/" not in path:
-            try:
-                raw, cut_short = await read_body(receive, MAX_INSPECTED_BODY)
-            except BodyOverLimit:
-                raise PermissionDeniedError(
-                    f"A job's MLflow request body is over {MAX_INSPECTED_BODY} bytes; send "
-                    "smaller batches."
-                ) from None
-            receive = replay(raw, cut_short, receive)
-            try:
-                parsed = json.loads(raw) if raw else {}
-            except ValueError:
-                parsed = {}
-            body = parsed if isinstance(parsed, dict) else {}
-        scope_ = job_scope(principal.job, method, path, params, body)
-        allowed = scope_.allowed
-        if allowed and scope_.blob is not None:
-            allowed = await run_in_threadpool(self._blob_ok, principal.job.snapshot_id, scope_.blob)
-        if allowed and scope_.logged_model is not None:
-            allowed = await run_in_threadpool(service.logged_model_run, scope_.logged_model) == (
-                principal.job.id
-            )
-        if not allowed:
-            raise PermissionDeniedError(
-                f"A job's token works only for that job's own run, log, status and snapshot; "
-                f"job {principal.job.id} may not {method} {path}."
-            )
-        return receive
-
-    def _blob_ok(self, snapshot_id: str, digest: str) -> bool:
-        with Session(self.engine) as session:
-            return service.blob_in_snapshot(session, snapshot_id, digest)
+        try:
+            raw, cut_short = await read_body(receive, MAX_INSPECTED_BODY)
+        except BodyOverLimit:
+            raise PayloadTooLargeError(
+                f"A run's creation is over {MAX_INSPECTED_BODY} bytes; send fewer tags."
+            ) from None
+        if cut_short is not None:  # the client went away: the app sees it too
+            return replay(raw, cut_short, receive)
+        try:
+            parsed = json.loads(raw)
+            if not isinstance(parsed, dict):
+                raise ValueError("not an object")
+            body = json.dumps(attribute_run(parsed, principal.job, principal.user)).encode()
+        except (ValueError, RecursionError):
+            raise InvalidRequestError(
+                "A run's creation must be a JSON object whose tags are a list; send what "
+                "MlflowClient.create_run sends."
+            ) from None
+        scope["headers"] = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name not in (b"content-length", b"transfer-encoding")
+        ] + [(b"content-length", str(len(body)).encode())]
+        return replay(body, None, receive)
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, headers: Headers, error: FlowyardError
@@ -210,6 +209,27 @@ class AuthMiddleware:
             if isinstance(error, UnauthenticatedError):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="flowyard"'
         await response(scope, receive, send)
+
+
+def _check_rights(principal: Principal, method: str, path: str, need: Role) -> None:
+    if (job_id := runner_call(method, path)) is not None:
+        if principal.job is None or principal.job.id != job_id:
+            raise PermissionDeniedError(
+                f"{method} {path} is a runner's call: only job {job_id}'s own runner, with that "
+                "job's token, may make it; no user's token can, whatever its role."
+            )
+        return
+    if principal.role >= need:
+        return
+    if principal.job is not None:
+        raise PermissionDeniedError(
+            f"Job {principal.job.id} acts for {principal.user} with a contributor's rights, and "
+            f"cannot {method} {path}, which needs a {need.label} token; do it outside the job."
+        )
+    raise PermissionDeniedError(
+        f"{principal.user}'s {principal.role.label} token cannot {method} {path}; "
+        f"it needs a {need.label} token, which a workspace owner can create."
+    )
 
 
 def _check_csrf(headers: Headers, expected: str) -> None:

@@ -1,12 +1,15 @@
-"""Which role a request needs, and what a job's token may touch. Pure functions of the request.
+"""Which role a request needs, which calls only a job's own runner may make, and what a job's
+runs are tagged with. Pure functions of the request.
 
-One table for every endpoint the server answers — Flowyard's API, the studio, and MLflow's
-tracking API, artifact proxy and UI (which Flowyard mounts unchanged, so they are classified by
-method and path here rather than decorated):
+Flowyard's API and the studio are classified here by path; MLflow's tracking API, artifact proxy
+and UI (which Flowyard mounts unchanged) route by route in :mod:`.mlflow_routes`:
 
 - reading (GET, HEAD, and MLflow's POST searches) needs ``reader``;
 - tracking, submitting, cancelling and uploading need ``contributor``;
 - computes, users, tokens and deleting anything need ``owner``.
+
+A job's token acts for the job's submitter as a contributor, and is the only credential that may
+make its runner's calls (claim, status, heartbeat, log appends).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from flowyard import defaults
+from flowyard.server.auth import mlflow_routes
 from flowyard.server.auth.tokens import Role
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -22,103 +26,71 @@ API = defaults.API_PREFIX
 STUDIO = "/studio"
 
 # Answered without a credential: a load balancer's probe, and what signing in needs.
-_PUBLIC = re.compile(rf"^(?:{API}/health|/health|{STUDIO}/log(?:in|out)|{STUDIO}/static/.*)$")
+_PUBLIC = re.compile(rf"^(?:{API}/health|{STUDIO}/log(?:in|out)|{STUDIO}/static/.*)$")
+_FLOWYARD = re.compile(rf"^(?:{API}|{STUDIO})(?:/|$)")
 _OWNER_API = re.compile(rf"^{API}/(?:users|tokens)(?:/.*)?$")
 _COMPUTES = re.compile(rf"^{API}/computes(?:/.*)?$")
-# MLflow's deletions: runs/delete, experiments/delete, registered-models/delete, ...
-_MLFLOW_DELETE = re.compile(r"/(?:delete|permanently-delete)$")
+# Any job id's shape: the check must not depend on the id being well formed.
+_RUNNER_CALL = re.compile(rf"^{API}/jobs/([^/]+)/(?:start|status|heartbeat|logs)/?$")
 
 
 def needed_role(method: str, path: str) -> Role | None:
     """The least role that may make this request; None when it is public."""
     if _PUBLIC.match(path):
         return None
+    if not _FLOWYARD.match(path):
+        try:
+            return mlflow_routes.role_of(method, path)
+        except mlflow_routes.Unknown:
+            return Role.OWNER  # a route not classified yet stays closed
     if _OWNER_API.match(path):
         return Role.OWNER
     if method in SAFE_METHODS:
         return Role.READER
-    if _COMPUTES.match(path) or method == "DELETE" or _MLFLOW_DELETE.search(path):
+    if _COMPUTES.match(path) or method == "DELETE":
         return Role.OWNER
-    if (path.endswith("/search") and "/mlflow/" in path) or path == "/graphql":
-        return Role.READER  # MLflow's searches and its UI's GraphQL queries change nothing
     return Role.CONTRIBUTOR
+
+
+def runner_call(method: str, path: str) -> str | None:
+    """The job whose own runner alone may make this request (claim, report status, beat, append
+    to its log), or None for any other request."""
+    if method == "POST" and (m := _RUNNER_CALL.match(path)):
+        return m[1]
+    return None
 
 
 @dataclass(frozen=True)
 class JobFacts:
-    """What a job's token is bound to."""
+    """What a job's token is bound to: the job (and its MLflow run)."""
 
     id: str
-    experiment_id: str
-    snapshot_id: str
 
 
-# Flowyard's calls a runner makes for its own job.
-_RUNNER_CALL = re.compile(rf"^{API}/jobs/([0-9a-f]{{32}})(?:/(start|status|heartbeat|logs))?$")
-_SNAPSHOT = re.compile(rf"^{API}/snapshots/([0-9a-f]{{64}})$")
-_BLOB = re.compile(rf"^{API}/blobs/([0-9a-f]{{64}})$")
-# A file (in the path) or a listing (``?path=`` on the bare route).
-_ARTIFACT = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts(?:/(.+))?$")
-_MLFLOW_API = re.compile(r"^/(?:api|ajax-api)/[23]\.0/mlflow/(.+)$")
-_LOGGED_MODEL = re.compile(r"^logged-models/(m-[0-9a-f]{32})(?:/.*)?$")
+JOB_TAG = "flowyard.job"
+"""The tag on every run a job creates: the id of the job (and run) that created it."""
+USER_TAG = "mlflow.user"
+_RUN_CREATE = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/runs/create$")
 
 
-@dataclass(frozen=True)
-class JobScope:
-    """What must hold for a job's token to be allowed, beyond the request's own words: a blob
-    to be in the job's snapshot, or a logged model to come from the job's run."""
-
-    allowed: bool
-    blob: str | None = None
-    logged_model: str | None = None
+def creates_run(method: str, path: str) -> bool:
+    """Whether this request creates an MLflow run (whose user a job must not choose)."""
+    return method == "POST" and _RUN_CREATE.match(path) is not None
 
 
-DENIED = JobScope(False)
-ALLOWED = JobScope(True)
+def attribute_run(body: dict[str, object], job: JobFacts, user: str) -> dict[str, object]:
+    """A ``runs/create`` body made by a job, as the submitter's run tagged with the job: its
+    ``user_id`` and ``mlflow.user`` tag are the submitter, whatever the job sent.
 
-
-def job_scope(
-    job: JobFacts, method: str, path: str, params: dict[str, str], body: dict[str, object] | None
-) -> JobScope:
-    """Whether a request made with ``job``'s token stays within that job.
-
-    A job may report on itself, read its own snapshot, and log to its own MLflow run (params,
-    metrics, tags, artifacts, models logged from it); it may delete nothing.
+    Raises:
+        ValueError: ``tags`` is not a list.
     """
-    if method == "DELETE" or _MLFLOW_DELETE.search(path):
-        return DENIED
-    if path in (f"{API}/info", f"{API}/health", f"{API}/whoami"):
-        return ALLOWED
-    if m := _RUNNER_CALL.match(path):
-        return JobScope(m[1] == job.id and (m[2] is not None or method in SAFE_METHODS))
-    if m := _SNAPSHOT.match(path):
-        return JobScope(method in SAFE_METHODS and m[1] == job.snapshot_id)
-    if m := _BLOB.match(path):
-        return JobScope(True, blob=m[1]) if method in SAFE_METHODS else DENIED
-    if m := _ARTIFACT.match(path):
-        parts = (m[1] or params.get("path", "")).strip("/").split("/")
-        if parts[:2] == [job.experiment_id, job.id]:
-            return ALLOWED
-        if len(parts) > 3 and parts[0] == job.experiment_id and parts[1] == "models":
-            return JobScope(True, logged_model=parts[2])
-        return DENIED
-    if m := _MLFLOW_API.match(path):
-        return _mlflow_scope(job, m[1], params, body or {})
-    return DENIED
-
-
-def _mlflow_scope(
-    job: JobFacts, endpoint: str, params: dict[str, str], body: dict[str, object]
-) -> JobScope:
-    values = {**params, **{k: v for k, v in body.items() if isinstance(v, str)}}
-    if m := _LOGGED_MODEL.match(endpoint):
-        return JobScope(True, logged_model=m[1])
-    if endpoint == "logged-models":  # create: a model logged from this job's run
-        return JobScope(
-            values.get("source_run_id") == job.id
-            and values.get("experiment_id") == job.experiment_id
-        )
-    if endpoint == "experiments/get":
-        return JobScope(values.get("experiment_id") == job.experiment_id)
-    run = values.get("run_id") or values.get("run_uuid")
-    return JobScope(run == job.id)
+    tags = body.get("tags", [])
+    if not isinstance(tags, list):
+        raise ValueError("tags")
+    kept = [t for t in tags if not (isinstance(t, dict) and t.get("key") in (USER_TAG, JOB_TAG))]
+    return {
+        **body,
+        "user_id": user,
+        "tags": [*kept, {"key": USER_TAG, "value": user}, {"key": JOB_TAG, "value": job.id}],
+    }

@@ -15,13 +15,14 @@ from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import JobStatus
 from flowyard.server.auth.policy import JobFacts
 from flowyard.server.auth.tokens import Keys, Role, UserToken
-from flowyard.server.db.models import Job, Snapshot, Token, User
+from flowyard.server.db.models import Job, Token, User
 from flowyard.server.storage import check_name
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts as: a user with a role, or one job's runner."""
+    """Who a request acts as: a user with a role, or a job, which acts for its submitter as a
+    contributor while its attempt is live."""
 
     user: str
     role: Role
@@ -70,7 +71,6 @@ class _TTLCache:
 
 
 _principals = _TTLCache(ttl_s=2.0)
-_snapshot_digests = _TTLCache(ttl_s=300.0, size=64)
 
 
 def cached(raw: str) -> Principal | None:
@@ -131,39 +131,15 @@ def _valid(row: Token | None) -> Principal | None:
 
 def _job_principal(session: Session, job_id: str, attempt: int) -> Principal | None:
     row = session.execute(
-        sa.select(Job.status, Job.attempt, Job.experiment_id, Job.snapshot_id, Job.user).where(
-            Job.id == job_id
-        )
+        sa.select(Job.status, Job.attempt, Job.user).where(Job.id == job_id)
     ).one_or_none()
     if row is None or row.attempt != attempt or JobStatus(row.status).is_final:
         return None
     return Principal(
         user=row.user,
         role=Role.CONTRIBUTOR,
-        job=JobFacts(id=job_id, experiment_id=row.experiment_id, snapshot_id=row.snapshot_id),
+        job=JobFacts(id=job_id),
     )
-
-
-def blob_in_snapshot(session: Session, snapshot_id: str, digest: str) -> bool:
-    digests = _snapshot_digests.get(snapshot_id)
-    if not isinstance(digests, frozenset):
-        snapshot = session.get(Snapshot, snapshot_id)
-        digests = frozenset(f["digest"] for f in snapshot.manifest) if snapshot else frozenset()
-        _snapshot_digests.put(snapshot_id, digests)
-    return digest in digests
-
-
-def logged_model_run(model_id: str) -> str | None:
-    """The run a logged model came from, as MLflow's store records it."""
-    from mlflow.exceptions import MlflowException
-
-    from flowyard.server.services.runs import tracking_store
-
-    try:
-        run_id = tracking_store().get_logged_model(model_id).source_run_id
-    except MlflowException:
-        return None
-    return str(run_id) if run_id else None
 
 
 # --- users and tokens -------------------------------------------------------------------------
