@@ -3,12 +3,18 @@
 User code stays as in the Azure samples (``mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())``
 then ``mlflow.log_metric(...)``): MLflow asks every installed provider for headers, and this one
 adds ``Authorization: Bearer`` with the token :func:`flowyard.credentials.find_token` finds for the
-current tracking URI. ``MLFLOW_TRACKING_TOKEN``, when set, is MLflow's own and wins.
+current tracking URI. ``MLFLOW_TRACKING_TOKEN``, when the user sets it, is MLflow's own and wins.
+
+The token found is also put in this process's ``MLFLOW_TRACKING_TOKEN``: processes it starts
+inherit it, and MLflow's own local backend runs entry points in environments (``env_manager="uv"``,
+``"virtualenv"``, ``"conda"``) where this plugin is not installed, so they need it there, as a user
+would otherwise export it by hand. It is replaced when the tracking URI moves to another workspace.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 from mlflow.tracking.request_header.abstract_request_header_provider import (
     RequestHeaderProvider,
@@ -16,23 +22,36 @@ from mlflow.tracking.request_header.abstract_request_header_provider import (
 
 from flowyard.credentials import ENV_MLFLOW_TOKEN, find_token
 
+_lock = threading.Lock()
+# The value this plugin put in MLFLOW_TRACKING_TOKEN (None: it put none there).
+_exported: str | None = None
+
+
+def _token_for(uri: str) -> str | None:
+    """The token for ``uri``; exported for child processes. None when the user's own
+    MLFLOW_TRACKING_TOKEN is set (MLflow sends that itself) or no token is configured."""
+    global _exported
+    with _lock:
+        current = os.environ.get(ENV_MLFLOW_TOKEN)
+        if current and current != _exported:
+            return None  # the user's own: MLflow sends it
+        if current:
+            del os.environ[ENV_MLFLOW_TOKEN]  # ours, perhaps for another workspace: look again
+        _exported = None
+        token = find_token(uri) if uri.startswith(("http://", "https://")) else None
+        if token:
+            os.environ[ENV_MLFLOW_TOKEN] = _exported = token
+        return token
+
 
 class FlowyardTokenHeaderProvider(RequestHeaderProvider):  # type: ignore[misc]
-    def _token(self) -> str | None:
-        if os.environ.get(ENV_MLFLOW_TOKEN):
-            return None  # MLflow sends it itself
-        import mlflow
-
-        uri = mlflow.get_tracking_uri()
-        if not uri.startswith(("http://", "https://")):
-            return None
-        return find_token(uri)
-
     def in_context(self) -> bool:
         # MLflow asks this, then for the headers, on every request: the token is looked up once,
         # in request_headers, which adds nothing where there is none.
         return True
 
     def request_headers(self) -> dict[str, str]:
-        token = self._token()
+        import mlflow
+
+        token = _token_for(mlflow.get_tracking_uri())
         return {"Authorization": f"Bearer {token}"} if token else {}

@@ -15,7 +15,8 @@ from flowyard import paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_TOKEN
 from flowyard.env import builder
-from flowyard.errors import NotAWorkspaceError
+from flowyard.errors import FlowyardError, NotAWorkspaceError
+from flowyard.mlflow_errors import as_execution_exception
 from flowyard.project import LOCAL, BackendOptions, PreparedProject, prepare
 from flowyard.schemas import JobStatus, JobSubmit, StatusUpdate
 from flowyard.submitted_run import FlowyardSubmittedRun
@@ -189,6 +190,20 @@ class FlowyardBackend(AbstractBackend):  # type: ignore[misc]
         tracking_uri: str,
         experiment_id: str,
     ) -> FlowyardSubmittedRun:
-        return submit(
-            project_uri, entry_point, params, version, backend_config, tracking_uri, experiment_id
-        )
+        try:
+            run = submit(
+                project_uri,
+                entry_point,
+                params,
+                version,
+                backend_config,
+                tracking_uri,
+                experiment_id,
+            )
+        except FlowyardError as e:
+            raise as_execution_exception(e) from e.__cause__
+        if not backend_config.get("SYNCHRONOUS", True):
+            # Nobody waits (`mlflow run -b flowyard` never does): say where the job is, on
+            # stderr, leaving stdout to what the caller prints.
+            print(run.announcement(follow=True), file=sys.stderr, flush=True)
+        return run

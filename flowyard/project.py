@@ -121,22 +121,27 @@ class BackendOptions:
     snapshot_max_mb: float = 300
     snapshot_max_files: int = 2000
 
+    @staticmethod
+    def read_file(path: Path) -> dict[str, Any]:
+        """A backend_config JSON file's object."""
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidRequestError(
+                f"The backend_config file {path} cannot be read as JSON ({e}); pass a dict "
+                "or a .json file."
+            ) from e
+        if not isinstance(config, dict):
+            raise InvalidRequestError(f"The backend_config file {path} must hold an object.")
+        return config
+
     @classmethod
     def parse(cls, config: dict[str, Any] | str | os.PathLike[str] | None) -> BackendOptions:
         """Read a dict or a JSON file; an unknown key is an error that lists the known ones."""
         if config is None:
             config = {}
         elif not isinstance(config, dict):
-            path = Path(config)
-            try:
-                config = json.loads(path.read_text())
-            except (OSError, ValueError) as e:
-                raise InvalidRequestError(
-                    f"The backend_config file {path} cannot be read as JSON ({e}); pass a dict "
-                    "or a .json file."
-                ) from e
-            if not isinstance(config, dict):
-                raise InvalidRequestError(f"The backend_config file {path} must hold an object.")
+            config = cls.read_file(Path(config))
         unknown = sorted(set(config) - set(KNOWN_KEYS) - MLFLOW_KEYS)
         if unknown:
             known = ", ".join(f"{k} ({v})" for k, v in KNOWN_KEYS.items())

@@ -10,6 +10,8 @@ from mlflow.projects.submitted_run import SubmittedRun
 
 from flowyard import defaults
 from flowyard.client import Client
+from flowyard.errors import FlowyardError
+from flowyard.mlflow_errors import as_execution_exception
 from flowyard.schemas import JobOut, JobStatus
 from flowyard.snapshot import SnapshotResult
 
@@ -53,22 +55,31 @@ class FlowyardSubmittedRun(SubmittedRun):  # type: ignore[misc]
     def _print(self, text: str) -> None:
         print(text, file=self._out, flush=True)
 
+    def announcement(self, *, follow: bool = False) -> str:
+        """The job, its compute and where to see it (and, for a caller that will not wait, how
+        to follow it)."""
+        line = f"Job {self.run_id} on {self._job.compute}: {run_url(self._client.url, self._job)}"
+        if follow:
+            line += f"\nFollow it with `flowyard job logs {self.run_id} -f`."
+        return line
+
     def wait(self) -> bool:
-        """Wait for the job to end; True when it completed. Ctrl-C cancels the job."""
+        """Wait for the job to end; True when it completed. Ctrl-C cancels the job.
+
+        With ``STREAM_OUTPUT: False`` the log is not shown, but the job's line and its end
+        (with the error of a failed job) still are.
+        """
         try:
-            if self._stream:
-                self._print(
-                    f"Job {self.run_id} on {self._job.compute}: "
-                    f"{run_url(self._client.url, self._job)}"
-                )
+            self._print(self.announcement())
             self._follow()
+            self._job = self._client.get_job(self.run_id)
         except KeyboardInterrupt:
             self._print(f"\nCanceling job {self.run_id} ...")
             self.cancel()
             raise
-        self._job = self._client.get_job(self.run_id)
-        if self._stream:
-            self._summary()
+        except FlowyardError as e:
+            raise as_execution_exception(e) from e.__cause__
+        self._summary()
         return self._job.status == JobStatus.COMPLETED
 
     def _follow(self) -> None:

@@ -50,3 +50,45 @@ def test_job_cancel_from_the_cli(sqlite_server: Server, tmp_path: Path) -> None:
     canceled = run_cli("job", "cancel", run_id, cwd=tmp_path, env=env)
     assert canceled.returncode == 0, canceled.stderr
     assert f"{run_id}: canceled" in canceled.stdout
+
+
+def test_run_takes_every_backend_config_key(sqlite_server: Server, tmp_path: Path) -> None:
+    """`mlflow run`'s flags, a backend-config file, and each key as an option overriding it."""
+    import json
+
+    from flowyard.client import Client
+
+    env = {
+        "FLOWYARD_WORKSPACE_URL": sqlite_server.url,
+        "XDG_CACHE_HOME": str(tmp_path / "c"),
+        "API_KEY": "s3cr3t-value",
+    }
+    project = make_project(
+        tmp_path / "p",
+        "import os\nprint('plain', os.environ['PLAIN'], 'key', os.environ['API_KEY'])\n",
+    )
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"COMPUTE": "local", "TIMEOUT": 5, "TAGS": {"team": "a"}}))
+    result = run_cli(
+        *("run", str(project), "-e", "main", "-P", "alpha=0.1", "-c", str(config)),
+        *("--experiment-name", "cli-keys", "--run-name", "keys", "--timeout", "60"),
+        *("--env", "PLAIN=yes", "--secret-env", "API_KEY", "--tag", "team=b"),
+        *("--priority", "3", "--max-retries", "1", "--no-use-conda", "--no-stream"),
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "plain yes" not in result.stdout  # --no-stream: the log is not printed
+    run_id = result.stdout.split("Job ", 1)[1].split(" ", 1)[0]
+    job = Client(sqlite_server.url).get_job(run_id)
+    assert job.options["timeout"] == 60
+    assert job.options["env_vars"] == {"PLAIN": "yes"}
+    assert job.options["secret_env_names"] == ["API_KEY"]
+    assert job.options["max_retries"] == 1
+    assert job.priority == 3
+    logs = run_cli("job", "logs", run_id, cwd=tmp_path, env=env)
+    assert "plain yes key ***" in logs.stdout
+
+    unset = run_cli("run", str(project), "--secret-env", "NOT_SET_ANYWHERE", cwd=tmp_path, env=env)
+    assert unset.returncode != 0
+    assert "no variable NOT_SET_ANYWHERE is set here" in unset.stderr

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -11,7 +15,8 @@ from rich.table import Table
 
 from flowyard import defaults
 from flowyard.cli.common import print_table, workspace_client
-from flowyard.errors import InvalidRequestError
+from flowyard.errors import FlowyardError, InvalidRequestError
+from flowyard.project import ENV_MANAGERS, BackendOptions
 from flowyard.schemas import JobStatus
 from flowyard.workspace import Workspace
 
@@ -102,52 +107,143 @@ def cancel(job_id: str) -> None:
     click.echo(f"{job_id}: {run.job.status}")
 
 
-def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
-    params = {}
+def _pairs(flag: str, pairs: tuple[str, ...]) -> dict[str, str]:
+    values = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise InvalidRequestError(f"-P {pair!r} is not NAME=VALUE; write e.g. -P alpha=0.3.")
-        params[name] = value
-    return params
+            raise InvalidRequestError(f"{flag} {pair!r} is not NAME=VALUE; write e.g. {flag} a=1.")
+        values[name] = value
+    return values
+
+
+def _secret_env(names: tuple[str, ...]) -> dict[str, dict[str, object]]:
+    """``--secret-env NAME`` takes the value from this shell's environment (so it is in neither
+    the shell's history nor the process list); ``NAME=VALUE`` is accepted too."""
+    secrets: dict[str, dict[str, object]] = {}
+    for item in names:
+        name, sep, value = item.partition("=")
+        if not sep:
+            if name not in os.environ:
+                raise InvalidRequestError(
+                    f"--secret-env {name}: no variable {name} is set here; export it first, or "
+                    f"pass --secret-env {name}=VALUE."
+                )
+            value = os.environ[name]
+        secrets[name] = {"value": value, "secret": True}
+    return secrets
+
+
+def _backend_config(path_or_json: str | None) -> dict[str, Any]:
+    """``-c``: a JSON file, or JSON text, as `mlflow run --backend-config` takes."""
+    if not path_or_json:
+        return {}
+    if path_or_json.lstrip().startswith("{"):
+        try:
+            config = json.loads(path_or_json)
+        except ValueError as e:
+            raise InvalidRequestError(f"--backend-config is not valid JSON ({e}).") from e
+    else:
+        config = BackendOptions.read_file(Path(path_or_json))
+    return dict(config)
 
 
 @click.command("run")
 @click.argument("uri", default=".")
 @click.option("-e", "--entry-point", default="main", show_default=True)
-@click.option("-P", "--param", "params", multiple=True, help="A parameter, NAME=VALUE.")
+@click.option("-P", "--param-list", "params", multiple=True, help="A parameter, NAME=VALUE.")
 @click.option("-v", "--version", help="A git commit or branch, for a git URI.")
-@click.option("--compute", default="local", show_default=True)
-@click.option("--experiment", "experiment_name", help="Experiment name (created if new).")
+@click.option("--experiment-name", "--experiment", help="Experiment name (created if new).")
+@click.option("--experiment-id", help="Experiment id (instead of a name).")
 @click.option("--run-name")
+@click.option(
+    "--env-manager",
+    type=click.Choice(sorted(ENV_MANAGERS)),
+    help="'local': the compute's Python; anything else: the project's environment, built.",
+)
+@click.option(
+    "-c",
+    "--backend-config",
+    help="backend_config as a JSON file or JSON text; the options below override its keys.",
+)
+@click.option("--compute", help="COMPUTE: a compute target's name, or local (this machine).")
+@click.option("--use-conda/--no-use-conda", default=None, help="USE_CONDA.")
+@click.option("--timeout", type=float, help="TIMEOUT: seconds the entry point may run.")
+@click.option("--env", "env_vars", multiple=True, help="ENV_VARS: NAME=VALUE, repeatable.")
+@click.option(
+    "--secret-env",
+    multiple=True,
+    help="A secret ENV_VARS entry: NAME (its value from this shell) or NAME=VALUE; repeatable.",
+)
+@click.option("--tag", "tags", multiple=True, help="TAGS: NAME=VALUE, repeatable.")
+@click.option("--priority", type=int, help="PRIORITY: higher runs sooner on a busy compute.")
+@click.option("--max-retries", type=int, help="MAX_RETRIES after an infrastructure failure.")
+@click.option("--num-cpus", type=float, help="NUM_CPUS to reserve (ray).")
+@click.option("--num-gpus", type=float, help="NUM_GPUS to reserve (ray).")
+@click.option("--memory", type=float, help="MEMORY in bytes to reserve (ray).")
+@click.option("--snapshot-max-mb", type=float, help="SNAPSHOT_MAX_MB.")
+@click.option("--snapshot-max-files", type=int, help="SNAPSHOT_MAX_FILES.")
+@click.option("--no-stream", is_flag=True, help="STREAM_OUTPUT false: do not print the log.")
 @click.option("--detach", is_flag=True, help="Submit and return at once.")
 def run(
     uri: str,
     entry_point: str,
     params: tuple[str, ...],
     version: str | None,
-    compute: str,
     experiment_name: str | None,
+    experiment_id: str | None,
     run_name: str | None,
+    env_manager: str | None,
+    backend_config: str | None,
+    env_vars: tuple[str, ...],
+    secret_env: tuple[str, ...],
+    tags: tuple[str, ...],
+    no_stream: bool,
     detach: bool,
+    **keys: Any,
 ) -> None:
-    """Submit the MLflow project at URI, follow its log, and exit with its result."""
+    """Submit the MLflow project at URI, follow its log, and exit with its result.
+
+    Takes `mlflow run`'s own flags, and each backend_config key as an option.
+    """
     import mlflow
 
+    config = _backend_config(backend_config)
+    for option, value in keys.items():
+        if value is not None:
+            config[option.upper()] = value
+    if env_vars or secret_env:
+        config["ENV_VARS"] = {
+            **(config.get("ENV_VARS") or {}),
+            **_pairs("--env", env_vars),
+            **_secret_env(secret_env),
+        }
+    if tags:
+        config["TAGS"] = {**(config.get("TAGS") or {}), **_pairs("--tag", tags)}
+    if no_stream:
+        config["STREAM_OUTPUT"] = False
+    BackendOptions.parse(config)  # every key checked before anything is fetched or created
     ws = Workspace.from_config()
     mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())
-    submitted = mlflow.projects.run(
-        uri,
-        entry_point=entry_point,
-        version=version,
-        parameters=_parse_params(params),
-        experiment_name=experiment_name,
-        backend="flowyard",
-        run_name=run_name,
-        backend_config={"COMPUTE": compute},
-        synchronous=False,
-    )
+    from mlflow.exceptions import ExecutionException
+
+    try:
+        submitted = mlflow.projects.run(
+            uri,
+            entry_point=entry_point,
+            version=version,
+            parameters=_pairs("-P", params),
+            experiment_name=experiment_name,
+            experiment_id=experiment_id,
+            backend="flowyard",
+            run_name=run_name,
+            env_manager=env_manager,
+            backend_config=config,
+            synchronous=not detach,
+        )
+    except FlowyardError:
+        raise  # refused before it ran: the CLI prints the one-sentence reason
+    except ExecutionException:
+        sys.exit(1)  # the run failed, and wait() has said why
     if detach:
         click.echo(submitted.run_id)
-        return
-    sys.exit(0 if submitted.wait() else 1)
