@@ -15,7 +15,7 @@ import pytest
 
 from tests.compute.conftest import fast_workspace
 from tests.conftest import Server, run_cli
-from tests.parity import run_both
+from tests.parity import PARITY, run_both
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,9 @@ def test_mlflow_code_in_a_job_does_what_it_does_locally(
     # MLflow's local backend runs the entry point with the `python` on PATH: this one's.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
-    local, flowyard = run_both({"COMPUTE": compute})
+    local, flowyard = run_both(PARITY, {"COMPUTE": compute})
     assert set(local["runs"]) == {"<root>", "child-0", "child-1", "inner-train"}
     assert local["runs"]["<root>"]["metrics"] == {"children": 3.0, "best_loss": 0.6}
     assert local["model_versions"] == [("1", "inner-train", "READY")]
+    assert list(local["beside"]) == ["-side"]
     assert flowyard == local

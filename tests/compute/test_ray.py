@@ -26,7 +26,7 @@ from flowyard.schemas import ComputeOut, JobStatus
 from tests.compute.conftest import fast_workspace, final_job
 from tests.conftest import Server, free_port, run_cli
 from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project
-from tests.parity import run_both
+from tests.parity import PARITY, run_both
 
 pytestmark = pytest.mark.ray
 
@@ -144,7 +144,7 @@ def test_mlflow_code_in_a_ray_job_does_what_it_does_locally(
     # MLflow's local backend runs the entry point with the `python` on PATH: this one's.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
-    local, flowyard = run_both({"COMPUTE": "ray-cluster"})
+    local, flowyard = run_both(PARITY, {"COMPUTE": "ray-cluster"})
     assert local["model_versions"] == [("1", "inner-train", "READY")]
     assert flowyard == local
 
