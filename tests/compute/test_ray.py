@@ -26,6 +26,7 @@ from flowyard.schemas import ComputeOut, JobStatus
 from tests.compute.conftest import fast_workspace, final_job
 from tests.conftest import Server, free_port, run_cli
 from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project
+from tests.parity import PARITY, run_both
 
 pytestmark = pytest.mark.ray
 
@@ -135,6 +136,17 @@ def test_the_remote_flow_on_ray(client: Client) -> None:
     assert names == {"outputs/model.pkl", "outputs/metrics.json"}
     log = Path(MlflowClient().download_artifacts(run.run_id, "logs/std_log.txt")).read_text()
     assert "ElasticNet(alpha=0.3" in log
+
+
+def test_mlflow_code_in_a_ray_job_does_what_it_does_locally(
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # MLflow's local backend runs the entry point with the `python` on PATH: this one's.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    local, flowyard = run_both(PARITY, {"COMPUTE": "ray-cluster"})
+    assert local["model_versions"] == [("1", "inner-train", "READY")]
+    assert flowyard == local
 
 
 def test_cancel_a_running_ray_job(client: Client, tmp_path: Path, ray_dashboard: str) -> None:
