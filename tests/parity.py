@@ -65,13 +65,15 @@ def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> li
     return sorted(found)
 
 
-def _describe_runs(client: MlflowClient, runs: list[Run], root_id: str) -> dict[str, Any]:
+def _describe_runs(
+    client: MlflowClient, runs: list[Run], root_id: str, tag: str
+) -> dict[str, Any]:
     names = {r.info.run_id: r.data.tags.get("mlflow.runName", "") for r in runs}
     names[root_id] = "<root>"
     described = {
         names[r.info.run_id]: {
             "status": r.info.status,
-            "params": r.data.params,
+            "params": {k: v.replace(tag, "{tag}") for k, v in r.data.params.items()},
             "metrics": r.data.metrics,
             "tags": _tags(r, names),
             "artifacts": _artifacts(client, r.info.run_id),
@@ -83,8 +85,9 @@ def _describe_runs(client: MlflowClient, runs: list[Run], root_id: str) -> dict[
     return described
 
 
-def describe(root_run_id: str, models: tuple[str, ...] = ()) -> dict[str, Any]:
-    """What a run of a project left behind, free of ids and of where it ran."""
+def describe(root_run_id: str, tag: str, models: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a run of a project left behind, free of ids and of where it ran (``tag``, the
+    backend's own value in parameters, shown as ``{tag}``)."""
     client = MlflowClient()
     root = client.get_run(root_run_id)
     experiment = client.get_experiment(root.info.experiment_id)
@@ -93,14 +96,14 @@ def describe(root_run_id: str, models: tuple[str, ...] = ()) -> dict[str, Any]:
     names[root_run_id] = "<root>"
     beside = {
         e.name.removeprefix(experiment.name): _describe_runs(
-            client, client.search_runs([e.experiment_id]), ""
+            client, client.search_runs([e.experiment_id]), "", tag
         )
         for e in client.search_experiments(filter_string=f"name LIKE '{experiment.name}-%'")
     }
     logged = client.search_logged_models(experiment_ids=[experiment.experiment_id])
     versions = [v for name in models for v in client.search_model_versions(f"name = '{name}'")]
     return {
-        "runs": _describe_runs(client, runs, root_run_id),
+        "runs": _describe_runs(client, runs, root_run_id, tag),
         "beside": beside,
         "logged_models": sorted((m.name, names.get(m.source_run_id or "", "?")) for m in logged),
         "model_versions": sorted((v.version, names.get(v.run_id, "?"), v.status) for v in versions),
@@ -141,7 +144,7 @@ def run_case(case: Case, backend: str, backend_config: dict[str, Any]) -> dict[s
             synchronous=True,
             **kwargs,
         )
-    return describe(submitted.run_id, tuple(m.format(tag=tag) for m in case.models))
+    return describe(submitted.run_id, tag, tuple(m.format(tag=tag) for m in case.models))
 
 
 def run_both(case: Case, backend_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
