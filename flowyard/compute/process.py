@@ -67,9 +67,7 @@ class ProcessTarget(ComputeTarget):
         # long as the runner (bwrap's own process dies at once on a SIGTERM).
         info, info_w = os.pipe() if self.isolation == sandbox.SANDBOX else (-1, -1)
         if info_w >= 0:
-            # The runner's Python and its caches stay visible even inside a hidden folder.
-            keep = [Path(sys.prefix), Path(sys.base_prefix), paths.cache_dir()]
-            argv = sandbox.wrap(argv, command.private_paths, folder, keep, info_fd=info_w)
+            argv = sandbox.wrap(argv, command.private_paths, folder, info_w)
         out_file = folder / f"runner-{command.attempt}.out"
         try:
             with out_file.open("ab") as out:
@@ -107,7 +105,8 @@ class ProcessTarget(ComputeTarget):
             raise ComputeError(
                 f"bubblewrap could not start the runner on {self.name} "
                 f"({said[-1] if said else f'exit code {proc.returncode}'}); check that "
-                "`bwrap --dev-bind / / --unshare-pid --proc /proc true` works on this host."
+                "`bwrap --ro-bind / / --dev /dev --unshare-pid --proc /proc true` works on this "
+                "host."
             ) from None
 
     def _pid(self, external_id: str) -> int | None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from flowyard import paths
 
 SANDBOX = "sandbox"
 NONE = "none"
@@ -86,23 +89,31 @@ def bwrap_argv(
     files: Iterable[Path],
     jobs_dir: Path,
     job_dir: Path,
-    keep: Iterable[Path] = (),
+    readable: Iterable[Path] = (),
+    writable: Iterable[Path] = (),
+    devices: Iterable[Path] = (),
     *,
     root: bool = False,
 ) -> list[str]:
     """bubblewrap's arguments, up to the command, for one runner.
 
+    The host's files are read-only (a job must not rewrite the server's code or the host's
+    configuration), bar ``writable``; its devices are a minimal set, bar ``devices``.
+
     Args:
         folders: Folders to hide (an empty tmpfs over each).
         files: Files to hide (an empty file over each).
         jobs_dir: Where every job's folder lives on this host: hidden but for ``job_dir``.
-        job_dir: This job's own folder, which stays writable.
-        keep: Paths the runner needs (its Python, its caches) that stay visible even inside a
-            hidden folder.
+        job_dir: This job's own folder, writable.
+        readable: Paths the runner reads (its Python) that stay visible inside a hidden folder.
+        writable: Paths jobs write (temporary files, caches, built environments), visible even
+            inside a hidden folder.
+        devices: Host devices jobs use (GPUs).
         root: Whether the server runs as root, whose capabilities could undo the mounts.
     """
     tmpfs, empty = set(folders), set(files)
     private = sorted(tmpfs | empty)
+    writable = sorted(set(writable))
 
     def outermost(found: list[Path]) -> list[list[str]]:
         return [
@@ -111,21 +122,29 @@ def bwrap_argv(
             if not any(_under(p, other) for other in found if other in tmpfs)
         ]
 
-    kept = sorted({k for k in keep if any(_under(k, f) for f in tmpfs)})
-    args = ["--dev-bind", "/", "/"]
+    def hidden(path: Path) -> bool:
+        return any(_under(path, f) for f in tmpfs)
+
+    args = ["--ro-bind", "/", "/", "--dev", "/dev"]
+    for device in sorted(set(devices)):
+        args += ["--dev-bind", str(device), str(device)]
+    args += ["--proc", "/proc"]
+    for path in writable:
+        args += ["--bind", str(path), str(path)]
     for hide in outermost(private):
         args += hide
-    for path in kept:
-        args += ["--bind", str(path), str(path)]
-    # What lies inside a path kept visible is hidden again.
-    for hide in outermost([p for p in private if any(_under(p, k) for k in kept)]):
+    shown = sorted({p for p in readable if hidden(p)} | {p for p in writable if hidden(p)})
+    for path in shown:
+        args += ["--bind" if path in writable else "--ro-bind", str(path), str(path)]
+    # What lies inside a path shown again is hidden again.
+    for hide in outermost([p for p in private if any(_under(p, k) for k in shown)]):
         args += hide
     args += ["--tmpfs", str(jobs_dir), "--bind", str(job_dir), str(job_dir)]
     args += ["--chdir", str(job_dir)]
-    # A pid namespace and a /proc of its own: no other process's environment or memory. No
+    # A pid namespace, with the /proc above: no other process's environment or memory. No
     # --new-session and no --die-with-parent: the runner stays in the process group the server
     # cancels with killpg, and outlives a server restart. Its session already has no terminal.
-    args += ["--unshare-pid", "--proc", "/proc", "--unshare-ipc"]
+    args += ["--unshare-pid", "--unshare-ipc"]
     if root:
         args += ["--cap-drop", "ALL"]
     return args
@@ -146,7 +165,8 @@ class _Check:
         if bwrap is None:
             return "bwrap is not installed"
         root = os.geteuid() == 0
-        args = [bwrap, "--dev-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--unshare-ipc"]
+        args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args += ["--unshare-pid", "--unshare-ipc"]
         try:
             result = subprocess.run(
                 [*args, *(["--cap-drop", "ALL"] if root else []), "true"],
@@ -166,12 +186,14 @@ class _Check:
 check = _Check()
 
 
-def wrap(
-    argv: list[str], private: Iterable[str], job_dir: Path, keep: Iterable[Path], info_fd: int
-) -> list[str]:
+# Devices a job may need beyond bubblewrap's minimal /dev: NVIDIA's and AMD's GPUs.
+_GPU_DEVICES = ("nvidia*", "dri", "kfd")
+
+
+def wrap(argv: list[str], private: Iterable[str], job_dir: Path, info_fd: int) -> list[str]:
     """``argv`` run in a sandbox that hides ``private`` (those that exist here) and the other
-    jobs beside ``job_dir``, but not ``keep``; bubblewrap writes the sandbox's pid on the host
-    to ``info_fd`` as JSON ({"child-pid": N})."""
+    jobs beside ``job_dir``; bubblewrap writes the sandbox's pid on the host to ``info_fd`` as
+    JSON ({"child-pid": N})."""
     folders, files = [], []
     for name in private:
         path = Path(name).resolve()
@@ -180,12 +202,21 @@ def wrap(
         elif path.exists():
             files.append(path)
     job_dir = job_dir.resolve()
+    # Where jobs and the runner write: temporary files, caches (Flowyard's job folders and
+    # environments, uv's, pip's), and wherever the host points TMPDIR and uv's cache.
+    writable = [Path("/tmp"), Path("/var/tmp"), paths.cache_dir().parent]
+    writable += [Path(os.environ[k]) for k in ("TMPDIR", "UV_CACHE_DIR") if os.environ.get(k)]
+    writable = [p.resolve() for p in writable if p.is_dir()]
+    readable = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
+    devices = [d for pattern in _GPU_DEVICES for d in Path("/dev").glob(pattern)]
     sandbox = bwrap_argv(
         folders,
         files,
         job_dir.parent,
         job_dir,
-        [k.resolve() for k in keep],
+        readable,
+        writable,
+        devices,
         root=os.geteuid() == 0,
     )
     bwrap = shutil.which("bwrap") or "bwrap"

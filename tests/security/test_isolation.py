@@ -1,5 +1,6 @@
 """A job on a `process` compute runs on the workspace host, but never reaches the server's secrets:
-its database, secret key, config folder and credentials, its environment, or other jobs."""
+its database, secret key, config folder and credentials, its environment, its code, or other
+jobs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+import flowyard
 from flowyard import paths
 from flowyard.client import Client
 from flowyard.compute import sandbox
@@ -33,6 +35,7 @@ import json, os, sys
 import mlflow
 
 server_pid, secret_value, files, folders = sys.argv[1], sys.argv[2], {files!r}, {folders!r}
+code = {code!r}
 found = {{}}
 
 def attempt(name, fn):
@@ -55,6 +58,13 @@ for name, path in files.items():
 for name, path in folders.items():
     attempt(name, lambda: sorted(os.listdir(path)) or None)
 attempt("/proc/<server pid>/environ", environ)
+
+def rewrite():
+    with open(code, "w") as f:
+        f.write("# a job was here\\n")
+    return code
+
+attempt("the server's code", rewrite)
 for name in ("_MLFLOW_SERVER_FILE_STORE", "FLOWYARD_SERVER_SETTINGS", "FLOWYARD_SECRET_KEY",
              "{secret}"):
     found["$" + name] = os.environ.get(name)
@@ -128,7 +138,11 @@ def test_a_sandboxed_job_reads_none_of_the_servers_secrets(
     # Another job's folder, which the probe must not see either.
     earlier = _run(make_project(tmp_path / "earlier", "print('hi')\n"), "sandboxed")
     assert final_job(client, earlier).status == JobStatus.COMPLETED
-    script = PROBE.format(files=files, folders=folders, secret=SERVER_SECRET, jobs=str(jobs))
+    # A new module in the server's own package: what the server would import after a restart.
+    code = Path(flowyard.__file__).parent / "job_was_here.py"
+    script = PROBE.format(
+        files=files, folders=folders, secret=SERVER_SECRET, jobs=str(jobs), code=str(code)
+    )
     project = make_project(
         tmp_path / "probe",
         script,
@@ -142,7 +156,9 @@ def test_a_sandboxed_job_reads_none_of_the_servers_secrets(
     found = json.loads(
         Path(MlflowClient().download_artifacts(run_id, "outputs/found.json")).read_text()
     )
-    assert set(found) >= {*files, *folders, "/proc/<server pid>/environ", "other jobs"}
+    code.unlink(missing_ok=True)
+    probes = {*files, *folders, "/proc/<server pid>/environ", "the server's code", "other jobs"}
+    assert set(found) >= probes
     assert {name: got for name, got in found.items() if got is not None} == {}
 
 
@@ -252,16 +268,23 @@ def test_the_sandbox_hides_each_private_path_once_and_other_jobs() -> None:
         [ws / "secret.key", Path("/etc/flowyard/secret.key")],
         jobs,
         jobs / "run1",
+        writable=[Path("/tmp")],
+        devices=[Path("/dev/nvidia0")],
         root=False,
     )
-    assert args[:3] == ["--dev-bind", "/", "/"]
-    assert _pairs(args, "--tmpfs") == [[str(config)], [str(ws)], [str(jobs)]]
-    assert _pairs(args, "--ro-bind", 2) == [["/dev/null", "/etc/flowyard/secret.key"]]
-    assert _pairs(args, "--bind", 2) == [[str(jobs / "run1")] * 2]
-    # Other jobs go before this job's folder comes back.
-    assert args.index(str(jobs)) < args.index("--bind")
-    assert {"--unshare-pid", "--unshare-ipc"} <= set(args)
+    # The host read-only, with a minimal /dev and /proc of its own; then what jobs write.
+    assert args[:5] == ["--ro-bind", "/", "/", "--dev", "/dev"]
+    assert _pairs(args, "--dev-bind", 2) == [["/dev/nvidia0"] * 2]
     assert _pairs(args, "--proc") == [["/proc"]]
+    assert _pairs(args, "--bind", 2) == [["/tmp", "/tmp"], [str(jobs / "run1")] * 2]
+    assert _pairs(args, "--tmpfs") == [[str(config)], [str(ws)], [str(jobs)]]
+    assert _pairs(args, "--ro-bind", 2) == [
+        ["/", "/"],
+        ["/dev/null", "/etc/flowyard/secret.key"],
+    ]
+    # Other jobs go before this job's folder comes back.
+    assert args.index(str(jobs)) < args.index(str(jobs / "run1"))
+    assert {"--unshare-pid", "--unshare-ipc"} <= set(args)
     # The runner must stay in the group a cancel signals, and outlive a server restart.
     assert "--new-session" not in args and "--die-with-parent" not in args
     assert "--cap-drop" not in args
@@ -270,18 +293,36 @@ def test_the_sandbox_hides_each_private_path_once_and_other_jobs() -> None:
     ]
 
 
+_ARITY = {"--ro-bind": 2, "--bind": 2, "--dev-bind": 2, "--cap-drop": 1, "--tmpfs": 1}
+_ARITY |= {"--dev": 1, "--proc": 1, "--chdir": 1}
+
+
+def _mounts(args: list[str]) -> list[tuple[str, str]]:
+    """(option, the path it mounts over), in bubblewrap's order."""
+    found, i = [], 0
+    while i < len(args):
+        width = _ARITY.get(args[i], 0)
+        if width and args[i] != "--cap-drop":
+            found.append((args[i], args[i + width]))
+        i += 1 + width
+    return found
+
+
 def test_what_the_runner_needs_inside_a_hidden_folder_stays_but_not_what_is_private() -> None:
     home = Path("/home/ops")
-    cache, key = home / ".cache", home / ".cache" / "secret.key"
-    args = sandbox.bwrap_argv([home], [key], cache / "jobs", cache / "jobs" / "r", [cache])
-    hide, keep, again = (
-        args.index("--tmpfs"),
-        args.index("--bind"),
-        len(args) - 1 - args[::-1].index(str(key)),
-    )
-    assert args[hide + 1] == str(home) and args[keep + 1] == str(cache)
-    assert hide < keep < again
-    assert args[again - 2 : again + 1] == ["--ro-bind", "/dev/null", str(key)]
+    cache, key, venv = home / ".cache", home / ".cache" / "secret.key", home / "venv"
+    args = sandbox.bwrap_argv([home], [key], cache / "jobs", cache / "jobs" / "r", [venv], [cache])
+    mounts = [m for m in _mounts(args) if m[1] not in ("/", "/dev", "/proc")]
+    assert mounts == [
+        ("--bind", str(cache)),  # what jobs write
+        ("--tmpfs", str(home)),  # hidden over it
+        ("--bind", str(cache)),  # shown again
+        ("--ro-bind", str(venv)),  # the runner's Python, read-only
+        ("--ro-bind", str(key)),  # what is private in what was shown, hidden again
+        ("--tmpfs", str(cache / "jobs")),
+        ("--bind", str(cache / "jobs" / "r")),
+        ("--chdir", str(cache / "jobs" / "r")),
+    ]
 
 
 def test_the_private_paths_of_a_folder_workspace_and_of_a_database_elsewhere(
