@@ -82,6 +82,8 @@ class ProcessTarget(ComputeTarget):
                     env=sandbox.runner_env(os.environ, command.env),
                 )
         except OSError as e:
+            if info >= 0:
+                os.close(info)
             raise ComputeError(f"Cannot start a runner process on {self.name}: {e}.") from e
         finally:
             if info_w >= 0:

@@ -76,7 +76,8 @@ def describe(isolation: str) -> str:
         )
     return (
         "sandbox: bubblewrap; hides the workspace folder, the server's config folder and "
-        "other jobs' folders; own pid and IPC namespaces; a clean environment"
+        "other jobs' folders; the host's files read-only but for /tmp and the caches; own pid "
+        "and IPC namespaces; a clean environment"
     )
 
 
