@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 # Ray listens on every interface of the machine; its tests run in a network namespace of their
 # own that has only loopback (root: `unshare --net`; anyone else: `unshare -rn`).
 NETNS := $(if $(filter 0,$(shell id -u)),unshare --net --fork,unshare -rn --fork)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo )
 
-.PHONY: demo test test-ray lint bench studio-browser
+.PHONY: demo test test-ray lint bench studio-browser bubblewrap
 
 # --compile-bytecode: runners start many short-lived Pythons, which would otherwise compile
 # MLflow from source each time when PYTHONDONTWRITEBYTECODE is set.
@@ -18,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $@
 
-demo: $(BIN)/.installed
+demo: $(BIN)/.installed bubblewrap
 	$(BIN)/python examples/demo.py
 
 lint: $(BIN)/.installed
@@ -26,13 +27,17 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint studio-browser
+test: lint studio-browser bubblewrap
 	$(BIN)/python -m pytest -m "not ray"
 	$(MAKE) test-ray
 
 # The studio's browser tests drive Debian's chromium (Playwright's own download is not used).
 studio-browser:
-	command -v chromium >/dev/null || ($(if $(filter 0,$(shell id -u)),,sudo )apt-get update && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y --no-install-recommends chromium)
+	command -v chromium >/dev/null || ($(SUDO)apt-get update && $(SUDO)apt-get install -y --no-install-recommends chromium)
+
+# A process compute runs each job in a bubblewrap sandbox (docs/computes.md, "Isolation").
+bubblewrap:
+	command -v bwrap >/dev/null || ($(SUDO)apt-get update && $(SUDO)apt-get install -y --no-install-recommends bubblewrap)
 
 test-ray: $(BIN)/.installed
 	$(NETNS) bash -c 'ip link set lo up && RAY_USAGE_STATS_ENABLED=0 exec $(BIN)/python -m pytest -m ray'

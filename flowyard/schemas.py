@@ -125,7 +125,7 @@ class ComputeCreate(_Model):
     max_concurrent_jobs: int = Field(default=2, ge=1, le=10_000)
     workspace_url: str | None = None
     # {"resources": {"num_cpus": 1, "num_gpus": 0, "memory": 0}, "max_retries": 0,
-    #  "python": "python"}
+    #  "python": "python", "isolation": "sandbox"}
     settings: dict[str, Any] = {}
 
 
@@ -143,6 +143,8 @@ class ComputeOut(_Model):
     max_concurrent_jobs: int
     workspace_url: str | None
     settings: dict[str, Any]
+    # What a job there is kept from (the workspace's files, other jobs, the server's environment).
+    isolation: str = ""
     active_jobs: int = 0
     queued_jobs: int = 0
     healthy: bool | None = None

@@ -10,6 +10,10 @@ import click
 from flowyard.cli.common import print_table, workspace_client
 from flowyard.schemas import ComputeList, ComputeOut
 
+LOCAL_ISOLATION = (
+    "none: runs as the submitting user on their own machine, with their environment and files"
+)
+
 
 def _settings(
     num_cpus: float | None,
@@ -17,6 +21,7 @@ def _settings(
     memory: int | None,
     max_retries: int | None,
     python: str | None,
+    isolation: str | None,
 ) -> dict[str, Any]:
     resources = {
         k: v
@@ -28,6 +33,8 @@ def _settings(
         settings["max_retries"] = max_retries
     if python:
         settings["python"] = python
+    if isolation:
+        settings["isolation"] = isolation
     return settings
 
 
@@ -44,6 +51,12 @@ _options = [
     click.option("--memory", type=int, help="default memory per job in bytes (ray)"),
     click.option("--max-retries", type=click.IntRange(min=0), help="default MAX_RETRIES"),
     click.option("--python", help="ray: the Python command on the cluster (default: python)"),
+    click.option(
+        "--isolation",
+        type=click.Choice(["sandbox", "none"]),
+        help="process: sandbox (default) runs each job in bubblewrap, away from the workspace's "
+        "files; none runs it as the server's user, able to read them",
+    ),
 ]
 
 
@@ -73,6 +86,7 @@ def create(
     memory: int | None,
     max_retries: int | None,
     python: str | None,
+    isolation: str | None,
 ) -> None:
     """Register a compute target NAME."""
     body: dict[str, Any] = {
@@ -80,7 +94,7 @@ def create(
         "type": kind,
         "address": address,
         "workspace_url": workspace_url,
-        "settings": _settings(num_cpus, num_gpus, memory, max_retries, python),
+        "settings": _settings(num_cpus, num_gpus, memory, max_retries, python, isolation),
     }
     if max_concurrent_jobs:
         body["max_concurrent_jobs"] = max_concurrent_jobs
@@ -100,11 +114,13 @@ def update(
     memory: int | None,
     max_retries: int | None,
     python: str | None,
+    isolation: str | None,
 ) -> None:
     """Change a compute target's settings (those given)."""
     client = workspace_client()
     current = ComputeOut.model_validate(client.request("GET", f"/computes/{name}"))
-    settings = {**current.settings, **_settings(num_cpus, num_gpus, memory, max_retries, python)}
+    given = _settings(num_cpus, num_gpus, memory, max_retries, python, isolation)
+    settings = {**current.settings, **given}
     body = {
         "address": address,
         "max_concurrent_jobs": max_concurrent_jobs,
@@ -134,7 +150,11 @@ def list_computes() -> None:
 @compute.command("show")
 @click.argument("name")
 def show(name: str) -> None:
-    """A compute's settings, load and health."""
+    """A compute's settings, load, isolation and health."""
+    if name == "local":
+        local = {"name": "local", "type": "local", "isolation": LOCAL_ISOLATION}
+        click.echo(json.dumps(local, indent=2))
+        return
     _print(
         ComputeOut.model_validate(
             workspace_client().request("GET", f"/computes/{name}", params={"health": "true"})

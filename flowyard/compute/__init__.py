@@ -21,7 +21,7 @@ def target_for(
     if kind == "process":
         from flowyard.compute.process import ProcessTarget
 
-        return ProcessTarget(name)
+        return ProcessTarget(name, settings.get("isolation", "sandbox"))
     if kind == "ray":
         from flowyard.compute.ray import RayTarget
 

@@ -29,6 +29,9 @@ class RunnerCommand:
     resources: dict[str, Any] = field(default_factory=dict)
     # The job's own token: it works for this attempt of this job only, and ends with it.
     token: str = field(default="", repr=False)
+    # The workspace host's files and folders no job may see (its database, secret key and
+    # artifacts, the server's config folder): a target starting runners on that host hides them.
+    private_paths: tuple[str, ...] = ()
 
     @property
     def argv(self) -> list[str]:
@@ -36,7 +39,8 @@ class RunnerCommand:
 
     @property
     def env(self) -> dict[str, str]:
-        """Variables the runner needs besides its arguments (kept out of the process list)."""
+        """Variables the runner needs besides its arguments (kept out of the process list), and
+        all it gets from the workspace: never the server's own environment."""
         return {ENV_TOKEN: self.token} if self.token else {}
 
 
@@ -76,6 +80,11 @@ class ComputeTarget(ABC):
     def cancel(self, external_id: str) -> None:
         """Stop the runner and everything it started. Idempotent: stopping a stopped runner is
         not an error."""
+
+    @property
+    @abstractmethod
+    def isolation_detail(self) -> str:
+        """What a job here is kept from, in one line: what `compute show` says. No I/O."""
 
     @abstractmethod
     def health(self) -> Health:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from flowyard import paths
+from flowyard.compute import sandbox
 from flowyard.compute.base import ComputeTarget, ExternalState, Health, RunnerCommand
 from flowyard.errors import ComputeError
 
@@ -32,27 +34,82 @@ def _state(pid: int) -> str | None:
 
 class ProcessTarget(ComputeTarget):
     """Each runner is a process in its own session, so it outlives a server restart and a cancel
-    can stop its whole process group."""
+    can stop its whole process group. With isolation ``sandbox`` that process is bubblewrap's,
+    and the runner its child in a sandbox (see :mod:`flowyard.compute.sandbox`)."""
+
+    def __init__(self, name: str, isolation: str = sandbox.SANDBOX) -> None:
+        super().__init__(name)
+        self.isolation = isolation
+
+    @property
+    def isolation_detail(self) -> str:
+        return sandbox.describe(self.isolation)
+
+    def _unsandboxable(self) -> str | None:
+        """Why this compute cannot run a job now, as a sentence with the fix, or None."""
+        problem = sandbox.check.problem() if self.isolation == sandbox.SANDBOX else None
+        if problem is None:
+            return None
+        return (
+            f"Compute {self.name} runs jobs in a sandbox, but {problem}; install bubblewrap "
+            f"(apt-get install bubblewrap) or run `flowyard compute update {self.name} "
+            "--isolation none` to run them unsandboxed, as the server's user."
+        )
 
     def submit(self, command: RunnerCommand) -> str:
+        problem = self._unsandboxable()
+        if problem:
+            raise ComputeError(problem)
         folder = paths.job_dir(command.job_id)
         folder.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, *command.argv]
+        # bubblewrap tells the host pid of the sandbox's first process, which lives exactly as
+        # long as the runner (bwrap's own process dies at once on a SIGTERM).
+        info, info_w = os.pipe() if self.isolation == sandbox.SANDBOX else (-1, -1)
+        if info_w >= 0:
+            argv = sandbox.wrap(argv, command.private_paths, folder, info_w)
+        out_file = folder / f"runner-{command.attempt}.out"
         try:
-            with (folder / f"runner-{command.attempt}.out").open("ab") as out:
+            with out_file.open("ab") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, *command.argv],
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     close_fds=True,
-                    env={**os.environ, **command.env},
+                    pass_fds=(info_w,) if info_w >= 0 else (),
+                    env=sandbox.runner_env(os.environ, command.env),
                 )
         except OSError as e:
+            if info >= 0:
+                os.close(info)
             raise ComputeError(f"Cannot start a runner process on {self.name}: {e}.") from e
+        finally:
+            if info_w >= 0:
+                os.close(info_w)
         # Reap it when it ends so it does not linger as a zombie in the server process.
         _reapers.add(proc)
-        return f"{socket.gethostname()}:{proc.pid}:{_start_time(proc.pid)}"
+        pid = proc.pid if info < 0 else self._sandbox_pid(info, proc, out_file)
+        return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+
+    def _sandbox_pid(self, info: int, proc: subprocess.Popen[bytes], out_file: Path) -> int:
+        with os.fdopen(info, "rb") as pipe:
+            data = pipe.read()
+        try:
+            return int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            said = out_file.read_text(errors="replace").strip().splitlines()
+            raise ComputeError(
+                f"bubblewrap could not start the runner on {self.name} "
+                f"({said[-1] if said else f'exit code {proc.returncode}'}); check that "
+                "`bwrap --ro-bind / / --dev /dev --unshare-pid --proc /proc true` works on this "
+                "host."
+            ) from None
 
     def _pid(self, external_id: str) -> int | None:
         host, pid, started = external_id.rsplit(":", 2)
@@ -72,11 +129,15 @@ class ProcessTarget(ComputeTarget):
         pid = self._pid(external_id)
         if pid is not None:
             try:
-                os.killpg(pid, signal.SIGTERM)
+                # The group the runner's session started: bubblewrap's, when sandboxed.
+                os.killpg(os.getpgid(pid), signal.SIGTERM)
             except ProcessLookupError:
                 return
 
     def health(self) -> Health:
+        problem = self._unsandboxable()
+        if problem:
+            return Health(False, problem)
         return Health(True, f"runs on {socket.gethostname()}", {"cpus": os.cpu_count()})
 
 

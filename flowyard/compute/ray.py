@@ -36,6 +36,14 @@ class RayTarget(ComputeTarget):
         self._cached: Any = None
 
     @property
+    def isolation_detail(self) -> str:
+        return (
+            "none on the cluster: the runner is a Ray job in the cluster's workers, as their "
+            "user, with only its job token from the workspace; the workspace host's files are "
+            "out of its reach unless the cluster runs on that host"
+        )
+
+    @property
     def _ray(self) -> Any:
         if self._cached is None:
             self._cached = _client(self.address)
@@ -54,6 +62,7 @@ class RayTarget(ComputeTarget):
                     entrypoint_num_gpus=resources.get("num_gpus", 0),
                     entrypoint_memory=int(resources.get("memory", 0)) or None,
                     metadata={"flowyard_job": command.job_id},
+                    # The job's token alone: the runner's other variables are the cluster's.
                     runtime_env={"env_vars": command.env} if command.env else None,
                 )
             )

@@ -14,11 +14,13 @@ import pytest
 from mlflow import MlflowClient
 
 from flowyard.client import Client
+from flowyard.compute.base import ExternalState
+from flowyard.compute.process import ProcessTarget
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
 from tests.compute.conftest import event_at, fast_workspace, final_job
 from tests.conftest import Server, run_cli
-from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project
+from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project, waits_for_gate
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,8 @@ def _runner_pid(
     client: Client, run_id: str, started: Path | None = None, timeout: float = 60
 ) -> int:
     """The runner's pid once the job runs (and, given ``started``, once its entry point has
-    created that file: a runner killed before its entry point starts proves nothing)."""
+    created that file: a runner killed before its entry point starts proves nothing). In a
+    sandbox it is the sandbox's first process; the runner's process group is bubblewrap's."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get_job(run_id)
@@ -155,7 +158,7 @@ def test_a_killed_runner_fails_the_job_and_is_retried(
     marker = tmp_path / "attempts"
     project = hangs_on_first_attempt(tmp_path / "p", marker)
     retried = _submit(project, "flaky", MAX_RETRIES=1)
-    os.killpg(_runner_pid(client, retried, marker), signal.SIGKILL)
+    os.killpg(os.getpgid(_runner_pid(client, retried, marker)), signal.SIGKILL)
     job = final_job(client, retried)
     assert job.status == JobStatus.COMPLETED, job.events
     assert job.attempt == 2
@@ -169,7 +172,7 @@ def test_a_killed_runner_fails_the_job_and_is_retried(
     marker.unlink()
     no_retry = _submit(project, "flaky")
     started = time.monotonic()
-    os.killpg(_runner_pid(client, no_retry, marker), signal.SIGKILL)
+    os.killpg(os.getpgid(_runner_pid(client, no_retry, marker)), signal.SIGKILL)
     job = final_job(client, no_retry)
     assert job.status == JobStatus.FAILED
     assert time.monotonic() - started < 30
@@ -202,3 +205,28 @@ def test_a_server_killed_mid_run_loses_nothing(
             ln for ln in client.read_log(run_id)[0].decode().splitlines() if ln.startswith("line ")
         ]
         assert lines == [f"line {i}" for i in range(60)]
+
+
+def test_a_cancel_through_the_compute_reaches_the_sandboxed_runner(
+    client: Client, workspace: Server, tmp_path: Path
+) -> None:
+    """The reconciler's last resort (SIGTERM to the runner's process group) stops a runner in
+    its sandbox, which stops its entry point; the compute then sees it gone."""
+    _compute(workspace, "stoppable")
+    gate = tmp_path / "gate"
+    run_id = _submit(waits_for_gate(tmp_path / "p", gate), "stoppable")
+    deadline = time.monotonic() + 60
+    while b"waiting" not in client.read_log(run_id)[0]:
+        assert time.monotonic() < deadline, "the job never reached its gate"
+        time.sleep(0.1)
+    external_id = client.get_job(run_id).external_id
+    assert external_id is not None
+    target = ProcessTarget("stoppable")
+    assert target.poll(external_id) == ExternalState.RUNNING
+    target.cancel(external_id)
+    job = final_job(client, run_id)
+    assert job.status == JobStatus.FAILED
+    gate.touch()
+    log = client.read_log(run_id)[0].decode()
+    assert "runner received SIGTERM" in log and "through" not in log
+    assert target.poll(external_id) == ExternalState.GONE

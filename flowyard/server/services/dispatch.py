@@ -100,6 +100,7 @@ class Dispatcher:
         self.engine = engine
         self.settings = settings
         self.keys = keys
+        self.private_paths = computes.private_paths(settings)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
@@ -153,6 +154,7 @@ class Dispatcher:
             workspace_url=compute.workspace_url or self.settings.url,
             resources=dict(job.options.get("resources") or {}),
             token=self.keys.job_token(job.id, job.attempt),
+            private_paths=self.private_paths,
         )
         try:
             external_id = computes.target(compute).submit(command)
