@@ -65,9 +65,7 @@ def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> li
     return sorted(found)
 
 
-def _describe_runs(
-    client: MlflowClient, runs: list[Run], root_id: str, tag: str
-) -> dict[str, Any]:
+def _describe_runs(client: MlflowClient, runs: list[Run], root_id: str, tag: str) -> dict[str, Any]:
     names = {r.info.run_id: r.data.tags.get("mlflow.runName", "") for r in runs}
     names[root_id] = "<root>"
     described = {
