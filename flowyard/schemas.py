@@ -97,6 +97,9 @@ class JobList(_Model):
 class RunnerStart(_Model):
     host: str
     pid: int = Field(ge=0, le=INT32_MAX)
+    # Chosen by the runner: a sandboxed runner's pid is its namespace's (the same small number
+    # for every runner on a host), so host and pid alone cannot tell two runners apart.
+    instance: str = Field(default="", max_length=64)
 
 
 class StatusUpdate(_Model):

@@ -96,3 +96,33 @@ def read_news_while_gate_opens(client: Client, run_id: str, gate: Path) -> bytes
         log += data
         assert time.monotonic() < deadline, "the job did not end"
     return log
+
+
+def unstarted_job(url: str, headers: dict[str, str]) -> tuple[str, str]:
+    """A local job whose runner never starts (a one-file snapshot, submitted through the API):
+    its id and its job token."""
+    import hashlib
+    import uuid
+
+    import httpx
+
+    from flowyard import defaults
+
+    content = uuid.uuid4().bytes
+    digest = hashlib.sha256(content).hexdigest()
+    with httpx.Client(base_url=url + defaults.API_PREFIX, headers=headers) as api:
+        assert api.put(f"/blobs/{digest}", content=content).status_code == 200
+        files = [{"path": "main.py", "digest": digest, "size": len(content), "executable": False}]
+        snapshot = api.post("/snapshots", json={"files": files}).json()
+        job = api.post(
+            "/jobs",
+            json={
+                "experiment_id": "0",
+                "snapshot_id": snapshot["id"],
+                "project_uri": ".",
+                "entry_point": "main",
+                "user": "ignored: the token says who submits",
+            },
+        )
+        assert job.status_code == 201, job.text
+        return str(job.json()["id"]), str(job.json()["runner_token"])

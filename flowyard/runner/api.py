@@ -67,8 +67,10 @@ class RunnerApi:
         self.client = client
         self.path = f"/jobs/{job_id}"
 
-    def start(self, host: str, pid: int) -> ClaimedJob:
-        body = self.client.request("POST", f"{self.path}/start", json={"host": host, "pid": pid})
+    def start(self, host: str, pid: int, instance: str) -> ClaimedJob:
+        body = self.client.request(
+            "POST", f"{self.path}/start", json={"host": host, "pid": pid, "instance": instance}
+        )
         return ClaimedJob.from_json(body)
 
     def append_log(self, offset: int, data: bytes) -> int:

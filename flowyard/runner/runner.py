@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 import shutil
+import secrets
 import signal
 import socket
 import subprocess
@@ -90,6 +91,8 @@ class Runner:
         self.log = LogShipper(self._append, self.dir / "std_log.txt")
         self._proc: subprocess.Popen[bytes] | None = None
         self._masker = Masker(())
+        # This runner, even where its pid is a sandbox's (the same on every runner of a host).
+        self._instance = secrets.token_hex(8)
 
     # --- calls to the workspace, each retried with back-off -------------------------------
 
@@ -126,7 +129,9 @@ class Runner:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
-            job: ClaimedJob = self._call(self.api.start, socket.gethostname(), os.getpid())
+            job: ClaimedJob = self._call(
+                self.api.start, socket.gethostname(), os.getpid(), self._instance
+            )
         except FlowyardError as e:
             print(f"flowyard runner: cannot start job {self.job_id}: {e}", file=sys.stderr)
             self.log.close()

@@ -4,12 +4,10 @@ credential, is let through or refused as the table says."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from flowyard.server.auth.policy import (
 )
 from flowyard.server.auth.tokens import Role
 from tests.conftest import Server, free_port, init_workspace
+from tests.factories import unstarted_job
 from tests.server.test_auth import new_token
 
 API = "/api/flowyard/v1"
@@ -250,25 +249,7 @@ class Matrix:
 
 def local_job(server: Server) -> tuple[str, str]:
     """A job submitted to the local compute whose runner never starts: its id and job token."""
-    headers = {"Authorization": f"Bearer {server.token}"}
-    with httpx.Client(base_url=server.url + API, headers=headers, timeout=30) as api:
-        content = uuid.uuid4().bytes
-        digest = hashlib.sha256(content).hexdigest()
-        assert api.put(f"/blobs/{digest}", content=content).status_code == 200
-        entry = {"path": "main.py", "digest": digest, "size": len(content)}
-        snapshot = api.post("/snapshots", json={"files": [entry]}).json()["id"]
-        job = api.post(
-            "/jobs",
-            json={
-                "experiment_id": "0",
-                "snapshot_id": snapshot,
-                "project_uri": ".",
-                "entry_point": "main",
-                "user": "ignored",
-            },
-        )
-        assert job.status_code == 201, job.text
-        return str(job.json()["id"]), str(job.json()["runner_token"])
+    return unstarted_job(server.url, {"Authorization": f"Bearer {server.token}"})
 
 
 @pytest.fixture(scope="module")

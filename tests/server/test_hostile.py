@@ -20,6 +20,7 @@ import pytest
 
 from flowyard import defaults
 from tests.conftest import Server, auth_headers, free_port, init_workspace
+from tests.factories import unstarted_job
 
 MLFLOW_ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 # Small limits, so each over-limit case costs little.
@@ -314,23 +315,7 @@ def test_mlflow_api_bodies_are_bounded_too(hostile: Hostile) -> None:
 @pytest.fixture(scope="module")
 def job(hostile: Hostile) -> tuple[str, str]:
     """A local job whose runner never starts: its id and its job token."""
-    with httpx.Client(
-        base_url=hostile.server.url + defaults.API_PREFIX, headers=auth_headers(hostile.server)
-    ) as api:
-        entry = _blob(api)
-        snapshot = api.post("/snapshots", json={"files": [{"path": "main.py", **entry}]}).json()
-        job = api.post(
-            "/jobs",
-            json={
-                "experiment_id": "0",
-                "snapshot_id": snapshot["id"],
-                "project_uri": ".",
-                "entry_point": "main",
-                "user": "hostile",
-            },
-        )
-        assert job.status_code == 201, job.text
-        return str(job.json()["id"]), str(job.json()["runner_token"])
+    return unstarted_job(hostile.server.url, auth_headers(hostile.server))
 
 
 @pytest.fixture(scope="module")

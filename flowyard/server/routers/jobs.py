@@ -142,7 +142,7 @@ def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state:
 def start(
     job_id: str, body: RunnerStart, request: Request, session: DbSession, state: State
 ) -> JobOut:
-    job = jobs.start(session, job_id, body.host, body.pid)
+    job = jobs.start(session, job_id, body.host, body.pid, body.instance)
     out = job_out(job)
     principal = principal_of(request)
     # The job's secrets go to its own runner only (or anyone, where auth is off).

@@ -178,10 +178,12 @@ def _locked(session: Session, job_id: str) -> Job:
     return job
 
 
-def start(session: Session, job_id: str, host: str, pid: int) -> Job:
+def start(session: Session, job_id: str, host: str, pid: int, instance: str = "") -> Job:
     """A runner claims the job. Idempotent for the same runner, refused for a second one."""
     job = _locked(session, job_id)
-    runner = {"host": host, "pid": pid}
+    runner: dict[str, str | int] = {"host": host, "pid": pid}
+    if instance:
+        runner["instance"] = instance
     if job.runner not in (None, runner):
         raise ConflictError(f"Job {job_id} is already claimed by the runner {job.runner}.")
     if JobStatus(job.status).is_final:
