@@ -16,10 +16,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.exceptions import ExecutionException
 
 from tests.compute.conftest import fast_workspace
 from tests.conftest import Server, free_port, run_cli
-from tests.parity import PROJECTS, Case, run_both
+from tests.factories import make_project
+from tests.parity import PROJECTS, Case, run_both, run_case
 
 CASES = [
     Case(
@@ -132,3 +134,32 @@ def test_a_git_uri_at_a_version(
     local, flowyard = run_both(case, {"COMPUTE": compute})
     assert local["runs"]["<root>"]["metrics"] == {"version": 1.0}  # the first commit's code
     assert flowyard == local
+
+
+@pytest.mark.parametrize("compute", COMPUTES)
+def test_a_gitignored_data_file(
+    workspace: Server, compute: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow's local backend reads the project folder as it is; Flowyard sends a snapshot that
+    honours .gitignore. The difference is said at submit, with the fix, and the fix works."""
+    project = make_project(
+        tmp_path / "p",
+        """\
+        import mlflow
+        rows = open("data.csv").read().split()
+        mlflow.log_metric("rows", len(rows))
+        """,
+        parameters="{}",
+        command="python main.py",
+        files={".gitignore": "*.csv\n", "data.csv": "a\nb\nc\n"},
+    )
+    case = Case("gitignored", str(project))
+    local = run_case(case, "local", {})
+    assert local["runs"]["<root>"]["metrics"] == {"rows": 3.0}
+    with pytest.raises(ExecutionException):
+        run_case(case, "flowyard", {"COMPUTE": compute})
+    printed = capfd.readouterr()
+    assert ".gitignore line 1: *.csv" in printed.err
+    assert "FileNotFoundError" in printed.out  # the job's error, printed by wait()
+    (project / ".flowyardignore").write_text("*.csv\n!data.csv\n")
+    assert run_case(case, "flowyard", {"COMPUTE": compute}) == local
