@@ -41,7 +41,8 @@ _STUDIO = re.compile(r"/studio(?:/.*)?", re.DOTALL)
 # Raster images cannot run script; MLflow's UI shows them inline.
 _IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 _SVG = "image/svg+xml"
-_ACTIVE = re.compile(r"html|xml|script|css|xsl|svg|pdf|/x-shockwave-flash")
+# Types a browser runs script in when it opens them (XHTML, SVG and XSLT are XML).
+_ACTIVE = re.compile(r"html|xml|script|xsl")
 
 
 def inert_type(content_type: str, disposition: str) -> tuple[str, str]:

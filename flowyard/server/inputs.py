@@ -9,8 +9,8 @@ are, before any handler runs.
 MLflow's own routes read JSON with Python's parser and no bound on nesting: a body nested some
 thousands deep, or one that is a JSON list, made them answer an HTML 500. Their JSON bodies are
 checked for shape (an object, nested at most :data:`MAX_DEPTH` deep, UTF-8) but not for values:
-MLflow stores NaN metrics on purpose. A 5xx that MLflow still answers in HTML on its API is
-replaced by a JSON one, which its clients can read.
+MLflow stores NaN metrics on purpose. A 500 that MLflow still answers in HTML on its API (or an
+exception that escapes it) is answered in JSON, which its clients can read.
 """
 
 from __future__ import annotations
@@ -172,8 +172,8 @@ class InputGuard:
 
 class JsonServerErrors:
     """ASGI middleware answering a 500 that MLflow's app makes in HTML or plain text on its API
-    (an exception its handlers did not catch) with a JSON one, as its clients expect; the body is
-    never buffered, only dropped."""
+    (an exception its handlers did not catch), or an exception that escapes it before it
+    answers, with a JSON one, as its clients expect; the body is never buffered, only dropped."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -187,10 +187,11 @@ class JsonServerErrors:
         ):
             await self.app(scope, receive, send)
             return
-        replacing = False
+        replacing = started = False
 
         async def send_json_errors(message: Message) -> None:
-            nonlocal replacing
+            nonlocal replacing, started
+            started = True
             if message["type"] == "http.response.start" and message["status"] == 500:
                 types = [v for k, v in message.get("headers", []) if k.lower() == b"content-type"]
                 replacing = not any(b"json" in v for v in types)
@@ -204,7 +205,13 @@ class JsonServerErrors:
                 return
             await send(message)
 
-        await self.app(scope, receive, send_json_errors)
+        try:
+            await self.app(scope, receive, send_json_errors)
+        except Exception:
+            if started:
+                raise
+            logger.exception("MLflow failed on %s %s", scope["method"], path)
+            await _send_error(send, 500, "INTERNAL_ERROR", INTERNAL)
 
 
 INTERNAL = (

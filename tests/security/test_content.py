@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from flowyard import defaults
 from flowyard.client import Client
+from flowyard.server.headers import inert_type
 from flowyard.snapshot import upload
 from tests.conftest import Server, auth_headers
 from tests.studio.conftest import browser_context, sign_in
@@ -186,3 +187,21 @@ def test_mlflow_ui_still_reads_artifacts_with_its_scripts(
     path = raw_urls(content, "x.html")["get-artifact"]
     text = page.evaluate("async url => (await fetch(url)).text()", path)
     assert text == FILES["x.html"]
+
+
+@pytest.mark.parametrize(
+    ("served", "disposition", "expected"),
+    [
+        ("text/html; charset=utf-8", "", ("text/plain; charset=utf-8", "")),
+        ("application/xhtml+xml", "inline", ("text/plain; charset=utf-8", "inline")),
+        ("text/javascript", "", ("text/plain; charset=utf-8", "")),
+        ("application/xml", "", ("text/plain; charset=utf-8", "")),
+        ("image/svg+xml", "", ("image/svg+xml", "attachment")),
+        ("image/svg+xml", "attachment; filename=a", ("image/svg+xml", "attachment; filename=a")),
+        ("image/png", "", ("image/png", "")),
+        ("application/octet-stream", "", ("application/octet-stream", "")),
+        ("application/json", "", ("application/json", "")),
+    ],
+)
+def test_inert_types(served: str, disposition: str, expected: tuple[str, str]) -> None:
+    assert inert_type(served, disposition) == expected

@@ -118,6 +118,25 @@ def test_an_html_500_from_mlflow_becomes_json() -> None:
     assert [m.get("body") for m in answer("/")][1:] == [b"<h1>Internal", b" Server Error</h1>"]
 
 
+def test_an_exception_escaping_mlflow_becomes_json() -> None:
+    async def mlflow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("a bug")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    scope: Scope = {"type": "http", "method": "POST", "path": "/ajax-api/2.0/x", "headers": []}
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, JsonServerErrors(mlflow_app)(scope, receive, send)).result()
+    assert sent[0]["status"] == 500
+    assert json.loads(sent[1]["body"])["error_code"] == "INTERNAL_ERROR"
+
+
 # -- signing out and in --------------------------------------------------------------------
 
 
