@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,7 @@ from flowyard.client import Client
 from flowyard.server.headers import inert_type
 from flowyard.snapshot import upload
 from tests.conftest import Server, auth_headers
-from tests.studio.conftest import browser_context, sign_in
-
-__all__ = ["browser_context"]  # the studio's browser fixture, shared
+from tests.studio.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in
 
 SCRIPT = "<script>document.title = 'ran'; window.ran = true;</script>"
 # Each file a project or a run may hold that a browser would run as a page, and a PNG.
@@ -149,44 +148,64 @@ def test_every_response_says_nosniff_and_same_origin_referrer(content: Content) 
         assert response.headers["referrer-policy"] == "same-origin", response.url
 
 
-@pytest.fixture
-def page(browser_context: object, content: Content) -> Iterator[playwright.Page]:
-    assert isinstance(browser_context, playwright.BrowserContext)
-    page = browser_context.new_page()
-    page.set_default_timeout(30_000)
-    sign_in(page, content.server)
-    yield page
-    page.close()
+def in_browser(content: Content, check: Callable[[playwright.Page], None], profile: Path) -> None:
+    """Run ``check`` in a signed-in tab of a Chromium of its own, in a thread of its own: the
+    studio tests' browser (Playwright's sync API) may already hold this thread's event loop."""
+
+    def run() -> None:
+        with playwright.sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(profile),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                accept_downloads=True,
+            )
+            try:
+                page = context.new_page()
+                page.set_default_timeout(30_000)
+                sign_in(page, content.server)
+                check(page)
+            finally:
+                context.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(run).result()
 
 
 def test_a_snapshot_html_file_does_not_run_in_a_signed_in_browser(
-    page: playwright.Page, content: Content
+    content: Content, tmp_path: Path
 ) -> None:
-    # MLflow's routes answer it as a download; Flowyard's snapshot route shows it, as text.
-    path = raw_urls(content, "x.html")["snapshot file"]
-    page.goto(content.server.url + path, wait_until="load")
-    assert page.title() != "ran"
-    assert page.evaluate("window.ran === undefined")
-    assert "<script>" in page.inner_text("body")
-    # The snapshot page's Download link still downloads the file as it is.
-    page.goto(content.server.url + "/studio/jobs", wait_until="load")
-    with page.expect_download() as download:
-        page.evaluate(
-            "url => { const a = document.createElement('a'); a.href = url; "
-            "a.download = 'x.html'; document.body.append(a); a.click(); }",
-            content.server.url + path,
-        )
-    assert Path(download.value.path()).read_text() == FILES["x.html"]
+    path = content.server.url + raw_urls(content, "x.html")["snapshot file"]
+
+    def check(page: playwright.Page) -> None:
+        # MLflow's routes answer it as a download; Flowyard's snapshot route shows it, as text.
+        page.goto(path, wait_until="load")
+        assert page.title() != "ran"
+        assert page.evaluate("window.ran === undefined")
+        assert "<script>" in page.inner_text("body")
+        # The snapshot page's Download link still downloads the file as it is.
+        page.goto(content.server.url + "/studio/jobs", wait_until="load")
+        with page.expect_download() as download:
+            page.evaluate(
+                "url => { const a = document.createElement('a'); a.href = url; "
+                "a.download = 'x.html'; document.body.append(a); a.click(); }",
+                path,
+            )
+        assert Path(download.value.path()).read_text() == FILES["x.html"]
+
+    in_browser(content, check, tmp_path / "profile")
 
 
-def test_mlflow_ui_still_reads_artifacts_with_its_scripts(
-    page: playwright.Page, content: Content
-) -> None:
-    page.goto(content.server.url + "/", wait_until="load")
-    page.wait_for_selector("text=Experiments")
-    path = raw_urls(content, "x.html")["get-artifact"]
-    text = page.evaluate("async url => (await fetch(url)).text()", path)
-    assert text == FILES["x.html"]
+def test_mlflow_ui_still_reads_artifacts_with_its_scripts(content: Content, tmp_path: Path) -> None:
+    def check(page: playwright.Page) -> None:
+        page.goto(content.server.url + "/", wait_until="load")
+        page.wait_for_selector("text=Experiments")
+        path = raw_urls(content, "x.html")["get-artifact"]
+        text = page.evaluate("async url => (await fetch(url)).text()", path)
+        assert text == FILES["x.html"]
+
+    in_browser(content, check, tmp_path / "profile")
 
 
 @pytest.mark.parametrize(
