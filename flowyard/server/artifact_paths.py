@@ -114,8 +114,12 @@ def location_problem(endpoint: str, body: Any) -> str | None:
     if not isinstance(body, dict):
         return None
     if endpoint == "experiments/create":
-        location = body.get("artifact_location")
-        if not isinstance(location, str) or not location or _in_store(location):
+        # MLflow reads a protobuf message from the body, which takes a field's camelCase name too.
+        for field in ("artifact_location", "artifactLocation"):
+            location = body.get(field)
+            if isinstance(location, str) and location and not _in_store(location):
+                break
+        else:
             return None
         return (
             f"The artifact_location {_shown(location)} is outside the workspace's artifact "

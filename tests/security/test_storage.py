@@ -84,6 +84,9 @@ def test_an_experiment_outside_the_store_is_refused(
     _refused(response, "artifact_location", "outside the workspace's artifact store")
     # Old clients' double-encoded body is read the same way.
     _refused(ws.post(f"{prefix}/experiments/create", json.dumps(body)), "artifact_location")
+    # MLflow takes the field's camelCase name (its protobuf JSON name) as well.
+    camel = {"name": name, "artifactLocation": location}
+    _refused(ws.post(f"{prefix}/experiments/create", camel), "artifact_location")
     found = ws.contributor.get(
         "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name}
     )
