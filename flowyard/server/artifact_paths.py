@@ -21,10 +21,13 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from mlflow.exceptions import MlflowException
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowyard import defaults
 from flowyard.server.asgi import BodyOverLimit, read_body, replay
+from flowyard.server.services import runs
 from flowyard.server.services.snapshots import BLOB_PREFIX
 
 # The routes of MLflow's proxy whose path is an artifact path: reads, uploads, deletes and
@@ -137,6 +140,22 @@ def location_problem(endpoint: str, body: Any) -> str | None:
     )
 
 
+def _run_outside_store(run_id: str) -> tuple[int, str] | None:
+    """A refusal when the run's artifacts live outside the store: an experiment given such a
+    location before the workspace refused them."""
+    try:
+        uri = runs.artifact_uri(run_id)
+    except MlflowException:
+        return None  # no such run: MLflow says so
+    if _in_store(uri):
+        return None
+    return 400, (
+        f"Run {run_id}'s artifacts live at {_shown(uri)}, outside the workspace's artifact "
+        "store; upload to a run of an experiment whose artifact_location is under "
+        f"{_STORE_SCHEME}:/."
+    )
+
+
 def _shown(text: str) -> str:
     return repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
 
@@ -160,6 +179,9 @@ class ArtifactPathGuard:
             query = parse_qsl(scope["query_string"].decode(errors="surrogateescape"))
             named = next((value for key, value in query if key == "path"), "")
             problem = artifact_path_problem(method, named, in_run=True) if named else None
+            run_id = next((value for key, value in query if key == "run_uuid"), "")
+            if problem is None and run_id:
+                problem = await run_in_threadpool(_run_outside_store, run_id)
         elif (match := _LOCATION_ROUTE.fullmatch(path)) and method == "POST":
             try:
                 body, cut_short = await read_body(receive, MAX_LOCATION_BODY)

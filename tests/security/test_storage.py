@@ -5,6 +5,7 @@ upload route; after each refused attempt nothing was written outside the workspa
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -160,3 +161,26 @@ def test_a_model_version_from_a_run_still_registers(ws: Workspace) -> None:
         body = {"name": name, "source": source, "run_id": run["run_id"]}
         response = ws.post("/api/2.0/mlflow/model-versions/create", body)
         assert response.status_code == 200, response.text
+
+
+def test_a_run_of_an_experiment_made_outside_before_cannot_upload_there(ws: Workspace) -> None:
+    """An experiment given an outside location before the workspace refused them (made here by
+    writing the database, as an older server would have) takes no uploads through the UI."""
+    name = f"legacy-{uuid.uuid4().hex[:8]}"
+    created = ws.post("/api/2.0/mlflow/experiments/create", {"name": name})
+    experiment_id = created.json()["experiment_id"]
+    with sqlite3.connect(ws.folder / defaults.SQLITE_FILE) as db:
+        db.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+            (str(ws.outside), int(experiment_id)),
+        )
+    run = ws.post("/api/2.0/mlflow/runs/create", {"experiment_id": experiment_id}).json()
+    assert run["run"]["info"]["artifact_uri"].startswith(str(ws.outside))
+    response = ws.contributor.post(
+        "/ajax-api/2.0/mlflow/upload-artifact",
+        params={"run_uuid": run["run"]["info"]["run_id"], "path": "x.txt"},
+        content=b"x",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    _refused(response, "outside the workspace's artifact store")
+    assert not ws.outside.exists()
