@@ -21,7 +21,8 @@ from flowyard.server.artifact_paths import ArtifactPathGuard
 from flowyard.server.auth.middleware import AuthMiddleware, Sessions
 from flowyard.server.auth.tokens import Keys, load_key_file
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
-from flowyard.server.inputs import InputGuard
+from flowyard.server.headers import SecurityHeaders
+from flowyard.server.inputs import InputGuard, JsonServerErrors
 from flowyard.server.limits import BodyLimits
 from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
@@ -103,14 +104,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_exception_handler(FlowyardError, _flowyard_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    # The last added runs first: who is asking, then paths, then sizes, then what a JSON body
-    # holds. Every request, MLflow's included, is checked before any route sees it.
+    # The last added runs first: security headers (on every answer, refusals included), who is
+    # asking, then paths, then sizes, then what a JSON body holds. Every request, MLflow's
+    # included, is checked before any route sees it.
+    app.add_middleware(JsonServerErrors)
     app.add_middleware(InputGuard)
     app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(ArtifactPathGuard)
     app.add_middleware(
         AuthMiddleware, engine=engine, keys=keys, sessions=sessions, enabled=settings.auth
     )
+    app.add_middleware(SecurityHeaders)
     for module in (meta, snapshots, jobs, computes, auth):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.

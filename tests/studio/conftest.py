@@ -165,11 +165,19 @@ def page(browser_context: object, workspace: Server) -> Iterator[playwright.Page
     assert isinstance(browser_context, playwright.BrowserContext)
     page = browser_context.new_page()
     page.set_default_timeout(30_000)
+    # The studio's pages run under a strict Content-Security-Policy: anything it blocks (an
+    # inline script or style, a foreign source) is a studio bug, which Chromium reports here.
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     cookie = f"flowyard_session_{workspace.port}"
     if not any(c["name"] == cookie for c in browser_context.cookies(workspace.url)):
         sign_in(page, workspace)
     yield page
     page.close()
+    assert not blocked, blocked
 
 
 @pytest.fixture(scope="session")

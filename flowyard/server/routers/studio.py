@@ -7,6 +7,7 @@ that already exist: Flowyard's under ``/api/flowyard/v1`` and MLflow's own.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import zipfile
@@ -20,17 +21,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
+from starlette.requests import cookie_parser
 
 from flowyard import __version__, defaults
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
-from flowyard.server.auth.middleware import (
-    CSRF,
-    PRINCIPAL,
-    SESSION_MAX_AGE_S,
-)
+from flowyard.server.auth.middleware import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
@@ -43,6 +44,11 @@ PREFIX = "/studio"
 STATIC_DIR = Path(__file__).resolve().parents[1] / "studio" / "static"
 # Past this size a snapshot file is offered for download rather than highlighted in the page.
 MAX_VIEW_BYTES = 512 * 1024
+
+# Failed sign-ins allowed per client address: enough for typos, too few to guess a token with.
+# Counted in this server process's memory, so each replica counts its own.
+SIGN_IN_ATTEMPTS = parse("10/minute")
+_failed_sign_ins = MovingWindowRateLimiter(MemoryStorage())
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "studio" / "templates")
@@ -295,6 +301,19 @@ async def login(request: Request, state: State) -> Response:
     form = dict(parse_qsl((await request.body()).decode(errors="replace")))
     target = _local(form.get("next", ""))
     raw = form.get("token", "").strip()
+    client = request.client.host if request.client else ""
+    if not _failed_sign_ins.test(SIGN_IN_ATTEMPTS, client):
+        reset = _failed_sign_ins.get_window_stats(SIGN_IN_ATTEMPTS, client).reset_time
+        wait = max(1, int(reset - datetime.now(UTC).timestamp()) + 1)
+        response = _page(
+            request,
+            "login.html",
+            status_code=429,
+            next=target,
+            error=f"Too many failed sign-ins from your address; wait {wait} s and try again.",
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
 
     def check() -> Principal | None:
         with Session(state.engine) as session:
@@ -303,6 +322,7 @@ async def login(request: Request, state: State) -> Response:
 
     principal = await run_in_threadpool(check)
     if principal is None or principal.token_id is None:
+        _failed_sign_ins.hit(SIGN_IN_ATTEMPTS, client)
         return _page(
             request,
             "login.html",
@@ -325,7 +345,24 @@ async def login(request: Request, state: State) -> Response:
 
 
 @router.post("/logout")
-def logout(state: State) -> Response:
+async def logout(request: Request, state: State) -> Response:
+    """Sign out; only with the session's CSRF token (the sign-out form's hidden field, or the
+    header), so another site cannot sign a user out with a form of its own."""
+    cookie = cookie_parser(request.headers.get("cookie", "")).get(state.sessions.cookie, "")
+    session = state.sessions.read(cookie) if cookie else None
+    if session is not None:
+        form = dict(parse_qsl((await request.body()).decode(errors="replace")))
+        sent = form.get("csrf") or request.headers.get(CSRF_HEADER, "")
+        expected = str(session.get("csrf", ""))
+        if not sent or not secrets.compare_digest(sent.encode(), expected.encode()):
+            return _page(
+                request,
+                "404.html",
+                status_code=403,
+                heading="Not signed out",
+                message="Signing out needs the studio's own sign-out button (CSRF check "
+                "failed); reload the page and try again.",
+            )
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(state.sessions.cookie, path="/")
     return response
