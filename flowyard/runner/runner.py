@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
