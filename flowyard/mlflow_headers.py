@@ -2,13 +2,16 @@
 
 User code stays as in the Azure samples (``mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())``
 then ``mlflow.log_metric(...)``): MLflow asks every installed provider for headers, and this one
-adds ``Authorization: Bearer`` with the token :func:`flowyard.credentials.find_token` finds for the
+adds ``X-Flowyard-Token`` with the token :func:`flowyard.credentials.find_token` finds for the
 current tracking URI. ``MLFLOW_TRACKING_TOKEN``, when the user sets it, is MLflow's own and wins.
 
 The token found is also put in this process's ``MLFLOW_TRACKING_TOKEN``: processes it starts
 inherit it, and MLflow's own local backend runs entry points in environments (``env_manager="uv"``,
 ``"virtualenv"``, ``"conda"``) where this plugin is not installed, so they need it there, as a user
-would otherwise export it by hand. It is replaced when the tracking URI moves to another workspace.
+would otherwise export it by hand. MLflow reads that variable before it asks this plugin, so after
+the tracking URI moves to another workspace its first call carries the previous workspace's token
+as ``Authorization``; the workspace takes ``X-Flowyard-Token`` first, which is why the plugin
+sends its own header rather than ``Authorization``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from mlflow.tracking.request_header.abstract_request_header_provider import (
 
 from flowyard.credentials import ENV_MLFLOW_TOKEN, find_token
 
+TOKEN_HEADER = "X-Flowyard-Token"
 _lock = threading.Lock()
 # The value this plugin put in MLFLOW_TRACKING_TOKEN (None: it put none there).
 _exported: str | None = None
@@ -54,4 +58,4 @@ class FlowyardTokenHeaderProvider(RequestHeaderProvider):  # type: ignore[misc]
         import mlflow
 
         token = _token_for(mlflow.get_tracking_uri())
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        return {TOKEN_HEADER: token} if token else {}

@@ -28,19 +28,6 @@ FLOWYARD = [sys.executable, "-m", "flowyard.cli"]
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="flowyard-tests-config-")
 
 
-@pytest.fixture(autouse=True)
-def _no_exported_token_across_tests() -> Iterator[None]:
-    """Each test starts with the MLFLOW_TRACKING_TOKEN it found: Flowyard's header plugin exports
-    the token of the workspace a test tracks to, and a process's first call to another workspace
-    would carry it (see docs/access.md)."""
-    before = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    yield
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
-    else:
-        os.environ["MLFLOW_TRACKING_TOKEN"] = before
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

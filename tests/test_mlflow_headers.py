@@ -85,3 +85,20 @@ def test_mlflow_local_backend_with_uv_tracks_to_the_workspace(
         assert MlflowClient().get_run(run.run_id).data.metrics == {"x": 1.0}
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_moving_to_another_workspace_needs_no_step(
+    sqlite_server: Server, no_token_in_env: None, tmp_path: Path
+) -> None:
+    """The token exported for the first workspace is stale for the second; MLflow still sends it
+    on the first call there, and the workspace takes the plugin's own header instead."""
+    from tests.compute.conftest import fast_workspace
+
+    other = fast_workspace(tmp_path / "other")
+    try:
+        for url in (sqlite_server.url, other.url, sqlite_server.url):
+            mlflow.set_tracking_uri(url)
+            MlflowClient().search_experiments()
+    finally:
+        mlflow.set_tracking_uri(None)
+        other.stop()

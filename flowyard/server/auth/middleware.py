@@ -46,6 +46,7 @@ PRINCIPAL = "flowyard.principal"
 CSRF = "flowyard.csrf"  # a studio session's CSRF token, for the pages to send back
 SESSION_MAX_AGE_S = 12 * 3600
 CSRF_HEADER = "x-csrf-token"
+TOKEN_HEADER = "x-flowyard-token"
 # A run's creation is small JSON (its tags); anything bigger is refused rather than held in memory
 # to be rewritten.
 MAX_INSPECTED_BODY = 1024 * 1024
@@ -137,6 +138,10 @@ class AuthMiddleware:
         """The request's principal (None without a credential) and, for a session, its CSRF
         token; raises when a credential is given but not valid."""
         scheme, _, raw = headers.get("authorization", "").partition(" ")
+        if token := headers.get(TOKEN_HEADER, "").strip():
+            # Flowyard's MLflow plugin names the token for the workspace being called; MLflow
+            # itself may also send a stale MLFLOW_TRACKING_TOKEN (see flowyard.mlflow_headers).
+            scheme, raw = "bearer", token
         if scheme.lower() == "bearer" and raw.strip():
             principal = service.cached(raw.strip()) or await run_in_threadpool(
                 self._resolve, raw.strip()
