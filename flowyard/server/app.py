@@ -105,12 +105,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_exception_handler(FlowyardError, _flowyard_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # The last added runs first: security headers (on every answer, refusals included), who is
-    # asking, then paths, then sizes, then what a JSON body holds. Every request, MLflow's
+    # asking, then sizes, then paths, then what a JSON body holds. Every request, MLflow's
     # included, is checked before any route sees it.
     app.add_middleware(JsonServerErrors)
     app.add_middleware(InputGuard)
-    app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(ArtifactPathGuard)
+    # Sizes before paths: the path guard reads some bodies (experiments/create, model-versions/
+    # create), which must be bounded first.
+    app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(
         AuthMiddleware, engine=engine, keys=keys, sessions=sessions, enabled=settings.auth
     )

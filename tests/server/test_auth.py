@@ -257,6 +257,8 @@ def test_azure_sample_code_runs_unchanged_with_the_token_in_the_environment(
     (project / "train.py").write_text(script.replace(here, f"Path({str(EXAMPLE)!r})"))
     env = {
         **os.environ,
+        # What this test process exported for its own MLflow calls is not the sample's.
+        "MLFLOW_TRACKING_TOKEN": "",
         "XDG_CONFIG_HOME": str(tmp_path / "empty-config"),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
         "FLOWYARD_TOKEN": new_token(sqlite_server, "contributor"),
@@ -374,7 +376,11 @@ def test_whoever_holds_the_folder_gets_back_in_without_a_token(
     sqlite_server: Server, tmp_path: Path
 ) -> None:
     """Every owner token lost: `token create --workspace DIR` writes one into the database."""
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg"), "FLOWYARD_TOKEN": ""}
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "FLOWYARD_TOKEN": "",
+        "MLFLOW_TRACKING_TOKEN": "",
+    }
     locked_out = run_cli("whoami", cwd=sqlite_server.cwd, env=env)
     assert locked_out.returncode != 0 and "needs a token" in locked_out.stderr
     folder = str(sqlite_server.cwd / "ws")
