@@ -107,7 +107,7 @@ def _groups(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
             continue
         if batch and (
             batch_bytes + entry.size > defaults.SNAPSHOT_BATCH_BYTES
-            or len(batch) == defaults.SNAPSHOT_BATCH_MAX_BLOBS
+            or len(batch) == defaults.SNAPSHOT_BATCH_FILES
         ):
             yield batch
             batch, batch_bytes = [], 0
