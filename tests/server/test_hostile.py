@@ -296,13 +296,16 @@ def _missing(api: httpx.Client, *digests: str) -> list[str]:
     return missing
 
 
-def test_a_batch_stores_its_blobs_in_one_request(api: httpx.Client) -> None:
+def test_a_batch_stores_its_blobs_in_one_request(api: httpx.Client, hostile: Hostile) -> None:
     a, b = _named(uuid.uuid4().bytes), _named(b"")
     response = api.post("/blobs/batch", content=_batch(a, b, a))
     assert response.json() == {"blobs": [{"digest": d, "size": len(c)} for d, c in (a, b, a)]}
     assert _missing(api, a[0], b[0]) == []
     assert api.get(f"/blobs/{a[0]}").content == a[1]
     assert api.get(f"/blobs/{b[0]}").content == b""
+    stored = hostile.artifacts / "flowyard" / "blobs" / a[0][:2] / a[0]
+    assert stored.read_bytes() == a[1]
+    assert not list(hostile.artifacts.rglob("*.part")), "a temp file was left beside a blob"
     # Sent again (the digests already stored): the same answer, nothing changes.
     assert api.post("/blobs/batch", content=_batch(a)).json()["blobs"] == [
         {"digest": a[0], "size": len(a[1])}

@@ -7,7 +7,7 @@ A blob's bytes live in the workspace's artifact store under ``flowyard/blobs/``;
 from __future__ import annotations
 
 import hashlib
-import io
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +33,8 @@ from flowyard.snapshot import (
 )
 
 BLOB_PREFIX = "flowyard/blobs"
+# What open() leaves under the usual umask, as MLflow's local repository does for an artifact.
+_BLOB_MODE = 0o644
 # Keeps each IN (...) list far below SQLite's and PostgreSQL's bound-parameter limits.
 _QUERY_CHUNK = 500
 
@@ -142,10 +144,23 @@ def _write_blobs(repository: Any, blobs: Mapping[str, memoryview]) -> None:
     if not isinstance(repository, LocalArtifactRepository):
         write_blobs_through_files(repository, blobs)
         return
-    # A local folder takes each blob straight from memory; MLflow writes it to a hidden temp
-    # file beside its place and renames it there, so no reader sees half a blob.
+    # A local folder takes each blob straight from memory, as MLflow's own local repository
+    # writes an artifact (a hidden temp file beside its place, renamed there, so no reader sees
+    # half a blob) without its per-file path checks, which cost more than the write: the path
+    # is made of hex digits only.
+    root = Path(repository.artifact_dir)
     for digest, content in blobs.items():
-        repository.log_artifact_from_stream(io.BytesIO(content), digest, digest[:2])
+        folder = root / digest[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{digest}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+            os.chmod(tmp, _BLOB_MODE)
+            os.replace(tmp, folder / digest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_blobs_through_files(repository: Any, blobs: Mapping[str, memoryview]) -> None:
