@@ -593,6 +593,7 @@ def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
 
 
 def run_snapshot_only(counts: Counts, tmp: Path) -> dict[str, Any]:
+    prepare_child_env(tmp)
     os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
     big = tmp / "big"
     console.print(f"Writing the big project ({counts.big_files:,} files, {counts.big_mb} MB)...")
