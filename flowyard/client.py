@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.request import getproxies
 
 import httpx
@@ -19,11 +20,27 @@ from flowyard.errors import (
 from flowyard.status import JobStatus
 
 if TYPE_CHECKING:
-    from flowyard.schemas import JobOut, JobSubmit, StatusUpdate
+    from flowyard.schemas import (
+        BlobInfo,
+        JobOut,
+        JobSubmit,
+        SnapshotDetail,
+        SnapshotFile,
+        SnapshotInfo,
+        StatusUpdate,
+    )
 
 # The API's models (pydantic) are imported where used: the runner, on every job's critical path,
 # makes its calls (claim, log, heartbeat, status) in plain JSON through `request` and does
 # without them (flowyard.runner.api).
+
+
+_CHUNK = 1 << 20
+
+
+def _blob_timeout() -> httpx.Timeout:
+    # One blob may be a big file that a slow artifact store takes minutes to accept.
+    return httpx.Timeout(defaults.SNAPSHOT_BLOB_TIMEOUT_S, connect=defaults.CONNECT_TIMEOUT_S)
 
 
 def _tls_context(url: str) -> ssl.SSLContext | bool:
@@ -132,6 +149,62 @@ class Client:
             int(response.headers["X-Flowyard-Log-Size"]),
         )
 
+    def missing_blobs(self, digests: Sequence[str]) -> list[str]:
+        """Which of these blobs the workspace lacks, in the order asked."""
+        from flowyard.schemas import Digests, Missing
+
+        body = Digests(digests=list(digests)).model_dump(mode="json")
+        return Missing.model_validate(self.request("POST", "/blobs/missing", json=body)).missing
+
+    def put_blob(self, digest: str, content: Iterable[bytes]) -> BlobInfo:
+        """Store one blob, its content streamed from ``content`` (the server checks its sha256)."""
+        from flowyard.schemas import BlobInfo
+
+        return BlobInfo.model_validate(
+            self.request("PUT", f"/blobs/{digest}", content=content, timeout=_blob_timeout())
+        )
+
+    def put_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[BlobInfo]:
+        """Store many small ``(digest, content)`` blobs in one request, all or none."""
+        from flowyard.schemas import BlobBatchOut
+        from flowyard.snapshot import batch
+
+        body = self.request(
+            "POST",
+            "/blobs/batch",
+            content=b"".join(batch.encode(blobs)),
+            headers={"Content-Type": batch.MEDIA_TYPE},
+            timeout=_blob_timeout(),
+        )
+        return BlobBatchOut.model_validate(body).blobs
+
+    def read_blob(self, digest: str) -> Iterator[bytes]:
+        """A blob's content, streamed in chunks; a failed transfer raises
+        WorkspaceUnreachableError, even midway."""
+        try:
+            with self._http.stream("GET", f"/blobs/{digest}", timeout=_blob_timeout()) as r:
+                if not r.is_success:
+                    r.read()
+                    self._raise_for(r)
+                yield from r.iter_bytes(_CHUNK)
+        except httpx.TransportError as e:
+            raise WorkspaceUnreachableError(
+                f"Reading blob {digest} from the workspace at {self.url} failed ({e}); check that "
+                "the server is running and reachable."
+            ) from e
+
+    def create_snapshot(self, files: Sequence[SnapshotFile]) -> SnapshotInfo:
+        """Record a manifest whose blobs are all stored; the same files give the same id."""
+        from flowyard.schemas import SnapshotCreate, SnapshotInfo
+
+        body = SnapshotCreate(files=list(files)).model_dump(mode="json")
+        return SnapshotInfo.model_validate(self.request("POST", "/snapshots", json=body))
+
+    def get_snapshot(self, snapshot_id: str) -> SnapshotDetail:
+        from flowyard.schemas import SnapshotDetail
+
+        return SnapshotDetail.model_validate(self.request("GET", f"/snapshots/{snapshot_id}"))
+
     def request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
         """Call the API; returns the JSON body, or the response itself when ``raw``."""
         try:
@@ -154,12 +227,22 @@ class Client:
             body = None
         if response.is_success and body is not None:
             return body
+        self._raise_for(response, body)
+
+    def _raise_for(self, response: httpx.Response, body: Any = None) -> NoReturn:
+        if body is None:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
         if isinstance(body, dict) and "error_code" in body and "message" in body:
             raise error_from_payload(body)
         if response.status_code in (404, 405) or body is None:
             raise NotAWorkspaceError(self._not_a_workspace())
+        request = response.request
         raise FlowyardError(
-            f"The workspace at {self.url} answered {response.status_code} to {method} {path}."
+            f"The workspace at {self.url} answered {response.status_code} to {request.method} "
+            f"{request.url.path.removeprefix(defaults.API_PREFIX)}."
         )
 
     def _not_a_workspace(self) -> str:

@@ -48,6 +48,16 @@ SNAPSHOT_DEFAULT_EXCLUDES = (
 SNAPSHOT_IGNORE_FILES = (".flowyardignore", ".amlignore", ".gitignore")
 # Blob uploads are few and concurrent; more workers only queue on the server's disk.
 SNAPSHOT_UPLOAD_WORKERS = 8
+# Small blobs travel many to a request: one request per file spent most of a cold upload on
+# per-request work (middlewares, a database commit). A batch stays well below the server's
+# MAX_BODY_MB, which bounds it; a file over SNAPSHOT_BATCH_FILE_BYTES goes alone, streamed. The
+# server's work per file (creating it) outweighs its work per byte for small files, so a batch
+# also holds at most SNAPSHOT_BATCH_FILES, which spreads many tiny files over the workers.
+SNAPSHOT_BATCH_BYTES = 4_000_000
+SNAPSHOT_BATCH_FILE_BYTES = 1_000_000
+SNAPSHOT_BATCH_FILES = 256
+# The server's bound on a batch's count, so a body of empty blobs cannot ask for a million rows.
+SNAPSHOT_BATCH_MAX_BLOBS = 2000
 # One blob may be a big file that a slow artifact store takes minutes to accept.
 SNAPSHOT_BLOB_TIMEOUT_S = 600.0
 # The server's guard on one blob's body. It is streamed to disk, so the bound protects the disk,

@@ -209,6 +209,47 @@ class TokenList(_Model):
     tokens: list[TokenOut]
 
 
+class Digests(_Model):
+    digests: list[str]
+
+
+class Missing(_Model):
+    missing: list[str]
+
+
+class BlobInfo(_Model):
+    digest: str
+    size: int
+
+
+class BlobBatchOut(_Model):
+    """The blobs of a batch, in the order sent; all of them are stored."""
+
+    blobs: list[BlobInfo]
+
+
+class SnapshotFile(_Model):
+    path: str
+    digest: str
+    size: int
+    executable: bool = False
+
+
+class SnapshotCreate(_Model):
+    files: list[SnapshotFile]
+
+
+class SnapshotInfo(_Model):
+    id: str
+    file_count: int
+    total_bytes: int
+
+
+class SnapshotDetail(SnapshotInfo):
+    created_at: datetime
+    files: list[SnapshotFile]
+
+
 class ErrorOut(_Model):
     """Every refusal Flowyard makes: what went wrong and how to fix it, in one sentence."""
 

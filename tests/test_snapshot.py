@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import ExecutionException
 
-from flowyard import Workspace
+from flowyard import Workspace, defaults
 from flowyard.client import Client
 from flowyard.errors import InvalidRequestError, NotFoundError
 from flowyard.snapshot import (
@@ -361,6 +361,41 @@ def test_materialize_round_trip_reuses_the_cache(client: Client, tmp_path: Path)
     linked = tmp_path / "job2" / "train.py"
     assert linked.stat().st_ino == (tmp_path / "job1" / "train.py").stat().st_ino
     assert linked.stat().st_nlink == 3
+
+
+def test_many_small_files_and_a_big_one_round_trip(client: Client, tmp_path: Path) -> None:
+    """Small files go in batches (several, by count), the big one alone and streamed; what
+    materialize writes is what was uploaded."""
+    small_count = defaults.SNAPSHOT_BATCH_FILES * 2 + 10
+    files: dict[str, str | bytes] = {
+        f"pkg/m{i // 100}/f{i:04d}.py": os.urandom(1 + i % 700) for i in range(small_count)
+    }
+    files["data/big.bin"] = os.urandom(defaults.SNAPSHOT_BATCH_FILE_BYTES * 2 + 1)
+    files["MLproject"] = f"name: big-{uuid.uuid4().hex}\n"
+    root = write(tmp_path / "p", files)
+    manifest = build_manifest(root, max_files=len(files))
+    result = upload(client, manifest)
+    distinct = {f.digest: f.size for f in manifest.files}
+    assert (result.file_count, result.uploaded_blobs) == (len(files), len(distinct))
+    assert result.uploaded_bytes == sum(distinct.values())
+    assert client.missing_blobs(sorted(distinct)) == []
+    again = upload(client, build_manifest(root, max_files=len(files)))
+    assert (again.id, again.uploaded_blobs, again.uploaded_bytes) == (result.id, 0, 0)
+    out = materialize(client, result.id, tmp_path / "job", cache_dir=tmp_path / "blobs")
+    assert out.downloaded_blobs == len(distinct)
+    for name, content in files.items():
+        expected = content.encode() if isinstance(content, str) else content
+        assert (tmp_path / "job" / name).read_bytes() == expected, name
+
+
+def test_a_file_changed_after_its_hash_is_not_uploaded(client: Client, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p")
+    manifest = build_manifest(root)
+    (root / "train.py").write_text("print('changed after the manifest')\n")
+    with pytest.raises(InvalidRequestError, match=r"train\.py changed while it was uploaded"):
+        upload(client, manifest)
+    changed = next(f for f in manifest.files if f.path == "train.py")
+    assert client.missing_blobs([changed.digest]) == [changed.digest]
 
 
 def test_a_cache_blob_changed_through_a_hard_link_is_fetched_again(

@@ -17,17 +17,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
-
-import httpx
 
 from flowyard import defaults
 from flowyard.client import Client
 from flowyard.errors import (
     FlowyardError,
     InvalidRequestError,
+    PayloadTooLargeError,
     WorkspaceUnreachableError,
-    error_from_payload,
 )
 from flowyard.snapshot.manifest import DIGEST, FileEntry, Manifest, unsafe_path_reason
 from flowyard.snapshot.walk import build_manifest, cache_home
@@ -69,29 +66,82 @@ def upload(
     """Upload the blobs the workspace lacks, then create the snapshot (idempotent).
 
     ``source`` is a manifest from :func:`build_manifest`, or a project folder to build one from
-    with the given limits.
+    with the given limits. Small files travel in batches, a big one alone and streamed; a few
+    requests run at once.
     """
+    from flowyard.schemas import SnapshotFile
+
     manifest = (
         source
         if isinstance(source, Manifest)
         else build_manifest(source, max_mb=max_mb, max_files=max_files)
     )
     by_digest = {f.digest: f for f in manifest.files}
-    missing = client.request("POST", "/blobs/missing", json={"digests": sorted(by_digest)})
-    todo = [by_digest[d] for d in missing["missing"]]
+    todo = [by_digest[d] for d in client.missing_blobs(sorted(by_digest))]
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda f: _upload_blob(client, manifest.root, f), todo))
-    body = client.request("POST", "/snapshots", json={"files": manifest.to_json()})
+        list(pool.map(lambda group: _upload_group(client, manifest.root, group), _groups(todo)))
+    info = client.create_snapshot(
+        [
+            SnapshotFile(path=f.path, digest=f.digest, size=f.size, executable=f.executable)
+            for f in manifest.files
+        ]
+    )
     return SnapshotResult(
-        id=str(body["id"]),
-        file_count=int(body["file_count"]),
-        total_bytes=int(body["total_bytes"]),
+        id=info.id,
+        file_count=info.file_count,
+        total_bytes=info.total_bytes,
         uploaded_blobs=len(todo),
         uploaded_bytes=sum(f.size for f in todo),
     )
 
 
-def _upload_blob(client: Client, root: Path, entry: FileEntry) -> None:
+def _groups(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
+    """Each big file alone, biggest first (the longest requests start first), then the small
+    ones in batches of about SNAPSHOT_BATCH_BYTES."""
+    ordered = sorted(entries, key=lambda f: f.size, reverse=True)
+    batch: list[FileEntry] = []
+    batch_bytes = 0
+    for entry in ordered:
+        if entry.size > defaults.SNAPSHOT_BATCH_FILE_BYTES:
+            yield [entry]
+            continue
+        if batch and (
+            batch_bytes + entry.size > defaults.SNAPSHOT_BATCH_BYTES
+            or len(batch) == defaults.SNAPSHOT_BATCH_FILES
+        ):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append(entry)
+        batch_bytes += entry.size
+    if batch:
+        yield batch
+
+
+def _upload_group(client: Client, root: Path, group: list[FileEntry]) -> None:
+    if len(group) == 1 and group[0].size > defaults.SNAPSHOT_BATCH_FILE_BYTES:
+        _upload_big(client, root, group[0])
+        return
+    blobs = [(f.digest, _read_small(root, f)) for f in group]
+    try:
+        client.put_blobs(blobs)
+    except PayloadTooLargeError:
+        # A server started with a --max-body-mb below a batch's size takes its blobs one by one.
+        for digest, content in blobs:
+            client.put_blob(digest, [content])
+
+
+def _read_small(root: Path, entry: FileEntry) -> bytes:
+    path = root / entry.path
+    try:
+        content = path.read_bytes()
+    except OSError as e:
+        raise InvalidRequestError(f"Cannot read {path} ({e.strerror}); submit again.") from e
+    if hashlib.sha256(content).hexdigest() != entry.digest:
+        raise InvalidRequestError(f"{path} changed while it was uploaded; submit again.")
+    return content
+
+
+def _upload_big(client: Client, root: Path, entry: FileEntry) -> None:
     path = root / entry.path
     hasher = hashlib.sha256()
 
@@ -102,17 +152,13 @@ def _upload_blob(client: Client, root: Path, entry: FileEntry) -> None:
                 yield chunk
 
     try:
-        client.request("PUT", f"/blobs/{entry.digest}", content=chunks(), timeout=_blob_timeout())
+        client.put_blob(entry.digest, chunks())
     except OSError as e:
         raise InvalidRequestError(f"Cannot read {path} ({e.strerror}); submit again.") from e
     except InvalidRequestError as e:
         if hasher.hexdigest() != entry.digest:
             raise InvalidRequestError(f"{path} changed while it was uploaded; submit again.") from e
         raise
-
-
-def _blob_timeout() -> httpx.Timeout:
-    return httpx.Timeout(defaults.SNAPSHOT_BLOB_TIMEOUT_S, connect=defaults.CONNECT_TIMEOUT_S)
 
 
 def materialize(
@@ -131,8 +177,8 @@ def materialize(
     to one marks the cache entry corrupt, and it is fetched again next time. Executable files
     are always copies, since a hard link shares the mode too.
     """
-    info = client.request("GET", f"/snapshots/{snapshot_id}")
-    files = [FileEntry.from_json(f) for f in info["files"]]
+    info = client.get_snapshot(snapshot_id)
+    files = [FileEntry(f.path, f.digest, f.size, f.executable) for f in info.files]
     for f in files:
         reason = unsafe_path_reason(f.path)
         if reason or not DIGEST.fullmatch(f.digest):
@@ -147,7 +193,7 @@ def materialize(
     for f in files:
         _place(blobs / f.digest, dest / f.path, f.executable, link)
     return MaterializeResult(
-        id=str(info["id"]),
+        id=info.id,
         file_count=len(files),
         total_bytes=sum(f.size for f in files),
         downloaded_blobs=len(stale),
@@ -173,14 +219,8 @@ def _download_blob(client: Client, digest: str, blobs: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=blobs, prefix=f".{digest}.", suffix=".part")
         try:
             hasher = hashlib.sha256()
-            with (
-                os.fdopen(fd, "wb") as out,
-                client.http.stream("GET", f"/blobs/{digest}", timeout=_blob_timeout()) as r,
-            ):
-                if not r.is_success:
-                    r.read()
-                    _raise_for(client, r)
-                for chunk in r.iter_bytes(_CHUNK):
+            with os.fdopen(fd, "wb") as out:
+                for chunk in client.read_blob(digest):
                     hasher.update(chunk)
                     out.write(chunk)
             if hasher.hexdigest() != digest:
@@ -192,7 +232,7 @@ def _download_blob(client: Client, digest: str, blobs: Path) -> None:
             os.utime(tmp, ns=(_BLOB_MTIME_NS, _BLOB_MTIME_NS))
             os.replace(tmp, blobs / digest)
             return
-        except httpx.TransportError as e:
+        except WorkspaceUnreachableError as e:
             if attempt == _DOWNLOAD_ATTEMPTS:
                 raise WorkspaceUnreachableError(
                     f"Downloading blob {digest} from {client.url} failed {attempt} times ({e}); "
@@ -201,19 +241,6 @@ def _download_blob(client: Client, digest: str, blobs: Path) -> None:
             time.sleep(attempt)
         finally:
             Path(tmp).unlink(missing_ok=True)
-
-
-def _raise_for(client: Client, response: httpx.Response) -> NoReturn:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "error_code" in body and "message" in body:
-        raise error_from_payload(body)
-    raise FlowyardError(
-        f"The workspace at {client.url} answered {response.status_code} to "
-        f"{response.request.method} {response.request.url.path}."
-    )
 
 
 def _place(blob: Path, target: Path, executable: bool, link: bool) -> None:

@@ -193,6 +193,7 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("GET", f"{API}/whoami"): "reader",
     ("POST", f"{API}/blobs/missing"): "contributor",
     ("PUT", f"{API}/blobs/<digest>"): "contributor",
+    ("POST", f"{API}/blobs/batch"): "contributor",
     ("GET", f"{API}/blobs/<digest>"): "reader",
     ("POST", f"{API}/snapshots"): "contributor",
     ("GET", f"{API}/snapshots/<snapshot_id>"): "reader",

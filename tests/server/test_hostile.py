@@ -19,6 +19,8 @@ import httpx
 import pytest
 
 from flowyard import defaults
+from flowyard.client import Client
+from flowyard.snapshot import batch, materialize, upload
 from tests.conftest import Server, auth_headers, free_port, init_workspace
 from tests.factories import unstarted_job
 
@@ -274,6 +276,120 @@ def test_a_blob_at_the_limit_is_stored(api: httpx.Client) -> None:
         "digest": digest,
         "size": len(content),
     }
+
+
+# -- blob batches ----------------------------------------------------------------------------
+
+
+def _batch(*blobs: tuple[str, bytes]) -> bytes:
+    return b"".join(batch.encode(blobs))
+
+
+def _named(content: bytes) -> tuple[str, bytes]:
+    return hashlib.sha256(content).hexdigest(), content
+
+
+def _missing(api: httpx.Client, *digests: str) -> list[str]:
+    missing: list[str] = api.post("/blobs/missing", json={"digests": list(digests)}).json()[
+        "missing"
+    ]
+    return missing
+
+
+def test_a_batch_stores_its_blobs_in_one_request(api: httpx.Client, hostile: Hostile) -> None:
+    a, b = _named(uuid.uuid4().bytes), _named(b"")
+    response = api.post("/blobs/batch", content=_batch(a, b, a))
+    assert response.json() == {"blobs": [{"digest": d, "size": len(c)} for d, c in (a, b, a)]}
+    assert _missing(api, a[0], b[0]) == []
+    assert api.get(f"/blobs/{a[0]}").content == a[1]
+    assert api.get(f"/blobs/{b[0]}").content == b""
+    stored = hostile.artifacts / "flowyard" / "blobs" / a[0][:2] / a[0]
+    assert stored.read_bytes() == a[1]
+    assert not list(hostile.artifacts.rglob("*.part")), "a temp file was left beside a blob"
+    # Sent again (the digests already stored): the same answer, nothing changes.
+    assert api.post("/blobs/batch", content=_batch(a)).json()["blobs"] == [
+        {"digest": a[0], "size": len(a[1])}
+    ]
+
+
+def test_a_batch_with_one_lying_blob_stores_none_of_its_blobs(
+    api: httpx.Client, hostile: Hostile
+) -> None:
+    good1, good2 = _named(uuid.uuid4().bytes), _named(uuid.uuid4().bytes)
+    claimed = hashlib.sha256(b"what I claim").hexdigest()
+    body = _batch(good1, (claimed, b"what I send"), good2)
+    with hostile.writes_nothing():
+        response = api.post("/blobs/batch", content=body)
+    message = _error(response, 400, "INVALID_REQUEST")
+    assert f"The content sent for blob {claimed} has sha256 " in message
+    assert _missing(api, good1[0], claimed, good2[0]) == [good1[0], claimed, good2[0]]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"not a header\n", "no valid blob header at byte 0"),
+        (b"A" * 64 + b" 1\nx", "no valid blob header at byte 0"),
+        (b"0" * 64 + b" 01\nx", "no valid blob header at byte 0"),
+        (b"0" * 64 + b" -1\n", "no valid blob header at byte 0"),
+        (b"0" * 64 + b" 10\nshort", "ends inside blob"),
+        (_batch(_named(b"ok")) + b"trailing", "no valid blob header at byte 69"),
+    ],
+)
+def test_a_malformed_batch_is_refused(
+    api: httpx.Client, hostile: Hostile, body: bytes, expected: str
+) -> None:
+    with hostile.writes_nothing():
+        response = api.post("/blobs/batch", content=body)
+    assert expected in _error(response, 400, "INVALID_REQUEST")
+    assert _missing(api, hashlib.sha256(b"ok").hexdigest()) != []
+
+
+def test_a_batch_blob_over_the_blob_limit_is_refused(api: httpx.Client, hostile: Hostile) -> None:
+    # The header alone announces it: the body stays under the request limit.
+    size = int(MAX_BLOB_MB * 1_000_000) + 1
+    body = _batch(_named(b"fine")) + f"{'0' * 64} {size}\n".encode() + b"x" * 1000
+    with hostile.writes_nothing():
+        response = api.post("/blobs/batch", content=body)
+    message = _error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert f"has {size:,} bytes, over the workspace's limit" in message
+    assert "--max-blob-mb" in message
+    assert _missing(api, hashlib.sha256(b"fine").hexdigest()) != []
+
+
+def test_a_batch_over_the_body_limit_or_the_blob_count_is_refused(
+    api: httpx.Client, hostile: Hostile
+) -> None:
+    big = [_named(os.urandom(50_000)) for _ in range(5)]
+    with hostile.writes_nothing():
+        response = api.post("/blobs/batch", content=_batch(*big))
+    assert "--max-body-mb" in _error(response, 413, "PAYLOAD_TOO_LARGE")
+    empties = _batch(*[_named(b"")] * (defaults.SNAPSHOT_BATCH_MAX_BLOBS + 1))
+    assert len(empties) < MAX_BODY_MB * 1_000_000
+    with hostile.writes_nothing():
+        response = api.post("/blobs/batch", content=empties)
+    message = _error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert f"more than {defaults.SNAPSHOT_BATCH_MAX_BLOBS:,} blobs" in message
+
+
+def test_upload_falls_back_to_one_blob_a_request_past_the_body_limit(
+    hostile: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's --max-body-mb is below a batch: the batch is refused and its files go one
+    by one, and the snapshot comes back whole."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    project = tmp_path / "p"
+    files = {f"f{i}.bin": os.urandom(30_000) for i in range(10)}
+    for name, content in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_bytes(content)
+    with Client(hostile.server.url) as client:
+        result = upload(client, project)
+        assert result.uploaded_blobs == len(files)
+        out = materialize(client, result.id, tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert out.file_count == len(files)
+    for name, content in files.items():
+        assert (tmp_path / "out" / name).read_bytes() == content
 
 
 # -- request bodies and log appends ----------------------------------------------------------

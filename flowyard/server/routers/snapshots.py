@@ -9,50 +9,26 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
+from flowyard.schemas import (
+    BlobBatchOut,
+    BlobInfo,
+    Digests,
+    Missing,
+    SnapshotCreate,
+    SnapshotDetail,
+    SnapshotFile,
+    SnapshotInfo,
+)
 from flowyard.server.db.models import Snapshot
+from flowyard.server.limits import MB
 from flowyard.server.services import snapshots as service
 from flowyard.server.state import DbSession, State
 from flowyard.snapshot import FileEntry
 
 router = APIRouter(tags=["snapshots"])
-
-
-class Digests(BaseModel):
-    digests: list[str]
-
-
-class Missing(BaseModel):
-    missing: list[str]
-
-
-class BlobInfo(BaseModel):
-    digest: str
-    size: int
-
-
-class SnapshotFile(BaseModel):
-    path: str
-    digest: str
-    size: int
-    executable: bool = False
-
-
-class SnapshotCreate(BaseModel):
-    files: list[SnapshotFile]
-
-
-class SnapshotInfo(BaseModel):
-    id: str
-    file_count: int
-    total_bytes: int
-
-
-class SnapshotDetail(SnapshotInfo):
-    created_at: datetime
-    files: list[SnapshotFile]
+_SPOOL_BYTES = 1 << 20
 
 
 @router.post("/blobs/missing")
@@ -68,13 +44,37 @@ async def put_blob(digest: str, request: Request, session: DbSession, state: Sta
     service.check_digest(digest)
     upload = await run_in_threadpool(service.BlobUpload, digest)
     try:
-        # Hashing and writing run off the event loop, one received chunk at a time.
+        # Hashing and writing run off the event loop, a few received chunks at a time: a hop to
+        # the thread pool per chunk of a few KB cost more than the hashing.
+        pending = bytearray()
         async for chunk in request.stream():
-            await run_in_threadpool(upload.write, chunk)
+            pending += chunk
+            if len(pending) >= _SPOOL_BYTES:
+                await run_in_threadpool(upload.write, bytes(pending))
+                pending.clear()
+        if pending:
+            await run_in_threadpool(upload.write, bytes(pending))
         blob = await run_in_threadpool(upload.store, session, state.settings.artifacts_destination)
     finally:
         await run_in_threadpool(upload.discard)
     return BlobInfo(digest=blob.digest, size=blob.size)
+
+
+@router.post("/blobs/batch")
+async def put_blobs(request: Request, session: DbSession, state: State) -> BlobBatchOut:
+    """Store many small blobs sent in one body (see :mod:`flowyard.snapshot.batch`), all or
+    none: 400 if any blob's sha256 is not its digest, 413 for a blob over ``max_blob_mb`` or a
+    body over ``max_body_mb``."""
+    body = await request.body()
+    settings = state.settings
+    stored = await run_in_threadpool(
+        service.store_batch,
+        session,
+        settings.artifacts_destination,
+        body,
+        int(settings.max_blob_mb * MB),
+    )
+    return BlobBatchOut(blobs=[BlobInfo(digest=d, size=size) for d, size in stored])
 
 
 @router.get("/blobs/{digest}")

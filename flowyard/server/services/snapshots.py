@@ -7,9 +7,10 @@ A blob's bytes live in the workspace's artifact store under ``flowyard/blobs/``;
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,12 +26,15 @@ from flowyard.server.db.models import Blob, Snapshot
 from flowyard.snapshot import (
     DIGEST,
     FileEntry,
+    batch,
     shown_path,
     snapshot_id,
     unsafe_path_reason,
 )
 
 BLOB_PREFIX = "flowyard/blobs"
+# What open() leaves under the usual umask, as MLflow's local repository does for an artifact.
+_BLOB_MODE = 0o644
 # Keeps each IN (...) list far below SQLite's and PostgreSQL's bound-parameter limits.
 _QUERY_CHUNK = 500
 
@@ -95,25 +99,100 @@ class BlobUpload:
     def store(self, session: Session, destination: str) -> Blob:
         """Keep the blob if its content is what its digest says; idempotent."""
         self._file.close()
-        actual = self._hash.hexdigest()
-        if actual != self.digest:
-            raise InvalidRequestError(
-                f"The content sent for blob {self.digest} has sha256 {actual}; a blob is stored "
-                "only under the sha256 of its content."
-            )
+        _check_content(self.digest, self._hash.hexdigest())
+        if session.get(Blob, self.digest) is None:
+            _repository(destination).log_artifact(str(self.path), self.digest[:2])
+            _record(session, {self.digest: self.size})
         blob = session.get(Blob, self.digest)
-        if blob is not None:
-            return blob
-        _repository(destination).log_artifact(str(self.path), self.digest[:2])
-        blob = Blob(digest=self.digest, size=self.size)
-        session.add(blob)
+        assert blob is not None
+        return blob
+
+
+def store_batch(
+    session: Session, destination: str, body: bytes, max_blob_bytes: int
+) -> list[tuple[str, int]]:
+    """Keep every blob of a batch (see :mod:`flowyard.snapshot.batch`) and return their digests
+    and sizes in the order sent; idempotent.
+
+    All or nothing: every blob's content is checked against its digest before any is stored,
+    so a batch with one bad blob stores none of them.
+    """
+    blobs = batch.decode(
+        body, max_blob_bytes=max_blob_bytes, max_blobs=defaults.SNAPSHOT_BATCH_MAX_BLOBS
+    )
+    for digest, content in blobs:
+        _check_content(check_digest(digest), hashlib.sha256(content).hexdigest())
+    unique = dict(blobs)
+    stored = _stored_sizes(session, list(unique))
+    new = {d: content for d, content in unique.items() if d not in stored}
+    _write_blobs(_repository(destination), new)
+    _record(session, {d: len(content) for d, content in new.items()})
+    return [(digest, len(content)) for digest, content in blobs]
+
+
+def _check_content(digest: str, actual: str) -> None:
+    if actual != digest:
+        raise InvalidRequestError(
+            f"The content sent for blob {digest} has sha256 {actual}; a blob is stored only "
+            "under the sha256 of its content."
+        )
+
+
+def _write_blobs(repository: Any, blobs: Mapping[str, memoryview]) -> None:
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    if not isinstance(repository, LocalArtifactRepository):
+        write_blobs_through_files(repository, blobs)
+        return
+    # A local folder takes each blob straight from memory, as MLflow's own local repository
+    # writes an artifact (a hidden temp file beside its place, renamed there, so no reader sees
+    # half a blob) without its per-file path checks, which cost more than the write: the path
+    # is made of hex digits only.
+    root = Path(repository.artifact_dir)
+    for digest, content in blobs.items():
+        folder = root / digest[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{digest}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+            os.chmod(tmp, _BLOB_MODE)
+            os.replace(tmp, folder / digest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def write_blobs_through_files(repository: Any, blobs: Mapping[str, memoryview]) -> None:
+    """Store blobs through any MLflow artifact repository, which uploads local files (only the
+    local one takes a stream)."""
+    with tempfile.TemporaryDirectory(prefix="flowyard-blobs-") as tmp:
+        for digest, content in blobs.items():
+            path = Path(tmp, _key(digest))
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(content)
+        repository.log_artifacts(tmp)
+
+
+def _record(session: Session, sizes: Mapping[str, int]) -> None:
+    """Add the rows saying these blobs are stored, in one commit; a blob another request
+    recorded meanwhile is left as it is."""
+    if not sizes:
+        return
+    session.add_all(Blob(digest=d, size=size) for d, size in sizes.items())
+    try:
+        session.commit()
+        return
+    except IntegrityError:
+        session.rollback()
+    for digest, size in sizes.items():
+        if session.get(Blob, digest) is not None:
+            continue
+        session.add(Blob(digest=digest, size=size))
         try:
             session.commit()
-        except IntegrityError:  # another request stored it meanwhile
+        except IntegrityError:
             session.rollback()
-            blob = session.get(Blob, self.digest)
-            assert blob is not None
-        return blob
 
 
 @dataclass(frozen=True)
