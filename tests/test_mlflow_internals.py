@@ -20,6 +20,7 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from sqlalchemy.orm import Session
 
 from flowyard import mlflow_internals
+from flowyard.errors import DatabaseError
 from flowyard.server import mlflow_internals as server_internals
 
 MLPROJECT = """\
@@ -207,6 +208,16 @@ def test_prepare_tables_upgrades_an_older_schema(engine: sa.Engine) -> None:
     assert _revision(engine) != _head()
     server_internals.prepare_tables(engine)
     assert _revision(engine) == _head()
+
+
+def test_prepare_tables_refuses_a_schema_newer_than_this_mlflow(engine: sa.Engine) -> None:
+    # The pin spans several MLflow versions: a database a newer one upgraded must not be handed
+    # to alembic, which fails with "Can't locate revision".
+    server_internals.prepare_tables(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = 'f00dfeedbeef'"))
+    with pytest.raises(DatabaseError, match="f00dfeedbeef"):
+        server_internals.prepare_tables(engine)
 
 
 def test_table_handles_name_columns_mlflow_has(engine: sa.Engine) -> None:

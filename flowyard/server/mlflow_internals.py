@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, Select
 from sqlalchemy.orm import Session
 
+from flowyard.errors import DatabaseError
+
 log = logging.getLogger(__name__)
 
 # Handles on MLflow's tables: only the columns Flowyard reads, checked against MLflow's schema by
@@ -85,17 +87,36 @@ def prepare_tables(engine: Engine) -> None:
     """Create MLflow's tables in an empty database, or upgrade them to this MLflow's schema.
 
     Wraps ``mlflow.store.db.utils._all_tables_exist``, ``_initialize_tables``,
-    ``_get_schema_version``, ``_get_latest_schema_revision`` and ``_upgrade_db``: what MLflow's
-    store does on first use, done here once, under Flowyard's schema lock, before several server
-    processes open the database at once.
+    ``_get_schema_version``, ``_get_latest_schema_revision``, ``_get_alembic_config`` and
+    ``_upgrade_db``: what MLflow's store does on first use, done here once, under Flowyard's
+    schema lock, before several server processes open the database at once.
+
+    Raises:
+        DatabaseError: a newer MLflow has upgraded the tables past what this one knows.
     """
+    import mlflow
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
     from mlflow.store.db import utils as mlflow_db
 
     if not mlflow_db._all_tables_exist(engine):
         mlflow_db._initialize_tables(engine)
-    elif mlflow_db._get_schema_version(engine) != mlflow_db._get_latest_schema_revision():
-        log.info("Upgrading MLflow's tables to this MLflow's schema")
-        mlflow_db._upgrade_db(engine)
+        return
+    current = mlflow_db._get_schema_version(engine)
+    if current == mlflow_db._get_latest_schema_revision():
+        return
+    try:
+        ScriptDirectory.from_config(mlflow_db._get_alembic_config("sqlite://")).get_revision(
+            current
+        )
+    except CommandError as e:
+        raise DatabaseError(
+            f"The database's MLflow tables are at schema revision {current}, which MLflow "
+            f"{mlflow.__version__} does not know: a newer MLflow upgraded them; install that "
+            "MLflow (or newer) with this server."
+        ) from e
+    log.info("Upgrading MLflow's tables to this MLflow's schema")
+    mlflow_db._upgrade_db(engine)
 
 
 def run_tags(session: Session, run_id: str) -> dict[str, str]:

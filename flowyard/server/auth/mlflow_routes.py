@@ -164,15 +164,15 @@ owner        DELETE  */3.0/mlflow/traces/<trace_id>/assessments/<assessment_id>
 # Issues and label schemas
 reader       GET     */3.0/mlflow/issues/<issue_id>
 reader       POST    */3.0/mlflow/issues/search
-reader       GET     */3.0/mlflow/label-schemas/get
-reader       GET     */3.0/mlflow/label-schemas/get-by-name
-reader       GET     */3.0/mlflow/label-schemas/list
+reader       GET     */3.0/mlflow/label-schemas/get                              3.14
+reader       GET     */3.0/mlflow/label-schemas/get-by-name                      3.14
+reader       GET     */3.0/mlflow/label-schemas/list                             3.14
 contributor  POST    */3.0/mlflow/issues
 contributor  PATCH   */3.0/mlflow/issues/<issue_id>
 contributor  POST    /ajax-api/3.0/mlflow/issues/invoke
-contributor  POST    */3.0/mlflow/label-schemas/create
-contributor  PATCH   */3.0/mlflow/label-schemas/update
-owner        DELETE  */3.0/mlflow/label-schemas/delete
+contributor  POST    */3.0/mlflow/label-schemas/create                           3.14
+contributor  PATCH   */3.0/mlflow/label-schemas/update                           3.14
+owner        DELETE  */3.0/mlflow/label-schemas/delete                           3.14
 
 # Evaluation datasets
 reader       GET     */3.0/mlflow/datasets/<dataset_id>
@@ -200,24 +200,24 @@ reader       POST    */3.0/mlflow/prompt-optimization/jobs/search
 contributor  POST    */3.0/mlflow/scorers/register
 contributor  PUT     */3.0/mlflow/scorers/online-config
 contributor  POST    /ajax-api/3.0/mlflow/scorer/invoke
-contributor  POST    /ajax-api/3.0/mlflow/genai/evaluate/invoke
+contributor  POST    /ajax-api/3.0/mlflow/genai/evaluate/invoke                  3.14
 contributor  POST    */3.0/mlflow/prompt-optimization/jobs
 contributor  POST    */3.0/mlflow/prompt-optimization/jobs/<job_id>/cancel
 owner        DELETE  */3.0/mlflow/scorers/delete
 owner        DELETE  */3.0/mlflow/prompt-optimization/jobs/<job_id>
 
 # Review queues
-reader       GET     */3.0/mlflow/review-queues/get
-reader       GET     */3.0/mlflow/review-queues/get-by-name
-reader       GET     */3.0/mlflow/review-queues/list
-reader       GET     */3.0/mlflow/review-queues/items/list
-contributor  POST    */3.0/mlflow/review-queues/create
-contributor  POST    */3.0/mlflow/review-queues/get-or-create-user
-contributor  POST    */3.0/mlflow/review-queues/update
-contributor  POST    */3.0/mlflow/review-queues/items/add
-contributor  POST    */3.0/mlflow/review-queues/items/set-status
-owner        POST    */3.0/mlflow/review-queues/delete
-owner        POST    */3.0/mlflow/review-queues/items/remove
+reader       GET     */3.0/mlflow/review-queues/get                              3.14
+reader       GET     */3.0/mlflow/review-queues/get-by-name                      3.14
+reader       GET     */3.0/mlflow/review-queues/list                             3.14
+reader       GET     */3.0/mlflow/review-queues/items/list                       3.14
+contributor  POST    */3.0/mlflow/review-queues/create                           3.14
+contributor  POST    */3.0/mlflow/review-queues/get-or-create-user               3.14
+contributor  POST    */3.0/mlflow/review-queues/update                           3.14
+contributor  POST    */3.0/mlflow/review-queues/items/add                        3.14
+contributor  POST    */3.0/mlflow/review-queues/items/set-status                 3.14
+owner        POST    */3.0/mlflow/review-queues/delete                           3.14
+owner        POST    */3.0/mlflow/review-queues/items/remove                     3.14
 
 # MCP server registry
 reader       GET     */3.0/mlflow/mcp-servers                                    3.15
@@ -281,12 +281,12 @@ contributor  POST    /gateway/mlflow/v1/chat/completions
 contributor  POST    /gateway/openai/v1/chat/completions
 contributor  POST    /gateway/openai/v1/embeddings
 contributor  POST    /gateway/openai/v1/responses
-contributor  POST    /gateway/openai/v1/responses/compact
+contributor  POST    /gateway/openai/v1/responses/compact                        3.14
 contributor  POST    /gateway/anthropic/v1/messages
 contributor  POST    /gateway/gemini/v1beta/models/<endpoint_name>:generateContent
 contributor  POST    /gateway/gemini/v1beta/models/<endpoint_name>:streamGenerateContent
 contributor  POST    /gateway/typesafe/v1/systemone                              3.17
-contributor  POST    /gateway/proxy/<endpoint_name>/<path:path>
+contributor  POST    /gateway/proxy/<endpoint_name>/<path:path>                  3.13
 owner        POST    */3.0/mlflow/gateway/secrets/create
 owner        POST    */3.0/mlflow/gateway/secrets/update
 owner        DELETE  */3.0/mlflow/gateway/secrets/delete
@@ -328,7 +328,7 @@ owner        GET     /ajax-api/3.0/mlflow/assistant/config
 owner        PUT     /ajax-api/3.0/mlflow/assistant/config
 owner        GET     /ajax-api/3.0/mlflow/assistant/providers                    3.15
 owner        GET     /ajax-api/3.0/mlflow/assistant/providers/<provider>/health
-owner        GET     /ajax-api/3.0/mlflow/assistant/providers/<provider>/models
+owner        GET     /ajax-api/3.0/mlflow/assistant/providers/<provider>/models  3.13
 owner        POST    /ajax-api/3.0/mlflow/assistant/message
 owner        PATCH   /ajax-api/3.0/mlflow/assistant/sessions/<session_id>
 owner        GET     /ajax-api/3.0/mlflow/assistant/sessions/<session_id>/stream
