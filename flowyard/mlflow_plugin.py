@@ -11,7 +11,7 @@ from typing import Any
 
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 
-from flowyard import paths
+from flowyard import mlflow_internals, paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_TOKEN
 from flowyard.env import builder
@@ -42,16 +42,11 @@ def connect(tracking_uri: str) -> tuple[Client, dict[str, Any]]:
 def _run_tags(
     prepared: PreparedProject, options: BackendOptions, version: str | None
 ) -> dict[str, str]:
-    from mlflow.projects.utils import _expand_uri, _is_local_uri
-    from mlflow.tracking._tracking_service.utils import _get_git_url_if_present
-
     from flowyard.snapshot import git_info
 
-    uri = prepared.uri
-    source = _get_git_url_if_present(_expand_uri(uri)) if _is_local_uri(uri) else _expand_uri(uri)
     tags = {
         "mlflow.user": getpass.getuser(),
-        "mlflow.source.name": source,
+        "mlflow.source.name": mlflow_internals.source_name(prepared.uri),
         "mlflow.source.type": "PROJECT",
         "mlflow.project.entryPoint": prepared.entry_point,
         "mlflow.project.env": str(prepared.environment["manager"]),

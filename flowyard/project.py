@@ -12,9 +12,8 @@ from typing import Any
 
 import yaml
 from mlflow.exceptions import ExecutionException, MlflowException
-from mlflow.projects import utils as project_utils
-from mlflow.utils import data_utils, file_utils
 
+from flowyard import mlflow_internals
 from flowyard.env import spec as env_spec
 from flowyard.errors import InvalidRequestError
 
@@ -226,13 +225,13 @@ def _check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
                     f", not {value!r}; pass e.g. -P {name}={1.0 if kind == 'float' else 1}."
                 )
         elif kind == "path":
-            local = file_utils.get_local_path_or_none(str(value))
+            local = mlflow_internals.local_path_or_none(str(value))
             if local is not None and not os.path.exists(local):
                 raise InvalidRequestError(
                     f"Parameter {name!r} names the path {value!r}, which does not exist; pass "
                     "an existing file or folder, or a URI."
                 )
-        elif kind == "uri" and not data_utils.is_uri(str(value)):
+        elif kind == "uri" and not mlflow_internals.is_uri(str(value)):
             raise InvalidRequestError(
                 f"Parameter {name!r} must be a URI with a scheme (like s3://bucket/key or "
                 f"file:///path), not {value!r}."
@@ -251,14 +250,14 @@ def prepare(
     get wrong, with MLflow's own rules."""
     parameters = dict(parameters or {})
     try:
-        work_dir = project_utils._fetch_project(uri=uri, version=version)
+        work_dir = mlflow_internals.fetch_project(uri, version)
     except (ExecutionException, MlflowException) as e:
         raise InvalidRequestError(
             f"The project at {uri} cannot be fetched: {e.message.rstrip('.')}; check the URI "
             "and version."
         ) from e
     try:
-        project = project_utils.load_project(work_dir)
+        project = mlflow_internals.load_project(work_dir)
     except (ExecutionException, MlflowException, yaml.YAMLError) as e:
         detail = e.message if isinstance(e, MlflowException) else str(e).replace("\n", " ")
         raise InvalidRequestError(
@@ -274,18 +273,18 @@ def prepare(
     try:
         entry = project.get_entry_point(entry_point)
     except ExecutionException as e:
-        known = ", ".join(sorted(project._entry_points)) or "none"
+        known = ", ".join(mlflow_internals.entry_point_names(project)) or "none"
         raise InvalidRequestError(
             f"The project has no entry point {entry_point!r} (its entry points: {known}); pass "
             "one of those, or a .py or .sh file in the project."
         ) from e
-    is_file_entry = entry_point not in project._entry_points
+    is_file_entry = entry_point not in mlflow_internals.entry_point_names(project)
     if is_file_entry and not (Path(work_dir) / entry_point).is_file():
         raise InvalidRequestError(
             f"The entry point file {entry_point!r} does not exist in the project {uri}."
         )
     try:
-        entry._validate_parameters(parameters)
+        mlflow_internals.validate_parameters(entry, parameters)
     except ExecutionException as e:
         raise InvalidRequestError(
             f"{e.message}; pass them with parameters={{...}} or -P name=value."
@@ -315,7 +314,7 @@ def _command(entry: Any, parameters: dict[str, str]) -> str | None:
     for name, spec in entry.parameters.items():
         if spec.type != "path":
             continue
-        local = file_utils.get_local_path_or_none(values[name])
+        local = mlflow_internals.local_path_or_none(values[name])
         if local is None:
             return None
         values[name] = os.path.abspath(local)

@@ -213,13 +213,12 @@ class Runner:
         if command:
             return str(command)
         # A `path` parameter names a remote URI: MLflow downloads it, as its local backend does.
-        from mlflow.projects.utils import get_entry_point_command, load_project
+        from flowyard import mlflow_internals
 
-        project = load_project(str(project_dir))
         storage = self.dir / "storage"
         storage.mkdir(exist_ok=True)
-        commands: list[str] = get_entry_point_command(
-            project, job.entry_point, job.parameters, str(storage)
+        commands = mlflow_internals.entry_point_command(
+            str(project_dir), job.entry_point, job.parameters, str(storage)
         )
         return " && ".join(commands)
 

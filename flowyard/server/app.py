@@ -17,6 +17,7 @@ from flowyard import __version__, defaults
 from flowyard.errors import FlowyardError
 from flowyard.paths import config_dir
 from flowyard.schemas import ERROR_RESPONSES
+from flowyard.server import mlflow_internals
 from flowyard.server.artifact_paths import ArtifactPathGuard
 from flowyard.server.auth.middleware import AuthMiddleware, Sessions
 from flowyard.server.auth.tokens import Keys, load_key_file
@@ -32,16 +33,7 @@ from flowyard.server.state import AppState
 
 def configure_mlflow(settings: ServerSettings) -> None:
     """Point MLflow's server app at the workspace's stores; must run before it is imported."""
-    os.environ.update(
-        {
-            "_MLFLOW_SERVER_FILE_STORE": settings.db_url,
-            "_MLFLOW_SERVER_REGISTRY_STORE": settings.db_url,
-            "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
-            "_MLFLOW_SERVER_ARTIFACT_DESTINATION": settings.artifacts_destination,
-            "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
-            "_MLFLOW_SGI_NAME": "uvicorn",
-        }
-    )
+    mlflow_internals.configure_server_app(settings.db_url, settings.artifacts_destination)
     # MLflow's GenAI job runner (Huey consumers) is not Flowyard's business; keep it off unless
     # the operator turns it on in the environment.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -75,7 +67,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings.from_env()
     configure_mlflow(settings)
     tune_sqlite_everywhere()
-    from mlflow.server.fastapi_app import app as mlflow_app
+    mlflow_app = mlflow_internals.server_app()
 
     engine = make_engine(parse_db_url(settings.db_url))
     keys = Keys(load_key_file(Path(settings.secret_key_file or config_dir() / "secret.key")))

@@ -1,11 +1,11 @@
 """The role each route of MLflow's server needs, route by route.
 
 Flowyard serves MLflow's tracking server unchanged (its FastAPI app and the Flask app mounted in
-it), so its routes cannot be decorated; instead every (method, rule) MLflow 3.17 registers is
-classified by hand in :data:`TABLE`, and a request is matched to its rule with werkzeug's router
-(the one Flask itself uses), so ``<path:...>`` rules match as MLflow matches them. A path no rule
-matches needs an owner: a route a newer MLflow adds stays closed until it is classified here
-(``tests/security/test_routes.py`` fails until then).
+it), so its routes cannot be decorated; instead every (method, rule) the MLflow versions in
+pyproject's pin register is classified by hand in :data:`TABLE`, and a request is matched to its
+rule with werkzeug's router (the one Flask itself uses), so ``<path:...>`` rules match as MLflow
+matches them. A path no rule matches needs an owner: a route a newer MLflow adds stays closed
+until it is classified here (``tests/security/test_routes.py`` fails until then).
 
 - reading and searching (``GET``, and MLflow's ``POST`` searches) needs ``reader``;
 - tracking, registering and evaluating (create, log, update, set-tag, upload) needs
@@ -25,8 +25,10 @@ from werkzeug.routing import Map, MapAdapter, Rule
 
 from flowyard.server.auth.tokens import Role
 
-# One line a route: role, method, rule (werkzeug's syntax). A rule starting with ``*`` is
-# registered twice, under ``/api`` (clients) and ``/ajax-api`` (MLflow's UI).
+# One line a route: role, method, rule (werkzeug's syntax), and the MLflow version that added it
+# when that is newer than the oldest MLflow in pyproject's pin (an older MLflow lacks the route,
+# whose rule then matches nothing). A rule starting with ``*`` is registered twice, under ``/api``
+# (clients) and ``/ajax-api`` (MLflow's UI).
 TABLE = """
 public       GET     /health
 reader       GET     /
@@ -79,7 +81,7 @@ owner        POST    */2.0/mlflow/runs/delete-tag
 
 # Artifacts, through the tracking API and the artifact proxy
 reader       GET     */2.0/mlflow/artifacts/list
-reader       POST    */2.0/mlflow/artifacts/presigned-download-url
+reader       POST    */2.0/mlflow/artifacts/presigned-download-url               3.15
 reader       GET     */2.0/mlflow-artifacts/artifacts
 reader       GET     */2.0/mlflow-artifacts/artifacts/<path:artifact_path>
 reader       GET     */2.0/mlflow-artifacts/presigned/<path:artifact_path>
@@ -162,15 +164,15 @@ owner        DELETE  */3.0/mlflow/traces/<trace_id>/assessments/<assessment_id>
 # Issues and label schemas
 reader       GET     */3.0/mlflow/issues/<issue_id>
 reader       POST    */3.0/mlflow/issues/search
-reader       GET     */3.0/mlflow/label-schemas/get
-reader       GET     */3.0/mlflow/label-schemas/get-by-name
-reader       GET     */3.0/mlflow/label-schemas/list
+reader       GET     */3.0/mlflow/label-schemas/get                              3.14
+reader       GET     */3.0/mlflow/label-schemas/get-by-name                      3.14
+reader       GET     */3.0/mlflow/label-schemas/list                             3.14
 contributor  POST    */3.0/mlflow/issues
 contributor  PATCH   */3.0/mlflow/issues/<issue_id>
 contributor  POST    /ajax-api/3.0/mlflow/issues/invoke
-contributor  POST    */3.0/mlflow/label-schemas/create
-contributor  PATCH   */3.0/mlflow/label-schemas/update
-owner        DELETE  */3.0/mlflow/label-schemas/delete
+contributor  POST    */3.0/mlflow/label-schemas/create                           3.14
+contributor  PATCH   */3.0/mlflow/label-schemas/update                           3.14
+owner        DELETE  */3.0/mlflow/label-schemas/delete                           3.14
 
 # Evaluation datasets
 reader       GET     */3.0/mlflow/datasets/<dataset_id>
@@ -198,49 +200,49 @@ reader       POST    */3.0/mlflow/prompt-optimization/jobs/search
 contributor  POST    */3.0/mlflow/scorers/register
 contributor  PUT     */3.0/mlflow/scorers/online-config
 contributor  POST    /ajax-api/3.0/mlflow/scorer/invoke
-contributor  POST    /ajax-api/3.0/mlflow/genai/evaluate/invoke
+contributor  POST    /ajax-api/3.0/mlflow/genai/evaluate/invoke                  3.14
 contributor  POST    */3.0/mlflow/prompt-optimization/jobs
 contributor  POST    */3.0/mlflow/prompt-optimization/jobs/<job_id>/cancel
 owner        DELETE  */3.0/mlflow/scorers/delete
 owner        DELETE  */3.0/mlflow/prompt-optimization/jobs/<job_id>
 
 # Review queues
-reader       GET     */3.0/mlflow/review-queues/get
-reader       GET     */3.0/mlflow/review-queues/get-by-name
-reader       GET     */3.0/mlflow/review-queues/list
-reader       GET     */3.0/mlflow/review-queues/items/list
-contributor  POST    */3.0/mlflow/review-queues/create
-contributor  POST    */3.0/mlflow/review-queues/get-or-create-user
-contributor  POST    */3.0/mlflow/review-queues/update
-contributor  POST    */3.0/mlflow/review-queues/items/add
-contributor  POST    */3.0/mlflow/review-queues/items/set-status
-owner        POST    */3.0/mlflow/review-queues/delete
-owner        POST    */3.0/mlflow/review-queues/items/remove
+reader       GET     */3.0/mlflow/review-queues/get                              3.14
+reader       GET     */3.0/mlflow/review-queues/get-by-name                      3.14
+reader       GET     */3.0/mlflow/review-queues/list                             3.14
+reader       GET     */3.0/mlflow/review-queues/items/list                       3.14
+contributor  POST    */3.0/mlflow/review-queues/create                           3.14
+contributor  POST    */3.0/mlflow/review-queues/get-or-create-user               3.14
+contributor  POST    */3.0/mlflow/review-queues/update                           3.14
+contributor  POST    */3.0/mlflow/review-queues/items/add                        3.14
+contributor  POST    */3.0/mlflow/review-queues/items/set-status                 3.14
+owner        POST    */3.0/mlflow/review-queues/delete                           3.14
+owner        POST    */3.0/mlflow/review-queues/items/remove                     3.14
 
 # MCP server registry
-reader       GET     */3.0/mlflow/mcp-servers
-reader       GET     */3.0/mlflow/mcp-servers/endpoints
-reader       GET     */3.0/mlflow/mcp-servers/<path:name>
-reader       GET     */3.0/mlflow/mcp-servers/<path:name>/versions
-reader       GET     */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version>
-reader       GET     */3.0/mlflow/mcp-servers/<path:name>/endpoints
-reader       GET     */3.0/mlflow/mcp-servers/<path:name>/endpoints/<endpoint_id>
-reader       GET     */3.0/mlflow/mcp-servers/<path:name>/aliases/<path:alias>
-contributor  POST    */3.0/mlflow/mcp-servers
-contributor  PATCH   */3.0/mlflow/mcp-servers/<path:name>
-contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/versions
-contributor  PATCH   */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version>
-contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version>/tags
-contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/endpoints
-contributor  PATCH   */3.0/mlflow/mcp-servers/<path:name>/endpoints/<endpoint_id>
-contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/tags
-contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/aliases
-owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>
-owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version>
-owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version>/tags/<path:key>
-owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/endpoints/<endpoint_id>
-owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/tags/<path:key>
-owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/aliases/<path:alias>
+reader       GET     */3.0/mlflow/mcp-servers                                    3.15
+reader       GET     */3.0/mlflow/mcp-servers/endpoints                          3.15
+reader       GET     */3.0/mlflow/mcp-servers/<path:name>                        3.15
+reader       GET     */3.0/mlflow/mcp-servers/<path:name>/versions               3.15
+reader       GET     */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version> 3.15
+reader       GET     */3.0/mlflow/mcp-servers/<path:name>/endpoints              3.15
+reader       GET     */3.0/mlflow/mcp-servers/<path:name>/endpoints/<endpoint_id> 3.15
+reader       GET     */3.0/mlflow/mcp-servers/<path:name>/aliases/<path:alias>   3.15
+contributor  POST    */3.0/mlflow/mcp-servers                                    3.15
+contributor  PATCH   */3.0/mlflow/mcp-servers/<path:name>                        3.15
+contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/versions               3.15
+contributor  PATCH   */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version> 3.15
+contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version>/tags 3.15
+contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/endpoints              3.15
+contributor  PATCH   */3.0/mlflow/mcp-servers/<path:name>/endpoints/<endpoint_id> 3.15
+contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/tags                   3.15
+contributor  POST    */3.0/mlflow/mcp-servers/<path:name>/aliases                3.15
+owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>                        3.15
+owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version> 3.15
+owner  DELETE  */3.0/mlflow/mcp-servers/<path:name>/versions/<path:version>/tags/<path:key>  3.15
+owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/endpoints/<endpoint_id> 3.15
+owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/tags/<path:key>        3.15
+owner        DELETE  */3.0/mlflow/mcp-servers/<path:name>/aliases/<path:alias>   3.15
 
 # MLflow's own background jobs (off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION) and its demo data
 reader       GET     /ajax-api/3.0/jobs/<job_id>
@@ -254,7 +256,7 @@ owner        POST    /ajax-api/3.0/mlflow/demo/delete
 
 # The AI gateway: calling an endpoint is using it; configuring one (keys, budgets) is the
 # owner's, as computes are.
-reader       GET     /gateway/mlflow/v1/models
+reader       GET     /gateway/mlflow/v1/models                                   3.17
 reader       GET     /ajax-api/2.0/mlflow/gateway-proxy
 reader       GET     /ajax-api/3.0/mlflow/gateway/supported-providers
 reader       GET     /ajax-api/3.0/mlflow/gateway/supported-models
@@ -279,12 +281,12 @@ contributor  POST    /gateway/mlflow/v1/chat/completions
 contributor  POST    /gateway/openai/v1/chat/completions
 contributor  POST    /gateway/openai/v1/embeddings
 contributor  POST    /gateway/openai/v1/responses
-contributor  POST    /gateway/openai/v1/responses/compact
+contributor  POST    /gateway/openai/v1/responses/compact                        3.14
 contributor  POST    /gateway/anthropic/v1/messages
 contributor  POST    /gateway/gemini/v1beta/models/<endpoint_name>:generateContent
 contributor  POST    /gateway/gemini/v1beta/models/<endpoint_name>:streamGenerateContent
-contributor  POST    /gateway/typesafe/v1/systemone
-contributor  POST    /gateway/proxy/<endpoint_name>/<path:path>
+contributor  POST    /gateway/typesafe/v1/systemone                              3.17
+contributor  POST    /gateway/proxy/<endpoint_name>/<path:path>                  3.13
 owner        POST    */3.0/mlflow/gateway/secrets/create
 owner        POST    */3.0/mlflow/gateway/secrets/update
 owner        DELETE  */3.0/mlflow/gateway/secrets/delete
@@ -324,36 +326,41 @@ owner        POST    */2.0/mlflow/webhooks/<webhook_id>/test
 owner        DELETE  */2.0/mlflow/webhooks/<webhook_id>
 owner        GET     /ajax-api/3.0/mlflow/assistant/config
 owner        PUT     /ajax-api/3.0/mlflow/assistant/config
-owner        GET     /ajax-api/3.0/mlflow/assistant/providers
+owner        GET     /ajax-api/3.0/mlflow/assistant/providers                    3.15
 owner        GET     /ajax-api/3.0/mlflow/assistant/providers/<provider>/health
-owner        GET     /ajax-api/3.0/mlflow/assistant/providers/<provider>/models
+owner        GET     /ajax-api/3.0/mlflow/assistant/providers/<provider>/models  3.13
 owner        POST    /ajax-api/3.0/mlflow/assistant/message
 owner        PATCH   /ajax-api/3.0/mlflow/assistant/sessions/<session_id>
 owner        GET     /ajax-api/3.0/mlflow/assistant/sessions/<session_id>/stream
-owner        POST    /ajax-api/3.0/mlflow/assistant/sessions/<session_id>/permission
-owner        POST    /ajax-api/3.0/mlflow/assistant/sessions/<session_id>/tool-result
+owner        POST    /ajax-api/3.0/mlflow/assistant/sessions/<session_id>/permission 3.15
+owner        POST    /ajax-api/3.0/mlflow/assistant/sessions/<session_id>/tool-result 3.16
 owner        POST    /ajax-api/3.0/mlflow/assistant/skills/install
 """
 
 PUBLIC = "public"  # answered without a credential: a load balancer's health probe
 
 
-def _parse(table: str) -> dict[tuple[str, str], Role | None]:
+def _parse(table: str) -> tuple[dict[tuple[str, str], Role | None], dict[tuple[str, str], str]]:
     routes: dict[tuple[str, str], Role | None] = {}
+    added_in: dict[tuple[str, str], str] = {}
     for line in table.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        role, method, rule = line.split()
+        role, method, rule, *since = line.split()
         rules = [f"/api{rule[1:]}", f"/ajax-api{rule[1:]}"] if rule.startswith("*") else [rule]
         for one in rules:
             if (method, one) in routes:
                 raise ValueError(f"{method} {one} is classified twice in the MLflow route table")
             routes[method, one] = None if role == PUBLIC else Role.parse(role)
-    return routes
+            if since:
+                added_in[method, one] = since[0]
+    return routes, added_in
 
 
-ROUTES = _parse(TABLE)
-"""(method, rule) → the least role that may call it; None for a public route."""
+ROUTES, ADDED_IN = _parse(TABLE)
+"""ROUTES: (method, rule) → the least role that may call it; None for a public route.
+ADDED_IN: (method, rule) → the MLflow version that added it, for the routes the oldest MLflow in
+the pin lacks."""
 
 
 @cache

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
 from flowyard.errors import DatabaseError
+from flowyard.server import mlflow_internals
 from flowyard.server.db.models import Setting, Token
 
 if TYPE_CHECKING:
@@ -29,8 +29,6 @@ VERSION_TABLE = "flowyard_alembic_version"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number: the PostgreSQL advisory lock that serialises schema set-up.
 _PG_LOCK_KEY = 0x466C6F7779617264  # "Flowyard"
-
-log = logging.getLogger(__name__)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -122,16 +120,6 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _prepare_mlflow_tables(engine: Engine) -> None:
-    from mlflow.store.db import utils as mlflow_db
-
-    if not mlflow_db._all_tables_exist(engine):
-        mlflow_db._initialize_tables(engine)
-    elif mlflow_db._get_schema_version(engine) != mlflow_db._get_latest_schema_revision():
-        log.info("Upgrading MLflow's tables to this MLflow's schema")
-        mlflow_db._upgrade_db(engine)
-
-
 def prepare_database(raw_url: str, workspace_name: str) -> tuple[str, str]:
     """Create or upgrade every table, once even when several servers start together.
 
@@ -143,7 +131,7 @@ def prepare_database(raw_url: str, workspace_name: str) -> tuple[str, str]:
     engine = make_engine(url)
     try:
         with schema_lock(engine):
-            _prepare_mlflow_tables(engine)
+            mlflow_internals.prepare_tables(engine)
             migrate(engine)
             with Session(engine) as session, session.begin():
                 stored = session.get(Setting, "workspace_name")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
+from flowyard.server import mlflow_internals
 from flowyard.server.db.models import Compute, Job, JobEvent, LogChunk, Snapshot
 from flowyard.server.services import computes, runs
 from flowyard.server.settings import ServerSettings
@@ -443,9 +444,7 @@ def rerun(
                 if blob.temp_dir:
                     shutil.rmtree(blob.temp_dir, ignore_errors=True)
         prepared = prepare(tmp, None, old.entry_point, {**old.parameters, **parameters})
-    tags = session.execute(
-        sa.text("SELECT key, value FROM tags WHERE run_uuid = :id"), {"id": job_id}
-    ).tuples()
+    tags = mlflow_internals.run_tags(session, job_id).items()
     inherited = {k: v for k, v in tags if k.startswith(_RERUN_TAGS)}
     by = user or old.user
     if by != old.user:

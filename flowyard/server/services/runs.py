@@ -11,14 +11,13 @@ from mlflow.exceptions import MlflowException
 
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
+from flowyard.server import mlflow_internals
 
 
 def tracking_store() -> Any:
     # The server app's own store (same engine, same artifact root `mlflow-artifacts:/`), so a run
     # made here is exactly what MLflow's REST API would have made.
-    from mlflow.server.handlers import _get_tracking_store
-
-    return _get_tracking_store()
+    return mlflow_internals.tracking_store()
 
 
 def create_run(

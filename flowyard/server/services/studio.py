@@ -1,8 +1,8 @@
 """What the studio's pages show: jobs joined with their MLflow runs, in a few indexed queries.
 
-MLflow's tables (``runs``, ``experiments``, ``params``, ``latest_metrics``, ``tags``) live in the
-same database as Flowyard's, so a page reads them directly instead of going through MLflow's store
-one run at a time: a page of jobs costs a count, the page itself, and one ``IN`` query each for its
+MLflow's tables live in the same database as Flowyard's, so a page reads them directly (through
+:mod:`flowyard.server.mlflow_internals`) instead of going through MLflow's store one run at a
+time: a page of jobs costs a count, the page itself, and one ``IN`` query each for its run names,
 parameters and latest metrics, whatever the number of jobs in the workspace.
 """
 
@@ -17,39 +17,21 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flowyard.schemas import JobStatus
+from flowyard.server import mlflow_internals
 from flowyard.server.db.models import Compute, Job, Snapshot
 from flowyard.server.services import computes
 from flowyard.server.services import jobs as job_service
 from flowyard.snapshot import FileEntry
-
-# Lightweight handles on MLflow's tables: only the columns the studio reads.
-RUNS = sa.table(
-    "runs",
-    sa.column("run_uuid"),
-    sa.column("name"),
-    sa.column("status"),
-    sa.column("artifact_uri"),
-    sa.column("lifecycle_stage"),
-)
-EXPERIMENTS = sa.table("experiments", sa.column("experiment_id"), sa.column("name"))
-PARAMS = sa.table("params", sa.column("key"), sa.column("value"), sa.column("run_uuid"))
-LATEST_METRICS = sa.table(
-    "latest_metrics",
-    sa.column("key"),
-    sa.column("value"),
-    sa.column("step"),
-    sa.column("run_uuid"),
-)
-TAGS = sa.table("tags", sa.column("key"), sa.column("value"), sa.column("run_uuid"))
 
 PAGE_SIZE = 50
 # A table stays readable on a laptop with this many parameter and metric columns; the job page
 # shows them all.
 KEY_COLUMNS = 4
 ACTIVE = [JobStatus.QUEUED, *computes.ACTIVE]
+# The run name is MLflow's: its column comes from the join in jobs_page.
 SORTS: dict[str, Any] = {
     "submitted": Job.submitted_at,
-    "name": RUNS.c.name,
+    "name": None,
     "status": Job.status,
     "compute": Job.compute,
     "user": Job.user,
@@ -107,12 +89,6 @@ def utc(at: datetime | None) -> datetime | None:
     return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def experiment_names(session: Session) -> dict[str, str]:
-    # Workspaces hold tens of experiments, not thousands of them: one small read.
-    rows = session.execute(sa.select(EXPERIMENTS.c.experiment_id, EXPERIMENTS.c.name))
-    return {str(i): str(n) for i, n in rows}
-
-
 def jobs_page(session: Session, filters: JobFilters) -> JobsPage:
     conditions = []
     if filters.status:
@@ -126,45 +102,35 @@ def jobs_page(session: Session, filters: JobFilters) -> JobsPage:
     total = session.scalar(sa.select(sa.func.count()).select_from(Job).where(*conditions)) or 0
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(filters.page, 1), pages)
-    column = SORTS.get(filters.sort, Job.submitted_at)
+    column = SORTS.get(filters.sort) or Job.submitted_at
     tiebreak = Job.id.desc() if filters.desc else Job.id.asc()
     # The page's ids first, from an index alone where the sort allows (see migration 0004), so a
     # deep page skips index entries rather than whole rows; then only those rows in full.
     ids_query = sa.select(Job.id).where(*conditions)
     if filters.sort == "name":
-        ids_query = ids_query.outerjoin(RUNS, RUNS.c.run_uuid == Job.id)
+        ids_query, column = mlflow_internals.with_run_name(ids_query, Job.id)
     ids_query = (
         ids_query.order_by(column.desc() if filters.desc else column.asc(), tiebreak)
         .limit(PAGE_SIZE)
         .offset((page - 1) * PAGE_SIZE)
     )
     page_ids = list(session.scalars(ids_query))
-    names = experiment_names(session)
+    names = mlflow_internals.experiment_names(session)
+    run_names = mlflow_internals.run_names(session, page_ids)
     found = {
         job.id: JobRow(
-            job=job, run_name=name, experiment=names.get(job.experiment_id, job.experiment_id)
+            job=job,
+            run_name=run_names.get(job.id),
+            experiment=names.get(job.experiment_id, job.experiment_id),
         )
-        for job, name in session.execute(
-            sa.select(Job, RUNS.c.name)
-            .outerjoin(RUNS, RUNS.c.run_uuid == Job.id)
-            .where(Job.id.in_(page_ids))
-        )
+        for job in session.scalars(sa.select(Job).where(Job.id.in_(page_ids)))
     }
     rows = [found[i] for i in page_ids if i in found]
-    by_id = found
-    if by_id:
-        for key, value, run_id in session.execute(
-            sa.select(PARAMS.c.key, PARAMS.c.value, PARAMS.c.run_uuid).where(
-                PARAMS.c.run_uuid.in_(by_id)
-            )
-        ):
-            by_id[run_id].params[key] = value
-        for key, value, run_id in session.execute(
-            sa.select(
-                LATEST_METRICS.c.key, LATEST_METRICS.c.value, LATEST_METRICS.c.run_uuid
-            ).where(LATEST_METRICS.c.run_uuid.in_(by_id))
-        ):
-            by_id[run_id].metrics[key] = value
+    if found:
+        for run_id, params in mlflow_internals.run_params(session, list(found)).items():
+            found[run_id].params = params
+        for run_id, metrics in mlflow_internals.latest_metrics(session, list(found)).items():
+            found[run_id].metrics = {key: value for key, (value, _step) in metrics.items()}
     any_active = (
         session.scalar(sa.select(Job.id).where(Job.status.in_(ACTIVE)).limit(1)) is not None
     )
@@ -219,45 +185,18 @@ class JobDetail:
 
 def job_detail(session: Session, job_id: str) -> JobDetail:
     job = job_service.get(session, job_id, events=True)
-    run_name = session.scalar(sa.select(RUNS.c.name).where(RUNS.c.run_uuid == job_id))
-    experiment = session.scalar(
-        sa.select(EXPERIMENTS.c.name).where(
-            EXPERIMENTS.c.experiment_id == _int_or(job.experiment_id)
-        )
-    )
-    params = dict(
-        session.execute(sa.select(PARAMS.c.key, PARAMS.c.value).where(PARAMS.c.run_uuid == job_id))
-        .tuples()
-        .all()
-    )
-    metrics = {
-        key: (value, step)
-        for key, value, step in session.execute(
-            sa.select(LATEST_METRICS.c.key, LATEST_METRICS.c.value, LATEST_METRICS.c.step)
-            .where(LATEST_METRICS.c.run_uuid == job_id)
-            .order_by(LATEST_METRICS.c.key)
-        )
-    }
-    tags = dict(
-        session.execute(sa.select(TAGS.c.key, TAGS.c.value).where(TAGS.c.run_uuid == job_id))
-        .tuples()
-        .all()
-    )
+    params = mlflow_internals.run_params(session, [job_id]).get(job_id, {})
     return JobDetail(
         job=job,
-        run_name=run_name,
-        experiment=experiment or job.experiment_id,
+        run_name=mlflow_internals.run_name(session, job_id),
+        experiment=mlflow_internals.experiment_name(session, job.experiment_id)
+        or job.experiment_id,
         params=dict(sorted(params.items())),
-        metrics=metrics,
-        tags=tags,
+        metrics=mlflow_internals.latest_metrics(session, [job_id]).get(job_id, {}),
+        tags=mlflow_internals.run_tags(session, job_id),
         snapshot=session.get(Snapshot, job.snapshot_id),
         rerunnable=job.compute != computes.LOCAL and session.get(Compute, job.compute) is not None,
     )
-
-
-def _int_or(value: str) -> int | str:
-    # MLflow keeps experiment ids as integers; Flowyard as the strings its API carries.
-    return int(value) if value.isdigit() else value
 
 
 def snapshot_tree(manifest: list[dict[str, Any]]) -> dict[str, Any]:
@@ -288,7 +227,7 @@ class Compared:
 
 def compare(session: Session, job_ids: list[str]) -> Compared:
     """The jobs side by side; unknown ids raise NotFoundError like a job page would."""
-    names = experiment_names(session)
+    names = mlflow_internals.experiment_names(session)
     rows = []
     for job_id in dict.fromkeys(job_ids):
         detail = job_detail(session, job_id)

@@ -1,0 +1,194 @@
+"""The one place the server reaches into MLflow past its documented API: the variables its server
+app reads its stores from, its tracking store, its schema set-up, and its tables.
+
+Flowyard serves MLflow's own server app over the same database as its own tables, so it must set
+that app up as `mlflow server` does, and the studio reads MLflow's tables in a few indexed queries
+instead of one store call per run. None of that is public MLflow API: every use is a small function
+here, with a contract test in tests/test_mlflow_internals.py, so an MLflow release that changes one
+fails one named test instead of the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Collection
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine, Select
+from sqlalchemy.orm import Session
+
+from flowyard.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+# Handles on MLflow's tables: only the columns Flowyard reads, checked against MLflow's schema by
+# the contract tests.
+_RUNS = sa.table("runs", sa.column("run_uuid"), sa.column("name"))
+_EXPERIMENTS = sa.table("experiments", sa.column("experiment_id"), sa.column("name"))
+_PARAMS = sa.table("params", sa.column("key"), sa.column("value"), sa.column("run_uuid"))
+_LATEST_METRICS = sa.table(
+    "latest_metrics",
+    sa.column("key"),
+    sa.column("value"),
+    sa.column("step"),
+    sa.column("run_uuid"),
+)
+_TAGS = sa.table("tags", sa.column("key"), sa.column("value"), sa.column("run_uuid"))
+TABLES = (_RUNS, _EXPERIMENTS, _PARAMS, _LATEST_METRICS, _TAGS)
+
+
+def configure_server_app(db_url: str, artifacts_destination: str) -> None:
+    """Point MLflow's server app at the workspace's database and artifact store, serving
+    artifacts through its proxy (`mlflow-artifacts:/`); must run before the app is imported.
+
+    Sets the ``_MLFLOW_SERVER_*`` variables (``mlflow.server.constants``) and ``_MLFLOW_SGI_NAME``
+    that `mlflow server` sets for its workers: Flowyard mounts that app in its own ASGI app
+    instead of running `mlflow server`.
+    """
+    os.environ.update(
+        {
+            "_MLFLOW_SERVER_FILE_STORE": db_url,
+            "_MLFLOW_SERVER_REGISTRY_STORE": db_url,
+            "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+            "_MLFLOW_SERVER_ARTIFACT_DESTINATION": artifacts_destination,
+            "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+            "_MLFLOW_SGI_NAME": "uvicorn",
+        }
+    )
+
+
+def server_app() -> Any:
+    """MLflow's whole tracking server as an ASGI app (its FastAPI routes, with its Flask app
+    mounted under them), built from the variables :func:`configure_server_app` set.
+
+    Wraps ``mlflow.server.fastapi_app.app``, the app `mlflow server` hands uvicorn: Flowyard mounts
+    it at "/" beside its own API.
+    """
+    from mlflow.server.fastapi_app import app
+
+    return app
+
+
+def tracking_store() -> Any:
+    """The tracking store MLflow's server app itself uses (same engine, artifact root
+    `mlflow-artifacts:/`), so a run Flowyard makes is exactly what MLflow's REST API would make.
+
+    Wraps ``mlflow.server.handlers._get_tracking_store``, which builds it from the variables
+    :func:`configure_server_app` sets, once per process.
+    """
+    from mlflow.server.handlers import _get_tracking_store
+
+    return _get_tracking_store()
+
+
+def prepare_tables(engine: Engine) -> None:
+    """Create MLflow's tables in an empty database, or upgrade them to this MLflow's schema.
+
+    Wraps ``mlflow.store.db.utils._all_tables_exist``, ``_initialize_tables``,
+    ``_get_schema_version``, ``_get_latest_schema_revision``, ``_get_alembic_config`` and
+    ``_upgrade_db``: what MLflow's store does on first use, done here once, under Flowyard's
+    schema lock, before several server processes open the database at once.
+
+    Raises:
+        DatabaseError: a newer MLflow has upgraded the tables past what this one knows.
+    """
+    import mlflow
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+    from mlflow.store.db import utils as mlflow_db
+
+    if not mlflow_db._all_tables_exist(engine):
+        mlflow_db._initialize_tables(engine)
+        return
+    current = mlflow_db._get_schema_version(engine)
+    if current == mlflow_db._get_latest_schema_revision():
+        return
+    try:
+        ScriptDirectory.from_config(mlflow_db._get_alembic_config("sqlite://")).get_revision(
+            current
+        )
+    except CommandError as e:
+        raise DatabaseError(
+            f"The database's MLflow tables are at schema revision {current}, which MLflow "
+            f"{mlflow.__version__} does not know: a newer MLflow upgraded them; install that "
+            "MLflow (or newer) with this server."
+        ) from e
+    log.info("Upgrading MLflow's tables to this MLflow's schema")
+    mlflow_db._upgrade_db(engine)
+
+
+def run_tags(session: Session, run_id: str) -> dict[str, str]:
+    """The run's tags, read from MLflow's ``tags`` table."""
+    rows = session.execute(sa.select(_TAGS.c.key, _TAGS.c.value).where(_TAGS.c.run_uuid == run_id))
+    return dict(rows.tuples().all())
+
+
+def run_name(session: Session, run_id: str) -> str | None:
+    """The run's name, read from MLflow's ``runs`` table; None for no such run."""
+    name: str | None = session.scalar(sa.select(_RUNS.c.name).where(_RUNS.c.run_uuid == run_id))
+    return name
+
+
+def run_names(session: Session, run_ids: Collection[str]) -> dict[str, str | None]:
+    """The runs' names by id, in one query; a missing run is left out."""
+    rows = session.execute(
+        sa.select(_RUNS.c.run_uuid, _RUNS.c.name).where(_RUNS.c.run_uuid.in_(run_ids))
+    )
+    return dict(rows.tuples().all())
+
+
+def with_run_name(query: Select[Any], run_id: Any) -> tuple[Select[Any], Any]:
+    """``query`` outer-joined to MLflow's ``runs`` on ``run_id``, and the run-name column to sort
+    it by."""
+    return query.outerjoin(_RUNS, _RUNS.c.run_uuid == run_id), _RUNS.c.name
+
+
+def run_params(session: Session, run_ids: Collection[str]) -> dict[str, dict[str, str]]:
+    """Each run's parameters by run id, in one query; a run without any is left out."""
+    found: dict[str, dict[str, str]] = {}
+    for key, value, run_id in session.execute(
+        sa.select(_PARAMS.c.key, _PARAMS.c.value, _PARAMS.c.run_uuid).where(
+            _PARAMS.c.run_uuid.in_(run_ids)
+        )
+    ):
+        found.setdefault(run_id, {})[key] = value
+    return found
+
+
+def latest_metrics(
+    session: Session, run_ids: Collection[str]
+) -> dict[str, dict[str, tuple[float, int]]]:
+    """Each run's latest metrics by run id, as (value, step) by key, in one query; a run without
+    any is left out."""
+    found: dict[str, dict[str, tuple[float, int]]] = {}
+    for key, value, step, run_id in session.execute(
+        sa.select(
+            _LATEST_METRICS.c.key,
+            _LATEST_METRICS.c.value,
+            _LATEST_METRICS.c.step,
+            _LATEST_METRICS.c.run_uuid,
+        )
+        .where(_LATEST_METRICS.c.run_uuid.in_(run_ids))
+        .order_by(_LATEST_METRICS.c.key)
+    ):
+        found.setdefault(run_id, {})[key] = (value, step)
+    return found
+
+
+def experiment_names(session: Session) -> dict[str, str]:
+    """Every experiment's name by its id (as the string Flowyard's API carries)."""
+    # Workspaces hold tens of experiments, not thousands of them: one small read.
+    rows = session.execute(sa.select(_EXPERIMENTS.c.experiment_id, _EXPERIMENTS.c.name))
+    return {str(i): str(n) for i, n in rows}
+
+
+def experiment_name(session: Session, experiment_id: str) -> str | None:
+    """The experiment's name; None for no such experiment."""
+    # MLflow keeps experiment ids as integers; Flowyard as the strings its API carries.
+    key: int | str = int(experiment_id) if experiment_id.isdigit() else experiment_id
+    name: str | None = session.scalar(
+        sa.select(_EXPERIMENTS.c.name).where(_EXPERIMENTS.c.experiment_id == key)
+    )
+    return name
