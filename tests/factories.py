@@ -6,8 +6,12 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowyard.client import Client
+
+if TYPE_CHECKING:
+    from tests.conftest import Server
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sklearn_elasticnet"
 
@@ -126,3 +130,24 @@ def unstarted_job(url: str, headers: dict[str, str]) -> tuple[str, str]:
         )
         assert job.status_code == 201, job.text
         return str(job.json()["id"]), str(job.json()["runner_token"])
+
+
+def create_compute(workspace: Server, name: str, *args: str, kind: str = "process") -> None:
+    """`flowyard compute create NAME --type KIND ARGS...` against ``workspace``."""
+    from tests.conftest import run_cli
+
+    result = run_cli(
+        *("compute", "create", name, "--type", kind, *args),
+        cwd=workspace.cwd,
+        env={"FLOWYARD_WORKSPACE_URL": workspace.url},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def process_workspace(folder: Path, compute: str, *args: str) -> Server:
+    """A new workspace (short timeouts) with one `process` compute named ``compute``."""
+    from tests.compute.conftest import fast_workspace
+
+    server = fast_workspace(folder)
+    create_compute(server, compute, *args)
+    return server

@@ -18,9 +18,8 @@ import mlflow
 import pytest
 from mlflow.exceptions import ExecutionException
 
-from tests.compute.conftest import fast_workspace
-from tests.conftest import Server, free_port, run_cli
-from tests.factories import make_project
+from tests.conftest import Server, free_port
+from tests.factories import make_project, process_workspace
 from tests.parity import PROJECTS, Case, run_both, run_case
 
 CASES = [
@@ -51,13 +50,9 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = fast_workspace(tmp_path_factory.mktemp("corpus"))
-    result = run_cli(
-        *("compute", "create", "cpu-cluster", "--type", "process", "--max-concurrent-jobs", "2"),
-        cwd=server.cwd,
-        env={"FLOWYARD_WORKSPACE_URL": server.url},
+    server = process_workspace(
+        tmp_path_factory.mktemp("corpus"), "cpu-cluster", "--max-concurrent-jobs", "2"
     )
-    assert result.returncode == 0, result.stderr
     mlflow.set_tracking_uri(server.url)
     yield server
     mlflow.set_tracking_uri(None)

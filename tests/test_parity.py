@@ -13,24 +13,14 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.compute.conftest import fast_workspace
-from tests.conftest import Server, run_cli
+from tests.conftest import Server
+from tests.factories import process_workspace
 from tests.parity import PARITY, run_both
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = fast_workspace(tmp_path_factory.mktemp("parity"))
-    result = run_cli(
-        "compute",
-        "create",
-        "cpu-cluster",
-        "--type",
-        "process",
-        cwd=server.cwd,
-        env={"FLOWYARD_WORKSPACE_URL": server.url},
-    )
-    assert result.returncode == 0, result.stderr
+    server = process_workspace(tmp_path_factory.mktemp("parity"), "cpu-cluster")
     mlflow.set_tracking_uri(server.url)
     yield server
     mlflow.set_tracking_uri(None)

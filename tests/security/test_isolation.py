@@ -24,7 +24,7 @@ from flowyard.server.services import computes
 from flowyard.server.settings import ServerSettings
 from tests.compute.conftest import FAST, final_job
 from tests.conftest import Server, free_port, init_workspace, run_cli
-from tests.factories import make_project
+from tests.factories import create_compute, make_project
 
 SERVER_SECRET = "FLOWYARD_TEST_SERVER_SECRET"
 SECRET_VALUE = "server-only-7f3a9c"
@@ -95,17 +95,7 @@ def client(workspace: Server, tmp_path: Path) -> Iterator[Client]:
 
 
 def _compute(workspace: Server, name: str, *args: str) -> None:
-    result = run_cli(
-        "compute",
-        "create",
-        name,
-        "--type",
-        "process",
-        *args,
-        cwd=workspace.cwd,
-        env={"FLOWYARD_WORKSPACE_URL": workspace.url},
-    )
-    assert result.returncode == 0, result.stderr
+    create_compute(workspace, name, *args)
 
 
 def _run(project: Path, compute: str, *parameters: str) -> str:

@@ -17,9 +17,9 @@ from mlflow import MlflowClient
 from flowyard.client import Client
 from flowyard.errors import InvalidRequestError
 from flowyard.schemas import JobOut, JobSubmit
-from tests.compute.conftest import fast_workspace, final_job
-from tests.conftest import Server, run_cli
-from tests.factories import make_project
+from tests.compute.conftest import final_job
+from tests.conftest import Server
+from tests.factories import make_project, process_workspace
 from tests.server.test_auth import new_token
 
 SECRET = "alices-s3cr3t-VALUE"
@@ -39,17 +39,7 @@ def _digest(value: str) -> str:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = fast_workspace(tmp_path_factory.mktemp("rerun-secrets"))
-    result = run_cli(
-        "compute",
-        "create",
-        "cpu",
-        "--type",
-        "process",
-        cwd=server.cwd,
-        env={"FLOWYARD_WORKSPACE_URL": server.url},
-    )
-    assert result.returncode == 0, result.stderr
+    server = process_workspace(tmp_path_factory.mktemp("rerun-secrets"), "cpu")
     yield server
     server.stop()
 

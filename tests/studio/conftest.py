@@ -15,9 +15,9 @@ import pytest
 
 from flowyard.client import Client
 from flowyard.schemas import JobOut, JobStatus
-from tests.compute.conftest import fast_workspace, final_job
-from tests.conftest import Server, run_cli
-from tests.factories import EXAMPLE, make_project
+from tests.compute.conftest import final_job
+from tests.conftest import Server
+from tests.factories import EXAMPLE, make_project, process_workspace
 
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox (containers), no GPU, and none of Chromium's own calls home: the tests' only
@@ -64,19 +64,9 @@ class Jobs:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = fast_workspace(tmp_path_factory.mktemp("studio"))
-    result = run_cli(
-        "compute",
-        "create",
-        "cpu",
-        "--type",
-        "process",
-        "--max-concurrent-jobs",
-        "4",
-        cwd=server.cwd,
-        env={"FLOWYARD_WORKSPACE_URL": server.url},
+    server = process_workspace(
+        tmp_path_factory.mktemp("studio"), "cpu", "--max-concurrent-jobs", "4"
     )
-    assert result.returncode == 0, result.stderr
     yield server
     server.stop()
 
