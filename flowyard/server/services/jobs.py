@@ -171,7 +171,10 @@ def update_status(
     job = _locked(session, job_id)
     if update.status == JobStatus.QUEUED:
         # A retry is the workspace's decision (its runner is lost), with a new attempt's token.
-        raise ConflictError(f"Job {job_id}'s runner cannot put it back in the queue.")
+        raise ConflictError(
+            f"Job {job_id}'s runner cannot put it back in the queue; the workspace retries a "
+            "job whose runner is lost, as MAX_RETRIES allows."
+        )
     lifecycle.move(
         session,
         job,

@@ -45,10 +45,6 @@ class Move:
     after: JobStatus
 
     @property
-    def is_retry(self) -> bool:
-        return self.after == JobStatus.QUEUED
-
-    @property
     def run_status(self) -> str | None:
         """The run's new MLflow status, or None where the run's stays as it is (running →
         finalizing leaves it RUNNING: no write, and the runner goes on sooner)."""
