@@ -248,12 +248,17 @@ async def _rewrite_body(
 ) -> Receive:
     """Reads a small JSON request body and hands the app ``rewrite(body)`` instead; returns the
     ``receive`` that replays it."""
+    too_big = PayloadTooLargeError(
+        f"A run's creation or update is over {MAX_INSPECTED_BODY} bytes; send fewer tags."
+    )
+    # Refused as announced, before waiting for a body that would be refused once it came.
+    declared = Headers(scope=scope).get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_INSPECTED_BODY:
+        raise too_big
     try:
         raw, cut_short = await read_body(receive, MAX_INSPECTED_BODY)
     except BodyOverLimit:
-        raise PayloadTooLargeError(
-            f"A run's creation or update is over {MAX_INSPECTED_BODY} bytes; send fewer tags."
-        ) from None
+        raise too_big from None
     if cut_short is not None:  # the client went away: the app sees it too
         return replay(raw, cut_short, receive)
     try:
