@@ -59,6 +59,8 @@ def tracking(
 ) -> Iterator[str]:
     """MLflow pointed at the workspace in a fresh experiment; yields the experiment's id."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    # The saved owner token of this workspace, not one an earlier test's workspace left exported.
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
     mlflow.set_tracking_uri(Workspace.get(sqlite_server.url).get_mlflow_tracking_uri())
     yield mlflow.set_experiment(f"run-status-{tmp_path.name}").experiment_id
     mlflow.set_tracking_uri(None)
