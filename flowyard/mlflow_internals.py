@@ -98,6 +98,18 @@ def entry_point_command(
     return commands
 
 
+def entry_point(name: str, parameters: dict[str, Any], command: str) -> Any:
+    """MLflow's ``EntryPoint`` made from what a job stored at submit (its name, parameter specs
+    and command template), so a re-run builds its command by MLflow's rules without the project.
+
+    Wraps ``mlflow.projects._project_spec.EntryPoint`` (private): its constructor parses the
+    parameter specs as an ``MLproject`` file's entry point would.
+    """
+    from mlflow.projects._project_spec import EntryPoint
+
+    return EntryPoint(name, parameters, command)
+
+
 def local_path_or_none(path_or_uri: str) -> str | None:
     """The local path ``path_or_uri`` names (a plain path or a `file:` URI), or None for a remote
     URI.

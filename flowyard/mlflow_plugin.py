@@ -154,7 +154,11 @@ def submit(
             entry_point=prepared.entry_point,
             parameters=prepared.parameters,
             environment=prepared.environment,
-            options={**options.job_options(), "command": prepared.command},
+            options={
+                **options.job_options(),
+                "command": prepared.command,
+                "entry_point_spec": prepared.entry_point_spec,
+            },
             compute=options.compute,
             priority=options.priority,
             run_name=run_name,

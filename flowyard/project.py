@@ -206,9 +206,11 @@ class PreparedProject:
     parameters: dict[str, str]
     environment: dict[str, Any]
     command: str | None = None
+    # What rebuilds the command with other parameters, without the project: see entry_point_spec.
+    entry_point_spec: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
+def check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
     for name, spec in entry_point.parameters.items():
         if name not in parameters:
             continue
@@ -289,7 +291,7 @@ def prepare(
         raise InvalidRequestError(
             f"{e.message}; pass them with parameters={{...}} or -P name=value."
         ) from e
-    _check_types(entry, parameters)
+    check_types(entry, parameters)
     # As MLflow logs them: the entry point's parameters with defaults filled in, then the extras;
     # unquoted here, since the runner hands them to MLflow's command builder, which quotes.
     resolved = {
@@ -302,11 +304,12 @@ def prepare(
         entry_point=entry_point,
         parameters=resolved,
         environment=env_spec.resolve(project, Path(work_dir), build=build_env),
-        command=_command(entry, resolved),
+        command=build_command(entry, resolved),
+        entry_point_spec=entry_point_spec(entry),
     )
 
 
-def _command(entry: Any, parameters: dict[str, str]) -> str | None:
+def build_command(entry: Any, parameters: dict[str, str]) -> str | None:
     """The entry point's shell command, built here by MLflow's own rules (substitution, quoting,
     extra parameters appended), so the runner need not import MLflow to build it. None when a
     `path` parameter names a remote URI: the runner downloads it with MLflow, as MLflow would."""
@@ -319,3 +322,17 @@ def _command(entry: Any, parameters: dict[str, str]) -> str | None:
             return None
         values[name] = os.path.abspath(local)
     return str(entry.compute_command(values, storage_dir=None))
+
+
+def entry_point_spec(entry: Any) -> dict[str, Any]:
+    """The entry point as stored with a job: what MLflow's ``EntryPoint`` is made of (its name,
+    its parameters' types and defaults, its command template), so a re-run checks new parameters
+    and builds its command without fetching the project again."""
+    return {
+        "name": entry.name,
+        "parameters": {
+            name: {"type": spec.type, "default": spec.default}
+            for name, spec in entry.parameters.items()
+        },
+        "command": entry.command,
+    }

@@ -129,6 +129,18 @@ def test_entry_point_command_builds_the_commands_mlflow_runs(project: Path, tmp_
     assert commands == [f"python train.py --alpha 0.5 --name 'x y' --data {data}"]
 
 
+def test_entry_point_from_stored_specs_builds_mlflows_command(tmp_path: Path) -> None:
+    """A re-run rebuilds its command from the entry point stored at submit."""
+    entry = mlflow_internals.entry_point(
+        "main", {"alpha": {"type": "float", "default": 0.5}, "n": "int"}, "python t.py {alpha} {n}"
+    )
+    assert entry.compute_command({"alpha": "0.3", "n": "2"}, str(tmp_path)) == "python t.py 0.3 2"
+    assert entry.compute_command({"n": "2", "extra": "a b"}, str(tmp_path)) == (
+        "python t.py 0.5 2 --extra 'a b'"
+    )
+    assert (entry.parameters["n"].type, entry.parameters["alpha"].default) == ("int", 0.5)
+
+
 def test_local_path_or_none_tells_local_from_remote() -> None:
     assert mlflow_internals.local_path_or_none("data/x.csv") == "data/x.csv"
     assert mlflow_internals.local_path_or_none("file:///tmp/x.csv") == "/tmp/x.csv"

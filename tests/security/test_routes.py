@@ -313,8 +313,8 @@ def _fill(path: str) -> str:
 def _status(server: Server, method: str, path: str, token: str | None) -> int:
     """The answer to a request. Where the server bounds the body, an oversize one is announced
     but never sent, so a request that gets past authentication is refused for its size and
-    changes nothing; MLflow's artifact uploads (unbounded) and run creations (which a job's are
-    read to be rewritten) get a small body that cannot succeed either."""
+    changes nothing; MLflow's artifact uploads (unbounded) and run creations and updates (which
+    a job's are read to be rewritten) get a small body that cannot succeed either."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
@@ -322,7 +322,7 @@ def _status(server: Server, method: str, path: str, token: str | None) -> int:
             conn.putheader("Authorization", f"Bearer {token}")
         body = b""
         if method not in ("GET", "HEAD"):
-            small = "/mlflow-artifacts/" in path or path.endswith("/runs/create")
+            small = "/mlflow-artifacts/" in path or path.endswith(("/runs/create", "/runs/update"))
             body = b'{"experiment_id": "no-such-experiment"}' if small else b""
             conn.putheader("Content-Type", "application/json")
             conn.putheader("Content-Length", str(len(body) if small else OVERSIZE))

@@ -1,7 +1,8 @@
 """The check every request passes before any route — Flowyard's, the studio's or MLflow's — sees it.
 
-A pure ASGI middleware (no per-request task or body copy, except the body of a run a job
-creates, which is rewritten to attribute the run to the job's submitter). Credentials:
+A pure ASGI middleware (no per-request task or body copy, except two small bodies a job sends:
+a run it creates, rewritten to attribute the run to the job's submitter, and a run it updates,
+held RUNNING where it would end a job's run before the job ends). Credentials:
 ``Authorization: Bearer`` (what ``MLFLOW_TRACKING_TOKEN`` sends), or the studio's signed session
 cookie, which unsafe methods may only use with the session's CSRF token or a same-origin
 ``Origin`` header.
@@ -10,9 +11,12 @@ cookie, which unsafe methods may only use with the session's CSRF token or a sam
 from __future__ import annotations
 
 import json
+import re
 import secrets
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
+import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -39,17 +43,22 @@ from flowyard.server.auth.policy import (
     runner_call,
 )
 from flowyard.server.auth.tokens import Keys, Role
+from flowyard.server.db.models import Job
 from flowyard.server.services import auth as service
+from flowyard.server.services import lifecycle
 from flowyard.server.services.auth import ANONYMOUS, Principal
+from flowyard.status import JobStatus
 
 PRINCIPAL = "flowyard.principal"
 CSRF = "flowyard.csrf"  # a studio session's CSRF token, for the pages to send back
 SESSION_MAX_AGE_S = 12 * 3600
 CSRF_HEADER = "x-csrf-token"
 TOKEN_HEADER = "x-flowyard-token"
-# A run's creation is small JSON (its tags); anything bigger is refused rather than held in memory
-# to be rewritten.
+# A run's creation or update is small JSON (its tags, its status); anything bigger is refused rather
+# than held in memory to be rewritten.
 MAX_INSPECTED_BODY = 1024 * 1024
+
+_RUN_UPDATE = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/runs/update$")
 
 NO_TOKEN = (
     "This workspace needs a token: set FLOWYARD_TOKEN (or MLFLOW_TRACKING_TOKEN), save one with "
@@ -129,6 +138,8 @@ class AuthMiddleware:
             _check_rights(principal, method, path, need)
             if principal.job is not None and creates_run(method, path):
                 receive = await self._attribute_run(principal, scope, receive)
+            elif principal.job is not None and method == "POST" and _RUN_UPDATE.match(path):
+                receive = await self._hold_run(scope, receive)
         except FlowyardError as e:
             await self._refuse(scope, receive, send, headers, e)
             return
@@ -174,31 +185,49 @@ class AuthMiddleware:
     async def _attribute_run(self, principal: Principal, scope: Scope, receive: Receive) -> Receive:
         """Rewrites a run a job creates as its submitter's, tagged with the job; returns a
         ``receive`` that hands the app the new body."""
-        assert principal.job is not None
-        try:
-            raw, cut_short = await read_body(receive, MAX_INSPECTED_BODY)
-        except BodyOverLimit:
-            raise PayloadTooLargeError(
-                f"A run's creation is over {MAX_INSPECTED_BODY} bytes; send fewer tags."
-            ) from None
-        if cut_short is not None:  # the client went away: the app sees it too
-            return replay(raw, cut_short, receive)
-        try:
-            parsed = json.loads(raw)
-            if not isinstance(parsed, dict):
-                raise ValueError("not an object")
-            body = json.dumps(attribute_run(parsed, principal.job, principal.user)).encode()
-        except (ValueError, RecursionError):
-            raise InvalidRequestError(
-                "A run's creation must be a JSON object whose tags are a list; send what "
-                "MlflowClient.create_run sends."
-            ) from None
-        scope["headers"] = [
-            (name, value)
-            for name, value in scope["headers"]
-            if name not in (b"content-length", b"transfer-encoding")
-        ] + [(b"content-length", str(len(body)).encode())]
-        return replay(body, None, receive)
+        job = principal.job
+        assert job is not None
+
+        async def attribute(body: dict[str, object]) -> dict[str, object]:
+            return attribute_run(body, job, principal.user)
+
+        return await _rewrite_body(
+            scope,
+            receive,
+            attribute,
+            "A run's creation must be a JSON object whose tags are a list; send what "
+            "MlflowClient.create_run sends.",
+        )
+
+    async def _hold_run(self, scope: Scope, receive: Receive) -> Receive:
+        """A job's code may not end a job's run while the job goes on: the user's own
+        ``with mlflow.start_run()`` resumes the run and ends it on leaving, before the job's
+        outputs are uploaded, and whatever the job's own end turns out to be. Returns a
+        ``receive`` that hands the app the update, held RUNNING where it would end a live
+        job's run."""
+
+        async def hold(body: dict[str, object]) -> dict[str, object]:
+            run_id = body.get("run_id") or body.get("run_uuid")
+            if body.get("status") not in lifecycle.ENDING_RUN_STATUSES or not isinstance(
+                run_id, str
+            ):
+                return body
+            if await run_in_threadpool(self._job_goes_on, run_id):
+                return lifecycle.hold_run(body)
+            return body
+
+        return await _rewrite_body(
+            scope,
+            receive,
+            hold,
+            "A run's update must be a JSON object; send what MlflowClient.set_terminated sends.",
+        )
+
+    def _job_goes_on(self, run_id: str) -> bool:
+        """Whether ``run_id`` is the run of a job that has not ended (one primary-key read)."""
+        with Session(self.engine) as session:
+            status = session.scalar(sa.select(Job.status).where(Job.id == run_id))
+        return status is not None and not JobStatus(status).is_final
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, headers: Headers, error: FlowyardError
@@ -214,6 +243,42 @@ class AuthMiddleware:
             if isinstance(error, UnauthenticatedError):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="flowyard"'
         await response(scope, receive, send)
+
+
+async def _rewrite_body(
+    scope: Scope,
+    receive: Receive,
+    rewrite: Callable[[dict[str, object]], Awaitable[dict[str, object]]],
+    malformed: str,
+) -> Receive:
+    """Reads a small JSON request body and hands the app ``rewrite(body)`` instead; returns the
+    ``receive`` that replays it."""
+    too_big = PayloadTooLargeError(
+        f"A run's creation or update is over {MAX_INSPECTED_BODY} bytes; send fewer tags."
+    )
+    # Refused as announced, before waiting for a body that would be refused once it came.
+    declared = Headers(scope=scope).get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_INSPECTED_BODY:
+        raise too_big
+    try:
+        raw, cut_short = await read_body(receive, MAX_INSPECTED_BODY)
+    except BodyOverLimit:
+        raise too_big from None
+    if cut_short is not None:  # the client went away: the app sees it too
+        return replay(raw, cut_short, receive)
+    try:
+        parsed = json.loads(raw)
+        if not isinstance(parsed, dict):
+            raise ValueError("not an object")
+        body = json.dumps(await rewrite(parsed)).encode()
+    except (ValueError, RecursionError):
+        raise InvalidRequestError(malformed) from None
+    scope["headers"] = [
+        (name, value)
+        for name, value in scope["headers"]
+        if name not in (b"content-length", b"transfer-encoding")
+    ] + [(b"content-length", str(len(body)).encode())]
+    return replay(body, None, receive)
 
 
 def _check_rights(principal: Principal, method: str, path: str, need: Role) -> None:

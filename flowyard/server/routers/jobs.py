@@ -22,7 +22,7 @@ from flowyard.schemas import (
 )
 from flowyard.server.auth.middleware import principal_of
 from flowyard.server.db.models import Job
-from flowyard.server.services import computes, jobs, watch
+from flowyard.server.services import computes, jobs, reruns, watch
 from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -121,7 +121,7 @@ def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state:
     user than the first submitter, it runs without the first one's secret ENV_VARS, and the
     answer names them (``secret_env_dropped``)."""
     client = request.client.host if request.client else "an unknown host"
-    job, dropped = jobs.rerun(
+    job, dropped = reruns.rerun(
         session,
         job_id,
         body.parameters,

@@ -18,7 +18,7 @@ from flowyard.errors import ComputeUnavailableError, FlowyardError
 from flowyard.schemas import ErrorInfo, JobStatus
 from flowyard.server.auth.tokens import Keys
 from flowyard.server.db.models import Compute, Job
-from flowyard.server.services import computes, jobs
+from flowyard.server.services import computes, jobs, lifecycle
 from flowyard.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -78,15 +78,14 @@ def claim(session: Session, compute_name: str, limit: int = CLAIM_BATCH) -> list
         else []
     )
     for slot, job in enumerate(taken, start=active + 1):
-        jobs.transition(
+        # Queued to preparing keeps the run SCHEDULED: nothing to mirror after the commit.
+        lifecycle.record(
             session,
             job,
             JobStatus.PREPARING,
             f"dispatched to {compute_name} (slot {slot} of "
             f"{compute.max_concurrent_jobs}), attempt {job.attempt}",
         )
-        job.runner = None
-        job.external_id = None
         job.waiting_reason = None
         job.heartbeat_at = _now()  # the runner has until the heartbeat timeout to start
     session.commit()
@@ -212,14 +211,13 @@ class Dispatcher:
                 target.cancel(job.external_id)
             fresh = session.get(Job, job.id)
             if fresh is not None and not JobStatus(fresh.status).is_final:
-                jobs.transition(
+                lifecycle.move(
                     session,
                     fresh,
                     JobStatus.CANCELED,
                     "canceled by the user; stopped through its compute",
+                    self.settings,
                 )
-                session.commit()
-                jobs.finish_run(session, fresh, self.settings)
             return
         if state in (ExternalState.GONE, ExternalState.ENDED):
             self.settle_lost(
@@ -239,7 +237,10 @@ class Dispatcher:
         max_retries = int(job.options.get("max_retries", default) or 0)
         if job.compute != computes.LOCAL and job.attempt <= max_retries:
             jobs.requeue(
-                session, job, f"{reason}; retrying (attempt {job.attempt + 1} of {max_retries + 1})"
+                session,
+                job,
+                f"{reason}; retrying (attempt {job.attempt + 1} of {max_retries + 1})",
+                self.settings,
             )
             self.wake()
             return
@@ -250,7 +251,4 @@ class Dispatcher:
         if fresh is None or JobStatus(fresh.status).is_final:
             return
         jobs.append_note(session, fresh.id, reason)
-        jobs.transition(session, fresh, JobStatus.FAILED, reason)
-        fresh.error = error.model_dump()
-        session.commit()
-        jobs.finish_run(session, fresh, self.settings)
+        lifecycle.move(session, fresh, JobStatus.FAILED, reason, self.settings, error=error)

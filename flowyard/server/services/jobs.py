@@ -1,8 +1,8 @@
-"""Jobs: submission, the status machine with its event timeline, heartbeats, cancel and logs."""
+"""Jobs: submission, heartbeats, cancel and logs; their status moves through lifecycle."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -11,23 +11,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
-from flowyard.server import mlflow_internals
-from flowyard.server.db.models import Compute, Job, JobEvent, LogChunk, Snapshot
-from flowyard.server.services import computes, runs
+from flowyard.server.db.models import Compute, Job, LogChunk, Snapshot
+from flowyard.server.services import computes, lifecycle, runs
 from flowyard.server.settings import ServerSettings
 
 LOCAL_COMPUTE = computes.LOCAL
-
-# Which status may follow which. A final status is never left; anything not final may fail or be
-# canceled, because a runner can die or be stopped at any step.
-_NEXT: dict[JobStatus, set[JobStatus]] = {
-    JobStatus.QUEUED: {JobStatus.PREPARING},
-    JobStatus.PREPARING: {JobStatus.RUNNING},
-    JobStatus.RUNNING: {JobStatus.FINALIZING},
-    JobStatus.FINALIZING: {JobStatus.COMPLETED},
-}
-_ALWAYS = {JobStatus.FAILED, JobStatus.CANCELED}
-
 
 # A log read's page when the reader names no limit, and the most one read returns: a big log is
 # read by following pages, and each read holds at most a page and the chunks it overlaps.
@@ -123,7 +111,6 @@ def submit(
         environment=request.environment,
         options=options,
         compute=request.compute,
-        status=status,
         priority=request.priority,
         cancel_requested=False,
         user=request.user,
@@ -141,9 +128,7 @@ def submit(
             f"{load['queued']} ahead"
         )
         job.waiting_reason = reason
-    job.events.append(
-        JobEvent(at=job.submitted_at, from_status=None, to_status=status, reason=reason)
-    )
+    lifecycle.begin(job, status, reason)
     session.add(job)
     try:
         session.commit()
@@ -152,23 +137,6 @@ def submit(
         runs.delete_run(run_id)
         raise
     return job
-
-
-def transition(session: Session, job: Job, to: JobStatus, reason: str) -> bool:
-    """Move ``job`` to ``to`` with an event; False (and no change) if it is already there."""
-    current = JobStatus(job.status)
-    if current == to:
-        return False
-    if current.is_final or (to not in _ALWAYS and to not in _NEXT.get(current, set())):
-        raise ConflictError(f"Job {job.id} cannot go from {current} to {to}.")
-    now = _now()
-    job.status = to
-    if to == JobStatus.RUNNING:
-        job.started_at = now
-    if to.is_final:
-        job.ended_at = now
-    session.add(JobEvent(job_id=job.id, at=now, from_status=current, to_status=to, reason=reason))
-    return True
 
 
 def _locked(session: Session, job_id: str) -> Job:
@@ -191,7 +159,8 @@ def start(session: Session, job_id: str, host: str, pid: int, instance: str = ""
         raise ConflictError(f"Job {job_id} has already ended ({job.status}).")
     job.runner = runner
     job.heartbeat_at = _now()
-    transition(session, job, JobStatus.PREPARING, f"runner started on {host} (pid {pid})")
+    # Queued or preparing, the run stays SCHEDULED: nothing to mirror.
+    lifecycle.record(session, job, JobStatus.PREPARING, f"runner started on {host} (pid {pid})")
     session.commit()
     return job
 
@@ -200,18 +169,21 @@ def update_status(
     session: Session, job_id: str, update: StatusUpdate, settings: ServerSettings
 ) -> Job:
     job = _locked(session, job_id)
-    before = JobStatus(job.status)
-    changed = transition(session, job, update.status, update.reason)
-    if update.exit_code is not None:
-        job.exit_code = update.exit_code
-    if update.error is not None:
-        job.error = update.error.model_dump()
-    session.commit()
-    if changed and update.status.is_final:
-        finish_run(session, job, settings)
-    elif changed and update.status.mlflow_status != before.mlflow_status:
-        # running → finalizing leaves the run RUNNING: no write, and the runner goes on sooner.
-        runs.set_run_status(job.id, update.status)
+    if update.status == JobStatus.QUEUED:
+        # A retry is the workspace's decision (its runner is lost), with a new attempt's token.
+        raise ConflictError(
+            f"Job {job_id}'s runner cannot put it back in the queue; the workspace retries a "
+            "job whose runner is lost, as MAX_RETRIES allows."
+        )
+    lifecycle.move(
+        session,
+        job,
+        update.status,
+        update.reason,
+        settings,
+        error=update.error,
+        exit_code=update.exit_code,
+    )
     return job
 
 
@@ -234,10 +206,9 @@ def cancel(
         return job
     job.cancel_requested = True
     if status == JobStatus.QUEUED or job.runner is None:
-        transition(session, job, JobStatus.CANCELED, reason)
-        job.error = ErrorInfo(message=reason).model_dump()
-        session.commit()
-        finish_run(session, job, settings)
+        lifecycle.move(
+            session, job, JobStatus.CANCELED, reason, settings, error=ErrorInfo(message=reason)
+        )
     else:
         session.commit()
     return job
@@ -308,14 +279,6 @@ def read_log(session: Session, job_id: str, offset: int = 0, limit: int = LOG_PA
     return b"".join(parts)
 
 
-def log_pages(session: Session, job_id: str) -> Iterator[bytes]:
-    """The whole log page by page, for a reader that must see all of it without holding it."""
-    offset = 0
-    while page := read_log(session, job_id, offset):
-        offset += len(page)
-        yield page
-
-
 def waiting_reason(session: Session, job: Job) -> str | None:
     """Why a queued job still waits, as of now: its compute's busy slots and the jobs ahead of it
     in the dispatcher's order (higher priority first, then older)."""
@@ -343,31 +306,14 @@ def waiting_reason(session: Session, job: Job) -> str | None:
     return f"{compute.name}: {active} of {compute.max_concurrent_jobs} slots busy, {ahead} ahead"
 
 
-def requeue(session: Session, job: Job, reason: str) -> None:
+def requeue(session: Session, job: Job, reason: str, settings: ServerSettings) -> None:
     """Put a job whose runner was lost back in its queue, as its next attempt."""
     fresh = _locked(session, job.id)
-    current = JobStatus(fresh.status)
-    if current.is_final:
+    if JobStatus(fresh.status).is_final:
         session.commit()
         return
-    fresh.status = JobStatus.QUEUED
-    fresh.attempt += 1
-    fresh.runner = None
-    fresh.external_id = None
-    fresh.heartbeat_at = None
-    fresh.waiting_reason = reason
-    session.add(
-        JobEvent(
-            job_id=fresh.id,
-            at=_now(),
-            from_status=current,
-            to_status=JobStatus.QUEUED,
-            reason=reason,
-        )
-    )
-    session.commit()
+    lifecycle.move(session, fresh, JobStatus.QUEUED, reason, settings)
     append_note(session, fresh.id, reason)
-    runs.set_run_status(fresh.id, JobStatus.QUEUED)
 
 
 def append_note(session: Session, job_id: str, text: str) -> None:
@@ -375,104 +321,3 @@ def append_note(session: Session, job_id: str, text: str) -> None:
     size = get(session, job_id).log_size
     session.commit()
     append_log(session, job_id, size, f"[flowyard] {text}\n".encode())
-
-
-def finish_run(session: Session, job: Job, settings: ServerSettings) -> None:
-    """End a job's MLflow run, with the log the workspace holds as `logs/std_log.txt`."""
-    runs.set_run_status(job.id, JobStatus(job.status))
-    known = job.options.get("artifact_uri")
-    runs.upload_log(
-        job.id, log_pages(session, job.id), settings.artifacts_destination, known and str(known)
-    )
-
-
-# The submission tags a re-run inherits: where the code came from, not what the run logged.
-_RERUN_TAGS = ("mlflow.user", "mlflow.source.", "mlflow.project.entryPoint", "mlflow.project.env")
-
-
-def rerun(
-    session: Session,
-    job_id: str,
-    parameters: dict[str, str],
-    submitted_from: str,
-    settings: ServerSettings,
-    user: str | None = None,
-    secret_env: dict[str, str] | None = None,
-    seal: Callable[[str], str] | None = None,
-) -> tuple[Job, list[str]]:
-    """A new job from ``job_id``'s snapshot, entry point, environment and compute, with its
-    parameters replaced by ``parameters`` where given, checked by MLflow's rules like a submit.
-
-    Secret ENV_VARS belong to the user who submitted them: a re-run by that user (``user``,
-    None where the workspace has no users) keeps them, anyone else's runs without them. Either
-    may send ``secret_env`` of their own, sealed with ``seal`` like a submit's.
-
-    Only jobs on a registered compute can be re-run: a local job's runner would have to start
-    on the machine that submitted it, which the workspace cannot reach.
-
-    Returns:
-        The new job, and the names of the old job's secrets it runs without.
-    """
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from flowyard.project import prepare
-    from flowyard.server.services import snapshots
-
-    old = get(session, job_id)
-    if old.compute == LOCAL_COMPUTE:
-        raise InvalidRequestError(
-            f"Job {job_id} ran on the submitting machine (COMPUTE local), where the workspace "
-            "cannot start a runner; run it again from that machine, or submit it to a compute."
-        )
-    snapshot = snapshots.get_snapshot(session, old.snapshot_id)
-    with tempfile.TemporaryDirectory(prefix="flowyard-rerun-") as tmp:
-        # MLflow's checks read the MLproject, its environment files and a file entry point; the
-        # rest of the code stays in the artifact store.
-        for entry in snapshot.manifest:
-            path: str = entry["path"]
-            if (
-                path.lower() == "mlproject"
-                or path.endswith((".yaml", ".yml"))
-                or (path == old.entry_point)
-            ):
-                blob = snapshots.open_blob(session, settings.artifacts_destination, entry["digest"])
-                target = Path(tmp, path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(blob.path.read_bytes())
-                if blob.temp_dir:
-                    shutil.rmtree(blob.temp_dir, ignore_errors=True)
-        prepared = prepare(tmp, None, old.entry_point, {**old.parameters, **parameters})
-    tags = mlflow_internals.run_tags(session, job_id).items()
-    inherited = {k: v for k, v in tags if k.startswith(_RERUN_TAGS)}
-    by = user or old.user
-    if by != old.user:
-        inherited["mlflow.user"] = by  # the run is theirs, not the first submitter's
-    options = {k: v for k, v in old.options.items() if k not in ("artifact_uri", SECRET_ENV)}
-    options["command"] = prepared.command
-    kept: dict[str, str] = dict(old.options.get(SECRET_ENV) or {})
-    dropped: list[str] = []
-    if by != old.user:
-        dropped = sorted(set(kept) - set(secret_env or {}))
-        kept = {}
-    if dropped:
-        submitted_from += (
-            f"; without the secret ENV_VARS {', '.join(dropped)}, which stay with their "
-            f"submitter {old.user}: send your own in the re-run's secret_env"
-        )
-    request = JobSubmit(
-        experiment_id=old.experiment_id,
-        snapshot_id=old.snapshot_id,
-        project_uri=old.project_uri,
-        entry_point=old.entry_point,
-        parameters=prepared.parameters,
-        environment=old.environment,
-        options=options,
-        compute=old.compute,
-        priority=old.priority,
-        user=by,
-        tags={**inherited, "flowyard.rerun_of": job_id},
-        secret_env=secret_env or {},
-    )
-    return submit(session, request, submitted_from, seal, sealed_env=kept), dropped

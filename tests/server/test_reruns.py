@@ -1,0 +1,98 @@
+"""A re-run works from what its job stored at submit: the entry point's parameter types and
+command template, checked and built with MLflow's own ``EntryPoint``, without the project."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowyard.client import Client
+from flowyard.errors import InvalidRequestError
+from flowyard.project import prepare
+from tests.conftest import Server, run_cli
+from tests.factories import make_project
+
+SPEC = {
+    "name": "main",
+    "parameters": {"alpha": {"type": "float", "default": 0.5}, "data": {"type": "string"}},
+    "command": "python main.py --alpha {alpha} --data {data}",
+}
+
+
+def test_prepare_stores_the_entry_point_as_mlflow_reads_it(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path,
+        "print('hi')",
+        parameters="{alpha: {type: float, default: 0.5}, data: string}",
+        command="python main.py --alpha {alpha} --data {data}",
+    )
+    prepared = prepare(str(project), None, "main", {"data": "x"})
+    assert prepared.entry_point_spec == {
+        **SPEC,
+        "parameters": {
+            "alpha": {"type": "float", "default": 0.5},
+            "data": {"type": "string", "default": None},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def compute(sqlite_server: Server) -> str:
+    name = f"reruns-{uuid.uuid4().hex[:6]}"
+    env = {"FLOWYARD_WORKSPACE_URL": sqlite_server.url}
+    result = run_cli("compute", "create", name, "--type", "process", cwd=sqlite_server.cwd, env=env)
+    assert result.returncode == 0, result.stderr
+    return name
+
+
+def _job(client: Client, compute: str, options: dict[str, Any]) -> str:
+    """A job whose snapshot holds only main.py (no MLproject), submitted through the API."""
+    content = b"print('hi')\n"
+    digest = hashlib.sha256(content).hexdigest()
+    client.http.put(f"/blobs/{digest}", content=content).raise_for_status()
+    files = [{"path": "main.py", "digest": digest, "size": len(content), "executable": False}]
+    snapshot = client.request("POST", "/snapshots", json={"files": files})
+    job = client.request(
+        "POST",
+        "/jobs",
+        json={
+            "experiment_id": "0",
+            "snapshot_id": snapshot["id"],
+            "project_uri": ".",
+            "entry_point": "main",
+            "parameters": {"alpha": "0.5", "data": "a b"},
+            "options": options,
+            "compute": compute,
+            "user": "ignored",
+        },
+    )
+    return str(job["id"])
+
+
+def test_a_rerun_builds_its_command_from_the_stored_entry_point(
+    sqlite_server: Server, compute: str
+) -> None:
+    with Client(sqlite_server.url, token=sqlite_server.token) as client:
+        job_id = _job(client, compute, {"entry_point_spec": SPEC, "command": "unused"})
+        again = client.request(
+            "POST", f"/jobs/{job_id}/rerun", json={"parameters": {"alpha": "0.9"}}
+        )
+        assert again["parameters"] == {"alpha": "0.9", "data": "a b"}
+        assert again["options"]["command"] == "python main.py --alpha 0.9 --data 'a b'"
+        assert again["options"]["entry_point_spec"] == SPEC
+        with pytest.raises(InvalidRequestError, match="'alpha' must be a number"):
+            client.request("POST", f"/jobs/{job_id}/rerun", json={"parameters": {"alpha": "x"}})
+
+
+def test_a_job_without_a_stored_entry_point_is_checked_against_its_snapshot(
+    sqlite_server: Server, compute: str
+) -> None:
+    with Client(sqlite_server.url, token=sqlite_server.token) as client:
+        job_id = _job(client, compute, {"command": "python main.py"})
+        # Its snapshot has no MLproject, so there is no entry point `main` to run again.
+        with pytest.raises(InvalidRequestError, match="no entry point 'main'"):
+            client.request("POST", f"/jobs/{job_id}/rerun", json={"parameters": {}})
