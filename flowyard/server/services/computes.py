@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,27 +179,28 @@ class Checked:
 class HealthChecks:
     """Each compute's last health check in this server process. Checks run in threads of their
     own, one at a time per target, so a compute that hangs holds up only its own check; requests
-    read what the last check found."""
+    read what the last check found. Kept per target object: a compute whose settings change
+    starts unchecked, and the old target's results go with it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._found: dict[str, tuple[ComputeTarget, Checked]] = {}
-        self._running: dict[str, tuple[ComputeTarget, threading.Event]] = {}
+        self._found: weakref.WeakKeyDictionary[ComputeTarget, Checked] = weakref.WeakKeyDictionary()
+        self._running: weakref.WeakKeyDictionary[ComputeTarget, threading.Event] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def last(self, target: ComputeTarget) -> Checked | None:
-        """The last check of ``target`` (None before the first or after a settings change)."""
+        """The last check of ``target``, or None before the first one ends."""
         with self._lock:
-            found = self._found.get(target.name)
-        return found[1] if found is not None and found[0] is target else None
+            return self._found.get(target)
 
     def refresh(self, target: ComputeTarget) -> threading.Event:
         """Start a check of ``target`` unless one runs; the event is set when it ends."""
         with self._lock:
-            running = self._running.get(target.name)
-            if running is not None and running[0] is target:
-                return running[1]
-            done = threading.Event()
-            self._running[target.name] = (target, done)
+            running = self._running.get(target)
+            if running is not None:
+                return running
+            done = self._running[target] = threading.Event()
         # A daemon thread: a check that hangs must not keep the server from exiting.
         threading.Thread(
             target=self._check, args=(target, done), name=f"health-{target.name}", daemon=True
@@ -213,13 +215,12 @@ class HealthChecks:
     def _check(self, target: ComputeTarget, done: threading.Event) -> None:
         try:
             state = target.health()
-        except Exception as e:  # a target's bug must not end the thread silently
+        except Exception as e:  # a target's bug must not end the thread unseen
             log.exception("health check of compute %s failed", target.name)
             state = Health(False, f"the health check failed: {e}")
         with self._lock:
-            self._found[target.name] = (target, Checked(state, datetime.now(UTC)))
-            if self._running.get(target.name, (None, None))[1] is done:
-                del self._running[target.name]
+            self._found[target] = Checked(state, datetime.now(UTC))
+            del self._running[target]
         done.set()
 
 
