@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flowyard.compute.base import ComputeTarget, ExternalState, Health, RunnerCommand
 from flowyard.defaults import API_PREFIX
+from flowyard.server.services.computes import HealthChecks
 from tests.compute.conftest import fast_workspace
 from tests.conftest import Server, run_cli
 
@@ -100,3 +102,42 @@ def test_local_answers_as_a_compute(workspace: Server) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert '"type": "local"' in result.stdout and "submitting user" in result.stdout
+
+
+class _Blocking(ComputeTarget):
+    """A compute whose health check waits until the test lets it answer."""
+
+    def __init__(self) -> None:
+        super().__init__("blocking")
+        self.release = threading.Event()
+        self.calls = 0
+
+    def submit(self, command: RunnerCommand) -> str:
+        raise NotImplementedError
+
+    def poll(self, external_id: str) -> ExternalState:
+        raise NotImplementedError
+
+    def cancel(self, external_id: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def isolation_detail(self) -> str:
+        return "none"
+
+    def health(self) -> Health:
+        self.calls += 1
+        self.release.wait(30)
+        return Health(True, "answered")
+
+
+def test_a_check_runs_once_at_a_time_and_a_reader_never_waits_past_its_bound() -> None:
+    checks, target = HealthChecks(), _Blocking()
+    assert checks.fresh(target, 0.05) is None
+    running = checks.refresh(target)
+    assert checks.refresh(target) is running
+    target.release.set()
+    assert running.wait(10)
+    found = checks.last(target)
+    assert found is not None and found.health.detail == "answered" and target.calls == 1
+    assert checks.last(_Blocking()) is None  # another target (new settings) starts unchecked
