@@ -78,3 +78,29 @@ MAX_BODY_MB = 16.0
 # (runner/logship.py), so this is 4 times that, and may not be set below it.
 MAX_LOG_APPEND_KIB = 1024
 MIN_LOG_APPEND_KIB = 256
+
+# The dispatcher's tick: a queued job waits at most this long for its claim when no request woke
+# the dispatcher (a submit does), so it is short, and the claim is one indexed query.
+DISPATCH_INTERVAL_S = 0.5
+# The reconciler asks each compute about each active job: a network call per job on Ray, so it
+# runs ten times less often than the dispatcher.
+RECONCILE_INTERVAL_S = 5.0
+# A runner beats every HEARTBEAT_S; a minute of silence is many missed beats, and long enough for
+# a workspace restart or a short network outage not to fail a healthy job.
+HEARTBEAT_TIMEOUT_S = 60.0
+# Each compute's health is checked in the background this often, never inside a request (a Ray
+# check is a network round trip to the dashboard, which may hang).
+HEALTH_INTERVAL_S = 30.0
+# `GET /computes/NAME?health=true` waits this long at most for a fresh check, then answers with
+# the last one: a request never waits on a compute that hangs.
+HEALTH_WAIT_S = 2.0
+
+# The runner's heartbeat: one small request a second per job is nothing to the workspace, and a
+# cancel reaches the job within a second.
+RUNNER_HEARTBEAT_S = 1.0
+# After SIGTERM, how long the entry point may take to stop before SIGKILL: enough to flush files
+# and log a last metric.
+RUNNER_KILL_GRACE_S = 10.0
+# A workspace away for longer than this fails the job's calls for good: ten minutes covers a
+# server restart or upgrade, not an outage nobody is fixing.
+RUNNER_RETRY_FOR_S = 600.0

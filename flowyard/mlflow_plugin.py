@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import getpass
-import os
-import subprocess
 import sys
-import traceback
 from typing import Any
 
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 
-from flowyard import mlflow_internals, paths
+from flowyard import mlflow_internals
 from flowyard.client import Client
-from flowyard.credentials import ENV_TOKEN
+from flowyard.compute import launcher
 from flowyard.env import builder
-from flowyard.errors import FlowyardError, NotAWorkspaceError
+from flowyard.errors import ConfigError, FlowyardError, NotAWorkspaceError
 from flowyard.mlflow_errors import as_execution_exception
 from flowyard.project import LOCAL, BackendOptions, PreparedProject, prepare
 from flowyard.schemas import JobStatus, JobSubmit, StatusUpdate
@@ -56,65 +53,6 @@ def _run_tags(
         tags["mlflow.source.git.commit"] = tags.get("mlflow.source.git.commit", version)
     tags.update(options.tags)
     return tags
-
-
-def start_local_runner(workspace_url: str, job_id: str, token: str | None) -> None:
-    """Start the runner on this machine, detached: it outlives the caller.
-
-    Where the OS can fork, the runner is forked from this process, which has already imported
-    what the runner needs: a fresh interpreter would spend most of a second importing it again
-    before the job's own code could start. The double fork leaves it a child of init, in a
-    session of its own, so it neither becomes a zombie of the caller nor dies with it.
-    """
-    folder = paths.job_dir(job_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "runner.out").open("ab") as out:
-        if not hasattr(os, "fork"):
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flowyard.runner",
-                    "--workspace",
-                    workspace_url,
-                    "--job",
-                    job_id,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env={**os.environ, **({ENV_TOKEN: token} if token else {})},
-            )
-            return
-        import resource
-
-        from flowyard.runner.runner import Runner  # imported before the fork, not after
-
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid:
-            os.waitpid(pid, 0)  # the intermediate child exits at once
-            return
-        code = 1
-        try:
-            os.setsid()
-            if os.fork():
-                os._exit(0)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.dup2(out.fileno(), 1)
-            os.dup2(out.fileno(), 2)
-            # Let go of the caller's files, sockets and pipes: the runner may outlive it by hours.
-            os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-            code = Runner(workspace_url, job_id, token).run()
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            # Never return into the caller's code (or its atexit handlers) in the child.
-            os._exit(code)
 
 
 def submit(
@@ -169,8 +107,8 @@ def submit(
     )
     try:
         if options.compute == LOCAL:
-            start_local_runner(client.url, job.id, job.runner_token)
-    except OSError as e:
+            launcher.start_here(client.url, job.id, job.runner_token)
+    except (OSError, ConfigError) as e:
         # Reporting a job's status is its runner's call, made with the job's own token.
         with Client(client.url, token=job.runner_token) as runner:
             runner.update_status(

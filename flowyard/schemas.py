@@ -152,6 +152,8 @@ class ComputeOut(_Model):
     queued_jobs: int = 0
     healthy: bool | None = None
     health: str | None = None
+    # When the server's background check found ``healthy`` and ``health`` (None: not yet).
+    health_checked_at: datetime | None = None
     resources: dict[str, Any] = {}
 
 

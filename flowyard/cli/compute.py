@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from flowyard.cli.common import print_table, workspace_client
 from flowyard.schemas import ComputeList, ComputeOut
-
-LOCAL_ISOLATION = (
-    "none: runs as the submitting user on their own machine, with their environment and files"
-)
 
 
 def _settings(
@@ -39,7 +36,11 @@ def _settings(
 
 
 def _print(compute: ComputeOut) -> None:
-    click.echo(json.dumps(compute.model_dump(), indent=2))
+    shown = compute.model_dump(mode="json")
+    if compute.health_checked_at is not None:
+        age = (datetime.now(UTC) - compute.health_checked_at).total_seconds()
+        shown["health_checked"] = f"{max(age, 0):.0f} s ago"
+    click.echo(json.dumps(shown, indent=2))
 
 
 _options = [
@@ -151,10 +152,6 @@ def list_computes() -> None:
 @click.argument("name")
 def show(name: str) -> None:
     """A compute's settings, load, isolation and health."""
-    if name == "local":
-        local = {"name": "local", "type": "local", "isolation": LOCAL_ISOLATION}
-        click.echo(json.dumps(local, indent=2))
-        return
     _print(
         ComputeOut.model_validate(
             workspace_client().request("GET", f"/computes/{name}", params={"health": "true"})

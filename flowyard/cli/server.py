@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -132,5 +133,6 @@ def server(
         max_body_mb=max_body_mb,
         max_blob_mb=max_blob_mb,
         max_log_append_kib=max_log_append_kib,
+        **ServerSettings.tunables(os.environ),
     )
     serve(settings, log_level=log_level)

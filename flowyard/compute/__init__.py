@@ -1,7 +1,10 @@
-"""Compute targets: where the workspace's dispatcher starts runners.
+"""Compute targets: where runners run.
 
-``process`` runs them as subprocesses of the workspace host; ``ray`` submits them as Ray jobs to
-an existing Ray cluster. Each is a :class:`~flowyard.compute.base.ComputeTarget`.
+``local``, which every workspace has, is the machine that submits the job, which starts the runner
+itself; the workspace's dispatcher starts the others' runners: ``process`` runs them as
+subprocesses of the workspace host, ``ray`` submits them as Ray jobs to an existing Ray cluster.
+Each is a :class:`~flowyard.compute.base.ComputeTarget`; :mod:`flowyard.compute.launcher` starts
+the runner process.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from flowyard.credentials import ENV_TOKEN
+from flowyard.compute import launcher
 
 
 class ExternalState(StrEnum):
@@ -35,13 +35,13 @@ class RunnerCommand:
 
     @property
     def argv(self) -> list[str]:
-        return ["-m", "flowyard.runner", "--workspace", self.workspace_url, "--job", self.job_id]
+        return launcher.runner_args(self.workspace_url, self.job_id)
 
     @property
     def env(self) -> dict[str, str]:
         """Variables the runner needs besides its arguments (kept out of the process list), and
         all it gets from the workspace: never the server's own environment."""
-        return {ENV_TOKEN: self.token} if self.token else {}
+        return launcher.token_env(self.token)
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ class ComputeTarget(ABC):
     means the compute could not be reached (an infrastructure failure: the job may be retried);
     any other :class:`~flowyard.errors.FlowyardError` is final for the call.
     """
+
+    # Whether the workspace starts this compute's runners: queues its jobs, dispatches them and
+    # retries a lost one. `local`'s runner is started by the submitting machine instead.
+    starts_runners = True
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -88,4 +92,5 @@ class ComputeTarget(ABC):
 
     @abstractmethod
     def health(self) -> Health:
-        """Whether the compute answers, and what it has. Idempotent; cheap enough for a page."""
+        """Whether the compute answers, and what it has. Idempotent; may block on the network, so
+        it is called from a background thread only (``services.computes.health``)."""

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from flowyard import paths
-from flowyard.compute import sandbox
+from flowyard.compute import launcher, sandbox
 from flowyard.compute.base import ComputeTarget, ExternalState, Health, RunnerCommand
 from flowyard.errors import ComputeError
 
@@ -69,18 +69,9 @@ class ProcessTarget(ComputeTarget):
         if info_w >= 0:
             argv = sandbox.wrap(argv, command.private_paths, folder, info_w)
         out_file = folder / f"runner-{command.attempt}.out"
+        env = launcher.process_env(os.environ, command.token)
         try:
-            with out_file.open("ab") as out:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                    pass_fds=(info_w,) if info_w >= 0 else (),
-                    env=sandbox.runner_env(os.environ, command.env),
-                )
+            proc = launcher.spawn(argv, env, out_file, (info_w,) if info_w >= 0 else ())
         except OSError as e:
             if info >= 0:
                 os.close(info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 # httpx imports its command-line tool (click, rich, pygments: a third of the runner's imports)
@@ -10,7 +11,9 @@ import sys
 # uses that tool, and every job on every compute waits for these imports before it starts.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-from flowyard.runner.runner import Runner  # noqa: E402 (after the line above, on purpose)
+from flowyard.errors import ConfigError  # noqa: E402 (after the line above, on purpose)
+from flowyard.runner.runner import Runner  # noqa: E402
+from flowyard.runner.settings import RunnerSettings  # noqa: E402
 
 
 def main() -> None:
@@ -19,7 +22,11 @@ def main() -> None:
     # The job's token comes in $FLOWYARD_TOKEN (the client reads it), never on the command line.
     parser.add_argument("--job", required=True, help="the job's id (its MLflow run id)")
     args = parser.parse_args()
-    sys.exit(Runner(args.workspace, args.job).run())
+    try:
+        settings = RunnerSettings.from_env(os.environ)
+    except ConfigError as e:
+        sys.exit(e.message)
+    sys.exit(Runner(args.workspace, args.job, settings=settings).run())
 
 
 if __name__ == "__main__":

@@ -35,18 +35,14 @@ from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableEr
 from flowyard.runner.api import ClaimedJob, ErrorReport, RunnerApi
 from flowyard.runner.logship import LogShipper
 from flowyard.runner.masking import Masker
+from flowyard.runner.settings import RunnerSettings
 from flowyard.runner.tracebacks import parse_error
 from flowyard.status import JobStatus
 
 T = TypeVar("T")
 
-HEARTBEAT_S = float(os.environ.get("FLOWYARD_HEARTBEAT_S", "1.0"))
-# After SIGTERM, how long the entry point may take to stop before SIGKILL.
-KILL_GRACE_S = float(os.environ.get("FLOWYARD_KILL_GRACE_S", "10"))
 # After SIGTERM/SIGINT, how long the runner keeps trying to report before it gives up.
 SIGNAL_GRACE_S = 15.0
-# A workspace away for longer than this fails the job's calls for good.
-RETRY_FOR_S = float(os.environ.get("FLOWYARD_RETRY_FOR_S", "600"))
 
 
 def _libc_prctl() -> Any:
@@ -73,7 +69,14 @@ def _transient(error: BaseException) -> bool:
 
 
 class Runner:
-    def __init__(self, workspace_url: str, job_id: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        workspace_url: str,
+        job_id: str,
+        token: str | None = None,
+        settings: RunnerSettings | None = None,
+    ) -> None:
+        self.settings = settings or RunnerSettings()
         self.url = workspace_url.rstrip("/")
         self.job_id = job_id
         self.client = Client(self.url, token=token)
@@ -102,7 +105,7 @@ class Runner:
             wait=wait_exponential(multiplier=0.2, max=5),
             # A runner told to stop by a signal still tries to report, but only briefly: it must
             # not linger for minutes because the workspace is gone too.
-            stop=stop_after_delay(RETRY_FOR_S) | stop_when_event_set(self._signaled),
+            stop=stop_after_delay(self.settings.retry_for_s) | stop_when_event_set(self._signaled),
             reraise=True,
         ):
             with attempt:
@@ -315,7 +318,7 @@ class Runner:
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(KILL_GRACE_S)
+            proc.wait(self.settings.kill_grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -336,7 +339,7 @@ class Runner:
         timer.start()
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
+        while not self._stop.wait(self.settings.heartbeat_s):
             if self._proc is not None and self._proc.poll() is not None:
                 return
             try:

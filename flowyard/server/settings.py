@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from flowyard import defaults
+from flowyard.runner.settings import seconds
 
 ENV_SETTINGS = "FLOWYARD_SERVER_SETTINGS"
+# The dispatcher's tunables, each a variable of the `flowyard server` command's environment.
+TUNABLES = {
+    "dispatch_interval_s": ("FLOWYARD_DISPATCH_INTERVAL_S", defaults.DISPATCH_INTERVAL_S),
+    "reconcile_interval_s": ("FLOWYARD_RECONCILE_INTERVAL_S", defaults.RECONCILE_INTERVAL_S),
+    "heartbeat_timeout_s": ("FLOWYARD_HEARTBEAT_TIMEOUT_S", defaults.HEARTBEAT_TIMEOUT_S),
+    "health_interval_s": ("FLOWYARD_HEALTH_INTERVAL_S", defaults.HEALTH_INTERVAL_S),
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,10 @@ class ServerSettings:
             artifact upload, in MB (10**6 bytes).
         max_blob_mb: Bound on one snapshot blob upload, in MB.
         max_log_append_kib: Bound on one log append, in KiB (1024 bytes).
+        dispatch_interval_s: The dispatcher's tick when no submit wakes it.
+        reconcile_interval_s: Between two passes of the reconciler over the active jobs.
+        heartbeat_timeout_s: A runner silent this long is lost.
+        health_interval_s: Between two background health checks of each compute.
     """
 
     workspace_name: str
@@ -42,6 +56,10 @@ class ServerSettings:
     max_body_mb: float = defaults.MAX_BODY_MB
     max_blob_mb: float = defaults.SNAPSHOT_BLOB_MAX_MB
     max_log_append_kib: int = defaults.MAX_LOG_APPEND_KIB
+    dispatch_interval_s: float = defaults.DISPATCH_INTERVAL_S
+    reconcile_interval_s: float = defaults.RECONCILE_INTERVAL_S
+    heartbeat_timeout_s: float = defaults.HEARTBEAT_TIMEOUT_S
+    health_interval_s: float = defaults.HEALTH_INTERVAL_S
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -54,6 +72,14 @@ class ServerSettings:
                 f"{ENV_SETTINGS} is not set; start the server with `flowyard server`."
             )
         return cls(**json.loads(raw))
+
+    @staticmethod
+    def tunables(environ: Mapping[str, str]) -> dict[str, Any]:
+        """The dispatcher's fields set in ``environ`` (``$FLOWYARD_*_S``), read once by the
+        command that starts the server; unset ones keep their defaults."""
+        return {
+            field: seconds(environ, name, default) for field, (name, default) in TUNABLES.items()
+        }
 
     @property
     def url(self) -> str:

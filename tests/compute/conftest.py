@@ -22,11 +22,12 @@ FAST = {
 }
 
 
-def fast_workspace(project: Path) -> Server:
-    """A new workspace in ``project``, served with short timeouts and its own runner cache."""
+def fast_workspace(project: Path, env: dict[str, str] | None = None) -> Server:
+    """A new workspace in ``project``, served with short timeouts (and ``env``) and its own
+    runner cache."""
     port = free_port()
     init_workspace(project, port=port)
-    env = {**FAST, "XDG_CACHE_HOME": str(project / "cache")}
+    env = {**FAST, "XDG_CACHE_HOME": str(project / "cache"), **(env or {})}
     return Server(args=[], cwd=project, port=port, env=env).start()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from flowyard import defaults
 from flowyard.schemas import ComputeCreate, ComputeList, ComputeOut, ComputeUpdate
 from flowyard.server.services import computes
 from flowyard.server.state import DbSession
@@ -25,8 +26,14 @@ def create(body: ComputeCreate, session: DbSession) -> ComputeOut:
 
 @router.get("/{name}")
 def show(name: str, session: DbSession, health: bool = False) -> ComputeOut:
+    """The compute, with its last health check; ``health=true`` asks for a new one and waits
+    for it briefly, never as long as a compute that hangs."""
+    count = computes.counts(session).get(name)
+    if name == computes.LOCAL:
+        return computes.out_local(count)
     compute = computes.get(session, name)
-    return computes.out(compute, computes.counts(session).get(name), health=health)
+    wait = defaults.HEALTH_WAIT_S if health else 0.0
+    return computes.out(compute, count, health_wait=wait)
 
 
 @router.patch("/{name}")

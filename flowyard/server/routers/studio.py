@@ -285,7 +285,7 @@ def computes_page(request: Request, session: DbSession) -> Response:
     found = [
         compute_service.out(c, counts.get(c.name)) for c in compute_service.all_computes(session)
     ]
-    local = counts.get(compute_service.LOCAL, {"active": 0, "queued": 0})
+    local = compute_service.out_local(counts.get(compute_service.LOCAL))
     return _page(request, "computes.html", computes=found, local=local)
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import weakref
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,13 +18,17 @@ from sqlalchemy.orm import Session
 
 from flowyard import defaults, paths
 from flowyard.compute import sandbox, target_for
-from flowyard.compute.base import ComputeTarget
+from flowyard.compute.base import ComputeTarget, Health
+from flowyard.compute.local import NAME, LocalTarget
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ComputeCreate, ComputeOut, ComputeUpdate, JobStatus
 from flowyard.server.db.models import Compute, Job
 from flowyard.server.settings import ServerSettings
 
-LOCAL = "local"
+log = logging.getLogger(__name__)
+
+LOCAL = NAME
+
 ACTIVE = (JobStatus.PREPARING, JobStatus.RUNNING, JobStatus.FINALIZING)
 
 
@@ -120,23 +128,103 @@ def private_paths(settings: ServerSettings) -> tuple[str, ...]:
     return tuple(str(p.expanduser().absolute()) for p in found)
 
 
+class _Targets:
+    """The target object of each compute, reused while its settings stay the same (a Ray client
+    costs a round trip to the cluster to make). The dispatcher's thread and request handlers
+    share it, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: dict[tuple[str, str, str | None, str], ComputeTarget] = {}
+        self.local = LocalTarget()
+
+    def get(self, compute: Compute) -> ComputeTarget:
+        settings = compute.settings or {}
+        key = (compute.name, compute.type, compute.address, json.dumps(settings, sort_keys=True))
+        with self._lock:
+            found = self._found.get(key)
+            if found is None:
+                # Drop the compute's target for its old settings: it is never asked again.
+                for old in [k for k in self._found if k[0] == compute.name]:
+                    del self._found[old]
+                found = target_for(compute.type, compute.name, compute.address, settings)
+                self._found[key] = found
+            return found
+
+
+_targets = _Targets()
+
+
 def target(compute: Compute) -> ComputeTarget:
-    """The compute's target object, reused while its settings stay the same (a Ray client
-    costs a round trip to the cluster to make)."""
-    key = (
-        compute.name,
-        compute.type,
-        compute.address,
-        json.dumps(compute.settings or {}, sort_keys=True),
-    )
-    found = _targets.get(key)
-    if found is None:
-        found = target_for(compute.type, compute.name, compute.address, compute.settings or {})
-        _targets[key] = found
-    return found
+    """The compute's target object."""
+    return _targets.get(compute)
 
 
-_targets: dict[tuple[str, str, str | None, str], ComputeTarget] = {}
+def lookup(session: Session, name: str) -> ComputeTarget | None:
+    """The target of the compute a job names (``local`` included), or None if it is gone."""
+    if name == LOCAL:
+        return _targets.local
+    compute = session.get(Compute, name)
+    return None if compute is None else target(compute)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A compute's health, and when it was checked."""
+
+    health: Health
+    at: datetime
+
+
+class HealthChecks:
+    """Each compute's last health check in this server process. Checks run in threads of their
+    own, one at a time per target, so a compute that hangs holds up only its own check; requests
+    read what the last check found. Kept per target object: a compute whose settings change
+    starts unchecked, and the old target's results go with it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: weakref.WeakKeyDictionary[ComputeTarget, Checked] = weakref.WeakKeyDictionary()
+        self._running: weakref.WeakKeyDictionary[ComputeTarget, threading.Event] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def last(self, target: ComputeTarget) -> Checked | None:
+        """The last check of ``target``, or None before the first one ends."""
+        with self._lock:
+            return self._found.get(target)
+
+    def refresh(self, target: ComputeTarget) -> threading.Event:
+        """Start a check of ``target`` unless one runs; the event is set when it ends."""
+        with self._lock:
+            running = self._running.get(target)
+            if running is not None:
+                return running
+            done = self._running[target] = threading.Event()
+        # A daemon thread: a check that hangs must not keep the server from exiting.
+        threading.Thread(
+            target=self._check, args=(target, done), name=f"health-{target.name}", daemon=True
+        ).start()
+        return done
+
+    def fresh(self, target: ComputeTarget, wait: float) -> Checked | None:
+        """A new check if it ends within ``wait`` seconds, else the last one."""
+        self.refresh(target).wait(wait)
+        return self.last(target)
+
+    def _check(self, target: ComputeTarget, done: threading.Event) -> None:
+        try:
+            state = target.health()
+        except Exception as e:  # a target's bug must not end the thread unseen
+            log.exception("health check of compute %s failed", target.name)
+            state = Health(False, f"the health check failed: {e}")
+        with self._lock:
+            self._found[target] = Checked(state, datetime.now(UTC))
+            del self._running[target]
+        done.set()
+
+
+health = HealthChecks()
 
 
 def counts(session: Session) -> dict[str, dict[str, int]]:
@@ -154,24 +242,60 @@ def counts(session: Session) -> dict[str, dict[str, int]]:
 
 
 def out(
-    compute: Compute, count: dict[str, int] | None = None, *, health: bool = False
+    compute: Compute, count: dict[str, int] | None = None, *, health_wait: float = 0.0
 ) -> ComputeOut:
-    result = ComputeOut(
-        name=compute.name,
+    """The compute as the API shows it, with its last health check; ``health_wait`` > 0 asks
+    for a new check and waits that long at most for it."""
+    found = target(compute)
+    return _out(
+        found,
+        count,
         type=compute.type,
         address=compute.address,
         max_concurrent_jobs=compute.max_concurrent_jobs,
         workspace_url=compute.workspace_url,
         settings=compute.settings or {},
-        isolation=target(compute).isolation_detail,
+        checked=health.fresh(found, health_wait) if health_wait > 0 else health.last(found),
+    )
+
+
+def out_local(count: dict[str, int] | None = None) -> ComputeOut:
+    """``local`` as the API shows it: its health needs no I/O, so it is always current."""
+    local = _targets.local
+    checked = Checked(local.health(), datetime.now(UTC))
+    return _out(
+        local,
+        count,
+        type=LOCAL,
+        address=None,
+        max_concurrent_jobs=0,
+        workspace_url=None,
+        settings={},
+        checked=checked,
+    )
+
+
+def _out(
+    found: ComputeTarget,
+    count: dict[str, int] | None,
+    *,
+    checked: Checked | None,
+    **fields: Any,
+) -> ComputeOut:
+    result = ComputeOut(
+        name=found.name,
+        isolation=found.isolation_detail,
         active_jobs=(count or {}).get("active", 0),
         queued_jobs=(count or {}).get("queued", 0),
+        **fields,
     )
-    if health:
-        state = target(compute).health()
+    if checked is None:
+        result.health = "not checked yet"
+    else:
         result.healthy, result.health, result.resources = (
-            state.healthy,
-            state.detail,
-            state.resources,
+            checked.health.healthy,
+            checked.health.detail,
+            checked.health.resources,
         )
+        result.health_checked_at = checked.at
     return result

@@ -4,7 +4,6 @@ gone). Every server process runs both; claims are atomic, so each job starts exa
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,10 +22,6 @@ from flowyard.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-DISPATCH_INTERVAL_S = float(os.environ.get("FLOWYARD_DISPATCH_INTERVAL_S", "0.5"))
-RECONCILE_INTERVAL_S = float(os.environ.get("FLOWYARD_RECONCILE_INTERVAL_S", "5"))
-# A runner beats every second; silence this long means it is gone.
-HEARTBEAT_TIMEOUT_S = float(os.environ.get("FLOWYARD_HEARTBEAT_TIMEOUT_S", "60"))
 # Jobs one claim takes at most: short transactions, and a fair share between server processes.
 CLAIM_BATCH = 50
 # A canceled job whose runner does not stop it within this long is stopped through its compute.
@@ -118,17 +113,27 @@ class Dispatcher:
         self._wake.set()
 
     def _loop(self) -> None:
-        next_reconcile = 0.0
+        next_reconcile = next_health = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() >= next_health:
+                    next_health = time.monotonic() + self.settings.health_interval_s
+                    self.check_health()
                 if time.monotonic() >= next_reconcile:
                     self.reconcile()
-                    next_reconcile = time.monotonic() + RECONCILE_INTERVAL_S
+                    next_reconcile = time.monotonic() + self.settings.reconcile_interval_s
                 self.dispatch()
             except Exception:
                 log.exception("dispatcher cycle failed; trying again")
-            self._wake.wait(DISPATCH_INTERVAL_S)
+            self._wake.wait(self.settings.dispatch_interval_s)
             self._wake.clear()
+
+    def check_health(self) -> None:
+        """Start a health check of every compute, each in a thread of its own: a compute that
+        hangs delays neither dispatch nor the others' checks."""
+        with Session(self.engine) as session:
+            for compute in computes.all_computes(session):
+                computes.health.refresh(computes.target(compute))
 
     # --- dispatch ----------------------------------------------------------------------------
 
@@ -192,8 +197,7 @@ class Dispatcher:
                     log.warning("cannot reconcile job %s: %s", job.id, e.message)
 
     def _reconcile_one(self, session: Session, job: Job, now: datetime) -> None:
-        compute = session.get(Compute, job.compute)
-        target = computes.target(compute) if compute is not None else None
+        target = computes.lookup(session, job.compute)
         state = None
         if target is not None and job.external_id:
             state = target.poll(job.external_id)
@@ -205,7 +209,7 @@ class Dispatcher:
         # Silence while this server was down is the workspace's, not the runner's: a restarted
         # server gives every runner a whole timeout to get through again.
         beat = max(_aware(job.heartbeat_at) or _aware(job.submitted_at) or now, self.started_at)
-        silent = now - beat > timedelta(seconds=HEARTBEAT_TIMEOUT_S)
+        silent = now - beat > timedelta(seconds=self.settings.heartbeat_timeout_s)
         if job.cancel_requested and (silent or now - beat > timedelta(seconds=CANCEL_GRACE_S)):
             if target is not None and job.external_id:
                 target.cancel(job.external_id)
@@ -235,7 +239,8 @@ class Dispatcher:
         compute = session.get(Compute, job.compute)
         default = (compute.settings or {}).get("max_retries", 0) if compute else 0
         max_retries = int(job.options.get("max_retries", default) or 0)
-        if job.compute != computes.LOCAL and job.attempt <= max_retries:
+        target = computes.lookup(session, job.compute)
+        if target is not None and target.starts_runners and job.attempt <= max_retries:
             jobs.requeue(
                 session,
                 job,

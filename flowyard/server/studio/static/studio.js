@@ -99,11 +99,18 @@ function jobsPage() {
 function computesPage() {
   for (const row of document.querySelectorAll("tr[data-compute]")) {
     const name = row.dataset.compute;
-    // Health asks the compute itself (Ray may be slow or down), so it loads after the page.
+    // The server checks health in the background; asking here gets a fresh check if it comes
+    // within a couple of seconds, else the last one, so the page never waits on a hung compute.
     FY.json(`${FY.api}/computes/${encodeURIComponent(name)}?health=true`).then((c) => {
       const cell = row.querySelector(".health");
+      if (c.healthy === null || c.healthy === undefined) {
+        cell.innerHTML = `<span class="muted"></span>`;
+        cell.querySelector(".muted").textContent = c.health || "not checked yet";
+        return;
+      }
       cell.innerHTML = `<span class="badge ${c.healthy ? "s-completed" : "s-failed"}">${c.healthy ? "healthy" : "unhealthy"}</span> <span class="muted"></span>`;
-      cell.querySelector(".muted").textContent = c.health || "";
+      const age = Math.max(0, Math.round((Date.now() - Date.parse(c.health_checked_at)) / 1000));
+      cell.querySelector(".muted").textContent = `${c.health || ""} (checked ${age} s ago)`;
       const r = c.resources || {};
       const parts = [];
       if (r.nodes !== undefined) parts.push(`${r.nodes} node${r.nodes === 1 ? "" : "s"}`);

@@ -1,0 +1,54 @@
+"""The runner's tunables, read once from the environment where the runner starts.
+
+A dataclass, not a pydantic model: the runner starts for every job and imports as little as it
+can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flowyard import defaults
+from flowyard.errors import ConfigError
+
+ENV_HEARTBEAT_S = "FLOWYARD_HEARTBEAT_S"
+ENV_KILL_GRACE_S = "FLOWYARD_KILL_GRACE_S"
+ENV_RETRY_FOR_S = "FLOWYARD_RETRY_FOR_S"
+
+
+def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """``environ[name]`` as a positive number of seconds, or ``default`` when it is unset."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"${name} is {raw!r}; set it to a positive number of seconds.")
+    return value
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How a runner paces itself.
+
+    Attributes:
+        heartbeat_s: Between two heartbeats (the workspace's heartbeat timeout is many of these).
+        kill_grace_s: After SIGTERM, how long the entry point may take to stop before SIGKILL.
+        retry_for_s: How long a call to the workspace is retried before the job's call fails.
+    """
+
+    heartbeat_s: float = defaults.RUNNER_HEARTBEAT_S
+    kill_grace_s: float = defaults.RUNNER_KILL_GRACE_S
+    retry_for_s: float = defaults.RUNNER_RETRY_FOR_S
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RunnerSettings:
+        return cls(
+            heartbeat_s=seconds(environ, ENV_HEARTBEAT_S, defaults.RUNNER_HEARTBEAT_S),
+            kill_grace_s=seconds(environ, ENV_KILL_GRACE_S, defaults.RUNNER_KILL_GRACE_S),
+            retry_for_s=seconds(environ, ENV_RETRY_FOR_S, defaults.RUNNER_RETRY_FOR_S),
+        )

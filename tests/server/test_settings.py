@@ -1,0 +1,60 @@
+"""Settings are read from the environment once, at the edge, and then passed as objects."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowyard import defaults
+from flowyard.errors import ConfigError
+from flowyard.runner.settings import RunnerSettings
+from flowyard.server.settings import ServerSettings
+
+
+def test_the_dispatcher_tunables_default_and_come_from_their_variables() -> None:
+    assert ServerSettings.tunables({}) == {
+        "dispatch_interval_s": defaults.DISPATCH_INTERVAL_S,
+        "reconcile_interval_s": defaults.RECONCILE_INTERVAL_S,
+        "heartbeat_timeout_s": defaults.HEARTBEAT_TIMEOUT_S,
+        "health_interval_s": defaults.HEALTH_INTERVAL_S,
+    }
+    found = ServerSettings.tunables(
+        {
+            "FLOWYARD_HEARTBEAT_TIMEOUT_S": "4",
+            "FLOWYARD_RECONCILE_INTERVAL_S": " 1 ",
+            "FLOWYARD_DISPATCH_INTERVAL_S": "0.2",
+            "FLOWYARD_HEALTH_INTERVAL_S": "",
+        }
+    )
+    assert found["heartbeat_timeout_s"] == 4.0 and found["reconcile_interval_s"] == 1.0
+    assert found["dispatch_interval_s"] == 0.2
+    assert found["health_interval_s"] == defaults.HEALTH_INTERVAL_S
+
+
+def test_the_tunables_reach_the_server_workers_with_the_other_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tunables = ServerSettings.tunables({"FLOWYARD_HEARTBEAT_TIMEOUT_S": "3600"})
+    settings = ServerSettings("w", "sqlite:///x.db", "/tmp/a", **tunables)
+    monkeypatch.setenv("FLOWYARD_SERVER_SETTINGS", settings.to_env())
+    monkeypatch.setenv("FLOWYARD_HEARTBEAT_TIMEOUT_S", "1")  # read once, by the command
+    assert ServerSettings.from_env() == settings
+    assert ServerSettings.from_env().heartbeat_timeout_s == 3600.0
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-5", "nan", "inf"])
+def test_a_bad_value_names_its_variable_and_the_fix(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"\$FLOWYARD_DISPATCH_INTERVAL_S is .*positive number"):
+        ServerSettings.tunables({"FLOWYARD_DISPATCH_INTERVAL_S": raw})
+    with pytest.raises(ConfigError, match=r"\$FLOWYARD_KILL_GRACE_S is"):
+        RunnerSettings.from_env({"FLOWYARD_KILL_GRACE_S": raw})
+
+
+def test_the_runner_settings_default_and_come_from_their_variables() -> None:
+    assert RunnerSettings.from_env({}) == RunnerSettings()
+    assert RunnerSettings() == RunnerSettings(
+        defaults.RUNNER_HEARTBEAT_S, defaults.RUNNER_KILL_GRACE_S, defaults.RUNNER_RETRY_FOR_S
+    )
+    found = RunnerSettings.from_env(
+        {"FLOWYARD_HEARTBEAT_S": "2", "FLOWYARD_KILL_GRACE_S": "3", "FLOWYARD_RETRY_FOR_S": "60"}
+    )
+    assert found == RunnerSettings(heartbeat_s=2.0, kill_grace_s=3.0, retry_for_s=60.0)
