@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import flowyard
 from flowyard import paths
 
 SANDBOX = "sandbox"
@@ -93,6 +94,7 @@ def bwrap_argv(
     readable: Iterable[Path] = (),
     writable: Iterable[Path] = (),
     devices: Iterable[Path] = (),
+    code: Iterable[Path] = (),
     *,
     root: bool = False,
 ) -> list[str]:
@@ -110,6 +112,8 @@ def bwrap_argv(
         writable: Paths jobs write (temporary files, caches, built environments), visible even
             inside a hidden folder.
         devices: Host devices jobs use (GPUs).
+        code: The server's own code and Python (its package, its virtualenv): read-only even
+            where they lie under a writable path (a server run from a folder in /tmp).
         root: Whether the server runs as root, whose capabilities could undo the mounts.
     """
     tmpfs, empty = set(folders), set(files)
@@ -132,6 +136,9 @@ def bwrap_argv(
     args += ["--proc", "/proc"]
     for path in writable:
         args += ["--bind", str(path), str(path)]
+    for path in sorted(set(code)):
+        if any(_under(path, w) for w in writable):
+            args += ["--ro-bind", str(path), str(path)]
     for hide in outermost(private):
         args += hide
     shown = sorted({p for p in readable if hidden(p)} | {p for p in writable if hidden(p)})
@@ -218,6 +225,7 @@ def wrap(argv: list[str], private: Iterable[str], job_dir: Path, info_fd: int) -
         readable,
         writable,
         devices,
+        code=[Path(flowyard.__file__).parent.resolve(), Path(sys.prefix).resolve()],
         root=os.geteuid() == 0,
     )
     bwrap = shutil.which("bwrap") or "bwrap"

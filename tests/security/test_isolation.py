@@ -344,3 +344,12 @@ def test_the_private_paths_of_a_folder_workspace_and_of_a_database_elsewhere(
         str(paths.config_dir() / "secret.key"),
         *(str(tmp_path / "data" / f"f.db{end}") for end in ("", "-wal", "-shm", "-journal")),
     }
+
+
+def test_the_servers_code_stays_read_only_under_a_writable_folder() -> None:
+    """A server run from a folder in /tmp (as CI's clone is): jobs write /tmp, not its code."""
+    tmp, code, jobs = Path("/tmp"), Path("/tmp/clone/flowyard"), Path("/c/jobs")
+    args = sandbox.bwrap_argv([], [], jobs, jobs / "r", writable=[tmp], code=[code, Path("/opt")])
+    mounts = [m for m in _mounts(args) if m[1] not in ("/", "/dev", "/proc")]
+    assert mounts[:2] == [("--bind", str(tmp)), ("--ro-bind", str(code))]
+    assert ("--ro-bind", "/opt") not in mounts  # read-only already, with the rest of the host
