@@ -41,6 +41,12 @@ def _load(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in tokens.items()} if isinstance(tokens, dict) else {}
 
 
+# The MLFLOW_TRACKING_TOKEN values Flowyard's MLflow plugin exported for child processes (see
+# flowyard.mlflow_headers): each belongs to one workspace, so none is an answer for another URL,
+# and none is mistaken for the user's own when something puts an older one back.
+exported: set[str] = set()
+
+
 def find_token(url: str | None) -> str | None:
     """The token to send to the workspace at ``url``, or None when none is configured."""
     token = os.environ.get(ENV_TOKEN)
@@ -50,7 +56,8 @@ def find_token(url: str | None) -> str | None:
         saved = _load(credentials_path()).get(_key(url))
         if saved:
             return saved
-    return os.environ.get(ENV_MLFLOW_TOKEN) or None
+    env = os.environ.get(ENV_MLFLOW_TOKEN)
+    return env if env and env not in exported else None
 
 
 def save_token(url: str, token: str) -> Path:

@@ -23,28 +23,25 @@ from mlflow.tracking.request_header.abstract_request_header_provider import (
     RequestHeaderProvider,
 )
 
-from flowyard.credentials import ENV_MLFLOW_TOKEN, find_token
+from flowyard.credentials import ENV_MLFLOW_TOKEN, exported, find_token
 
 TOKEN_HEADER = "X-Flowyard-Token"
 _lock = threading.Lock()
-# The value this plugin put in MLFLOW_TRACKING_TOKEN (None: it put none there).
-_exported: str | None = None
 
 
 def _token_for(uri: str) -> str | None:
     """The token for ``uri``; exported for child processes. None when the user's own
     MLFLOW_TRACKING_TOKEN is set (MLflow sends that itself) or no token is configured."""
-    global _exported
     with _lock:
         current = os.environ.get(ENV_MLFLOW_TOKEN)
-        if current and current != _exported:
+        if current and current not in exported:
             return None  # the user's own: MLflow sends it
         if current:
             del os.environ[ENV_MLFLOW_TOKEN]  # ours, perhaps for another workspace: look again
-        _exported = None
         token = find_token(uri) if uri.startswith(("http://", "https://")) else None
         if token:
-            os.environ[ENV_MLFLOW_TOKEN] = _exported = token
+            os.environ[ENV_MLFLOW_TOKEN] = token
+            exported.add(token)
         return token
 
 

@@ -81,6 +81,7 @@ def test_mlflow_local_backend_with_uv_tracks_to_the_workspace(
     monkeypatch.setenv("MLFLOW_ENV_ROOT", str(tmp_path / "envs"))
     mlflow.set_tracking_uri(sqlite_server.url)
     try:
+        mlflow.set_experiment(f"uv-{tmp_path.name}")
         run = mlflow.projects.run(str(project), backend="local", env_manager="uv")
         assert MlflowClient().get_run(run.run_id).data.metrics == {"x": 1.0}
     finally:
