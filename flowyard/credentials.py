@@ -7,6 +7,7 @@ else ``$MLFLOW_TRACKING_TOKEN`` (what MLflow's own client sends as ``Authorizati
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -43,8 +44,27 @@ def _load(path: Path) -> dict[str, str]:
 
 # The MLFLOW_TRACKING_TOKEN values Flowyard's MLflow plugin exported for child processes (see
 # flowyard.mlflow_headers): each belongs to one workspace, so none is an answer for another URL,
-# and none is mistaken for the user's own when something puts an older one back.
+# and none is mistaken for the user's own when something puts an older one back. Child processes
+# inherit the export but not this set: ENV_EXPORTED carries a fingerprint of it to them.
 exported: set[str] = set()
+ENV_EXPORTED = "FLOWYARD_EXPORTED_TOKEN"
+
+
+def fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def is_exported(token: str) -> bool:
+    """Whether ``token`` is one Flowyard exported, in this process or a parent."""
+    return token in exported or fingerprint(token) in os.environ.get(ENV_EXPORTED, "").split(",")
+
+
+def mark_exported(token: str) -> None:
+    """Remember ``token`` as exported, here and (by fingerprint) for child processes."""
+    exported.add(token)
+    marks = [m for m in os.environ.get(ENV_EXPORTED, "").split(",") if m]
+    if fingerprint(token) not in marks:
+        os.environ[ENV_EXPORTED] = ",".join([*marks, fingerprint(token)][-16:])
 
 
 def find_token(url: str | None) -> str | None:
@@ -57,7 +77,7 @@ def find_token(url: str | None) -> str | None:
         if saved:
             return saved
     env = os.environ.get(ENV_MLFLOW_TOKEN)
-    return env if env and env not in exported else None
+    return env if env and not is_exported(env) else None
 
 
 def save_token(url: str, token: str) -> Path:

@@ -23,7 +23,7 @@ from mlflow.tracking.request_header.abstract_request_header_provider import (
     RequestHeaderProvider,
 )
 
-from flowyard.credentials import ENV_MLFLOW_TOKEN, exported, find_token
+from flowyard.credentials import ENV_MLFLOW_TOKEN, find_token, is_exported, mark_exported
 
 TOKEN_HEADER = "X-Flowyard-Token"
 _lock = threading.Lock()
@@ -34,14 +34,14 @@ def _token_for(uri: str) -> str | None:
     MLFLOW_TRACKING_TOKEN is set (MLflow sends that itself) or no token is configured."""
     with _lock:
         current = os.environ.get(ENV_MLFLOW_TOKEN)
-        if current and current not in exported:
+        if current and not is_exported(current):
             return None  # the user's own: MLflow sends it
         if current:
             del os.environ[ENV_MLFLOW_TOKEN]  # ours, perhaps for another workspace: look again
         token = find_token(uri) if uri.startswith(("http://", "https://")) else None
         if token:
             os.environ[ENV_MLFLOW_TOKEN] = token
-            exported.add(token)
+            mark_exported(token)
         return token
 
 

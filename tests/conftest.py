@@ -37,10 +37,13 @@ def free_port() -> int:
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
+    # A command typed in a new shell: none of the MLflow state this test process gathered
+    # (MLflow's set_experiment exports MLFLOW_EXPERIMENT_ID for child processes).
+    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_ID"}
     return subprocess.run(
         [*FLOWYARD, *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**inherited, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
