@@ -128,12 +128,16 @@ def init_workspace(project: Path, name: str = "tests", port: int | None = None) 
     return folder
 
 
-@pytest.fixture(scope="session")
-def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    project = tmp_path_factory.mktemp("sqlite-project")
+def new_workspace(project: Path, env: dict[str, str] | None = None) -> Server:
+    """A new workspace in ``project``, served on a free port (with ``env`` added)."""
     port = free_port()
     init_workspace(project, port=port)
-    server = Server(args=[], cwd=project, port=port).start()
+    return Server(args=[], cwd=project, port=port, env=env or {}).start()
+
+
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = new_workspace(tmp_path_factory.mktemp("sqlite-project"))
     yield server
     server.stop()
 

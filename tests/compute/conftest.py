@@ -12,7 +12,7 @@ import pytest
 
 from flowyard.client import Client
 from flowyard.schemas import JobOut, JobStatus
-from tests.conftest import Server, free_port, init_workspace
+from tests.conftest import Server, new_workspace
 
 # Short timeouts, so a lost runner is noticed in seconds rather than a minute.
 FAST = {
@@ -25,10 +25,9 @@ FAST = {
 def fast_workspace(project: Path, env: dict[str, str] | None = None) -> Server:
     """A new workspace in ``project``, served with short timeouts (and ``env``) and its own
     runner cache."""
-    port = free_port()
-    init_workspace(project, port=port)
-    env = {**FAST, "XDG_CACHE_HOME": str(project / "cache"), **(env or {})}
-    return Server(args=[], cwd=project, port=port, env=env).start()
+    return new_workspace(
+        project, env={**FAST, "XDG_CACHE_HOME": str(project / "cache"), **(env or {})}
+    )
 
 
 @pytest.fixture

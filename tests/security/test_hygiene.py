@@ -15,7 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from flowyard import defaults
 from flowyard.server.inputs import MAX_DEPTH, JsonServerErrors
-from tests.conftest import Server, auth_headers, free_port, init_workspace
+from tests.conftest import Server, auth_headers, new_workspace
 
 DEEP = 100_000
 
@@ -23,10 +23,7 @@ DEEP = 100_000
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A workspace of this module's own: its sign-in limit is not shared with other tests."""
-    root = tmp_path_factory.mktemp("hygiene")
-    port = free_port()
-    init_workspace(root, port=port)
-    server = Server(args=[], cwd=root, port=port).start()
+    server = new_workspace(tmp_path_factory.mktemp("hygiene"))
     yield server
     server.stop()
 

@@ -21,7 +21,7 @@ from flowyard.client import Client
 from flowyard.schemas import JobStatus, JobSubmit
 from flowyard.snapshot import build_manifest, upload
 from flowyard.submitted_run import FlowyardSubmittedRun
-from tests.conftest import Server, auth_headers, free_port, init_workspace, run_cli
+from tests.conftest import Server, auth_headers, new_workspace, run_cli
 from tests.factories import make_project
 
 API = "/api/flowyard/v1"
@@ -38,10 +38,7 @@ MAX_GROWTH = 100 * MiB
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A workspace of its own, so that nothing but this module's requests moves its memory."""
-    project = tmp_path_factory.mktemp("logs")
-    port = free_port()
-    init_workspace(project, port=port)
-    server = Server(args=[], cwd=project, port=port).start()
+    server = new_workspace(tmp_path_factory.mktemp("logs"))
     yield server
     server.stop()
 
