@@ -57,7 +57,7 @@ def _init_workspace(port: int) -> None:
         # The workspace exists from an earlier demo: only point examples/ at it on this port,
         # with an owner token for that URL (made straight in its database, as its owner may).
         from flowyard.credentials import find_token
-        from flowyard.server.db.engine import bootstrap_owner
+        from flowyard.server.services.bootstrap import bootstrap_owner
         from flowyard.server.storage import WorkspaceFolder
         from flowyard.workspace import WorkspaceConfig
 

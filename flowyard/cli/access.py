@@ -126,8 +126,9 @@ def _create_offline(
 
     _require_server_extra()
     from flowyard.server.auth.tokens import Role
-    from flowyard.server.db.engine import create_token_in, prepare_database
+    from flowyard.server.db.engine import prepare_database
     from flowyard.server.routers.auth import token_out
+    from flowyard.server.services.bootstrap import create_token_in
     from flowyard.server.storage import WorkspaceFolder
 
     workspace = WorkspaceFolder.load(folder)

@@ -43,7 +43,8 @@ def init(directory: Path | None, name: str, url: str, force: bool) -> None:
             f"{config_path} already exists; pass --force to point this project at a new workspace."
         )
     _require_server_extra()
-    from flowyard.server.db.engine import bootstrap_owner, prepare_database
+    from flowyard.server.db.engine import prepare_database
+    from flowyard.server.services.bootstrap import bootstrap_owner
 
     folder = WorkspaceFolder.create(directory or defaults.WORKSPACES_HOME / name, name)
     prepare_database(folder.db_url, name)

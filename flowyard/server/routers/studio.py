@@ -31,7 +31,7 @@ from starlette.requests import cookie_parser
 from flowyard import __version__, defaults
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
-from flowyard.server.auth.middleware import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
+from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
