@@ -58,7 +58,7 @@ def _init_workspace(port: int) -> None:
         # with an owner token for that URL (made straight in its database, as its owner may).
         from flowyard.credentials import find_token
         from flowyard.server.services.bootstrap import bootstrap_owner
-        from flowyard.server.storage import WorkspaceFolder
+        from flowyard.server.workspace_folder import WorkspaceFolder
         from flowyard.workspace import WorkspaceConfig
 
         url = f"http://127.0.0.1:{port}"

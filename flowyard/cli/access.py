@@ -129,7 +129,7 @@ def _create_offline(
     from flowyard.server.db.engine import prepare_database
     from flowyard.server.routers.auth import token_out
     from flowyard.server.services.bootstrap import create_token_in
-    from flowyard.server.storage import WorkspaceFolder
+    from flowyard.server.workspace_folder import WorkspaceFolder
 
     workspace = WorkspaceFolder.load(folder)
     db_url, _name = prepare_database(workspace.db_url, workspace.name)
