@@ -25,6 +25,7 @@ from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.credentials import credentials_path
 from flowyard.errors import FlowyardError, NotFoundError
+from flowyard.schemas import ComputeType
 
 EXAMPLES = Path(__file__).resolve().parent
 WORKSPACE_DIR = EXAMPLES.parent / ".demo" / "workspace"
@@ -86,10 +87,9 @@ def _wait_for(server: subprocess.Popen[bytes], timeout: float = 180) -> Workspac
 def _ensure_cpu_cluster(ws: Workspace) -> None:
     with Client(ws.url) as client:
         try:
-            client.request("GET", "/computes/cpu-cluster")
+            client.get_compute("cpu-cluster")
         except NotFoundError:
-            body = {"name": "cpu-cluster", "type": "process", "max_concurrent_jobs": 2}
-            client.request("POST", "/computes", json=body)
+            client.create_compute("cpu-cluster", ComputeType.PROCESS, max_concurrent_jobs=2)
 
 
 def _train_example(ws: Workspace) -> list[str]:
