@@ -281,12 +281,7 @@ def compare(
 
 @router.get("/computes")
 def computes_page(request: Request, session: DbSession) -> Response:
-    counts = compute_service.counts(session)
-    found = [
-        compute_service.out(c, counts.get(c.name)) for c in compute_service.all_computes(session)
-    ]
-    local = compute_service.out_local(counts.get(compute_service.LOCAL))
-    return _page(request, "computes.html", computes=found, local=local)
+    return _page(request, "computes.html", computes=compute_service.listing(session))
 
 
 @router.get("/login")
