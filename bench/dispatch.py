@@ -172,7 +172,7 @@ def event_times(job: JobOut) -> dict[str, float]:
 
 
 def compute_load(client: Client, name: str) -> ComputeOut:
-    return ComputeOut.model_validate(client.request("GET", f"/computes/{name}"))
+    return client.get_compute(name)
 
 
 def wait_idle(client: Client, name: str, total: int, deadline_s: float) -> None:

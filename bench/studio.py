@@ -28,7 +28,7 @@ import httpx
 import sqlalchemy as sa
 
 from flowyard.server.db.engine import prepare_database
-from flowyard.server.storage import WorkspaceFolder
+from flowyard.server.workspace_folder import WorkspaceFolder
 
 from common import (
     FLOWYARD_HEALTH,

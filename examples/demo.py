@@ -25,6 +25,7 @@ from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.credentials import credentials_path
 from flowyard.errors import FlowyardError, NotFoundError
+from flowyard.schemas import ComputeType
 
 EXAMPLES = Path(__file__).resolve().parent
 WORKSPACE_DIR = EXAMPLES.parent / ".demo" / "workspace"
@@ -57,8 +58,8 @@ def _init_workspace(port: int) -> None:
         # The workspace exists from an earlier demo: only point examples/ at it on this port,
         # with an owner token for that URL (made straight in its database, as its owner may).
         from flowyard.credentials import find_token
-        from flowyard.server.db.engine import bootstrap_owner
-        from flowyard.server.storage import WorkspaceFolder
+        from flowyard.server.services.bootstrap import bootstrap_owner
+        from flowyard.server.workspace_folder import WorkspaceFolder
         from flowyard.workspace import WorkspaceConfig
 
         url = f"http://127.0.0.1:{port}"
@@ -86,10 +87,9 @@ def _wait_for(server: subprocess.Popen[bytes], timeout: float = 180) -> Workspac
 def _ensure_cpu_cluster(ws: Workspace) -> None:
     with Client(ws.url) as client:
         try:
-            client.request("GET", "/computes/cpu-cluster")
+            client.get_compute("cpu-cluster")
         except NotFoundError:
-            body = {"name": "cpu-cluster", "type": "process", "max_concurrent_jobs": 2}
-            client.request("POST", "/computes", json=body)
+            client.create_compute("cpu-cluster", ComputeType.PROCESS, max_concurrent_jobs=2)
 
 
 def _train_example(ws: Workspace) -> list[str]:

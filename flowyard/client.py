@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.request import getproxies
 
@@ -22,13 +23,20 @@ from flowyard.status import JobStatus
 if TYPE_CHECKING:
     from flowyard.schemas import (
         BlobInfo,
+        ComputeOut,
+        ComputeType,
         JobOut,
         JobSubmit,
+        RoleName,
         SnapshotDetail,
-        SnapshotFile,
         SnapshotInfo,
         StatusUpdate,
+        TokenCreated,
+        TokenOut,
+        UserOut,
+        Whoami,
     )
+    from flowyard.snapshot.manifest import FileEntry
 
 # The API's models (pydantic) are imported where used: the runner, on every job's critical path,
 # makes its calls (claim, log, heartbeat, status) in plain JSON through `request` and does
@@ -193,17 +201,138 @@ class Client:
                 "the server is running and reachable."
             ) from e
 
-    def create_snapshot(self, files: Sequence[SnapshotFile]) -> SnapshotInfo:
+    def create_snapshot(self, files: Sequence[FileEntry]) -> SnapshotInfo:
         """Record a manifest whose blobs are all stored; the same files give the same id."""
-        from flowyard.schemas import SnapshotCreate, SnapshotInfo
+        from flowyard.schemas import SnapshotCreate, SnapshotFile, SnapshotInfo
 
-        body = SnapshotCreate(files=list(files)).model_dump(mode="json")
-        return SnapshotInfo.model_validate(self.request("POST", "/snapshots", json=body))
+        body = SnapshotCreate(files=[SnapshotFile(**f.to_json()) for f in files])
+        return SnapshotInfo.model_validate(
+            self.request("POST", "/snapshots", json=body.model_dump(mode="json"))
+        )
 
     def get_snapshot(self, snapshot_id: str) -> SnapshotDetail:
         from flowyard.schemas import SnapshotDetail
 
         return SnapshotDetail.model_validate(self.request("GET", f"/snapshots/{snapshot_id}"))
+
+    def snapshot_files(self, snapshot_id: str) -> list[FileEntry]:
+        """A snapshot's files, read without the API's models: what a runner fetches before each
+        job, which pydantic's import would hold up (as :mod:`flowyard.runner.api` explains)."""
+        from flowyard.snapshot.manifest import FileEntry
+
+        body = self.request("GET", f"/snapshots/{snapshot_id}")
+        return [FileEntry.from_json(f) for f in body["files"]]
+
+    def list_computes(self) -> list[ComputeOut]:
+        """Every compute, ``local`` first."""
+        from flowyard.schemas import ComputeList
+
+        return ComputeList.model_validate(self.request("GET", "/computes")).computes
+
+    def get_compute(self, name: str, *, health: bool = False) -> ComputeOut:
+        """The compute with its last health check; ``health`` asks the server for a new one and
+        waits for it briefly."""
+        from flowyard.schemas import ComputeOut
+
+        params = {"health": "true"} if health else None
+        return ComputeOut.model_validate(self.request("GET", f"/computes/{name}", params=params))
+
+    def create_compute(
+        self,
+        name: str,
+        type: ComputeType,
+        *,
+        address: str | None = None,
+        max_concurrent_jobs: int | None = None,
+        workspace_url: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> ComputeOut:
+        """Register a compute; what is not given takes the server's default."""
+        from flowyard.schemas import ComputeOut
+
+        body = _given(
+            name=name,
+            type=type,
+            address=address,
+            max_concurrent_jobs=max_concurrent_jobs,
+            workspace_url=workspace_url,
+            settings=settings,
+        )
+        return ComputeOut.model_validate(self.request("POST", "/computes", json=body))
+
+    def update_compute(
+        self,
+        name: str,
+        *,
+        address: str | None = None,
+        max_concurrent_jobs: int | None = None,
+        workspace_url: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> ComputeOut:
+        """Change what is given of a compute's settings (``settings`` replaces them whole)."""
+        from flowyard.schemas import ComputeOut
+
+        body = _given(
+            address=address,
+            max_concurrent_jobs=max_concurrent_jobs,
+            workspace_url=workspace_url,
+            settings=settings,
+        )
+        return ComputeOut.model_validate(self.request("PATCH", f"/computes/{name}", json=body))
+
+    def delete_compute(self, name: str) -> None:
+        self.request("DELETE", f"/computes/{name}", raw=True)
+
+    def whoami(self) -> Whoami:
+        """Who the workspace takes this client's token for."""
+        from flowyard.schemas import Whoami
+
+        return Whoami.model_validate(self.request("GET", "/whoami"))
+
+    def create_user(self, name: str) -> UserOut:
+        from flowyard.schemas import UserOut
+
+        return UserOut.model_validate(self.request("POST", "/users", json={"name": name}))
+
+    def list_users(self) -> list[UserOut]:
+        from flowyard.schemas import UserList
+
+        return UserList.model_validate(self.request("GET", "/users")).users
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user and revoke every token they hold (their jobs and runs stay)."""
+        self.request("DELETE", f"/users/{name}")
+
+    def create_token(
+        self,
+        role: RoleName,
+        *,
+        user: str | None = None,
+        expires_at: datetime | None = None,
+        description: str = "",
+    ) -> TokenCreated:
+        """A new token (for ``user``, default: this client's own); the answer holds the token
+        itself, shown only this once."""
+        from flowyard.schemas import TokenCreated
+
+        body = _given(
+            role=role,
+            user=user,
+            expires_at=expires_at.isoformat() if expires_at else None,
+            description=description,
+        )
+        return TokenCreated.model_validate(self.request("POST", "/tokens", json=body))
+
+    def list_tokens(self, user: str | None = None) -> list[TokenOut]:
+        from flowyard.schemas import TokenList
+
+        params = {"user": user} if user else None
+        return TokenList.model_validate(self.request("GET", "/tokens", params=params)).tokens
+
+    def revoke_token(self, token_id: str) -> TokenOut:
+        from flowyard.schemas import TokenOut
+
+        return TokenOut.model_validate(self.request("DELETE", f"/tokens/{token_id}"))
 
     def request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
         """Call the API; returns the JSON body, or the response itself when ``raw``."""
@@ -250,3 +379,8 @@ class Client:
             f"{self.url} answers but is not a Flowyard workspace; point the URL at a server "
             "started with `flowyard server`."
         )
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields given, for a body whose absent fields take the server's defaults."""
+    return {k: v for k, v in fields.items() if v is not None}

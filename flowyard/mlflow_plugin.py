@@ -71,7 +71,7 @@ def submit(
     options = BackendOptions.parse(backend_config)
     client, info = connect(tracking_uri)
     if options.compute != LOCAL:
-        client.request("GET", f"/computes/{options.compute}")  # unknown → lists the known ones
+        client.get_compute(options.compute)  # unknown → lists the known ones
     prepared = prepare(
         project_uri, version, entry_point, params, build_env=options.builds_environment
     )

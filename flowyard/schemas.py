@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -121,9 +122,22 @@ class LogAppended(_Model):
 _NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
+class ComputeType(StrEnum):
+    """What runs a compute's jobs: the submitting machine (``local``, which every workspace has),
+    the workspace's host (``process``) or a Ray cluster (``ray``)."""
+
+    LOCAL = "local"
+    PROCESS = "process"
+    RAY = "ray"
+
+
+REGISTERED_TYPES = (ComputeType.PROCESS, ComputeType.RAY)
+"""The types a compute may be created with (``local`` is built in)."""
+
+
 class ComputeCreate(_Model):
     name: str = Field(pattern=_NAME)
-    type: str = Field(pattern=r"^(process|ray)$")
+    type: Literal[ComputeType.PROCESS, ComputeType.RAY]
     address: str | None = None
     max_concurrent_jobs: int = Field(default=2, ge=1, le=10_000)
     workspace_url: str | None = None
@@ -141,7 +155,7 @@ class ComputeUpdate(_Model):
 
 class ComputeOut(_Model):
     name: str
-    type: str
+    type: ComputeType
     address: str | None
     max_concurrent_jobs: int
     workspace_url: str | None
@@ -161,12 +175,18 @@ class ComputeList(_Model):
     computes: list[ComputeOut]
 
 
-ROLE_PATTERN = r"^(reader|contributor|owner)$"
+class RoleName(StrEnum):
+    """A token's role as the API names it; the server ranks them
+    (``flowyard.server.auth.tokens.Role``)."""
+
+    READER = "reader"
+    CONTRIBUTOR = "contributor"
+    OWNER = "owner"
 
 
 class Whoami(_Model):
     user: str
-    role: str
+    role: RoleName
     job: str | None = None
     auth: bool = True
 
@@ -185,7 +205,7 @@ class UserList(_Model):
 
 
 class TokenCreate(_Model):
-    role: str = Field(pattern=ROLE_PATTERN)
+    role: RoleName
     # Default: the user making the request.
     user: str | None = Field(default=None, pattern=_NAME)
     expires_at: datetime | None = None
@@ -195,7 +215,7 @@ class TokenCreate(_Model):
 class TokenOut(_Model):
     id: str
     user: str
-    role: str
+    role: RoleName
     description: str
     created_at: datetime
     expires_at: datetime | None

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -452,6 +453,30 @@ def test_a_snapshot_needs_its_blobs(client: Client) -> None:
     files = [{"path": "a.py", "digest": digest, "size": 16, "executable": False}]
     with pytest.raises(InvalidRequestError, match=r"blobs of 1 files are not stored \(a\.py\)"):
         client.request("POST", "/snapshots", json={"files": files})
+
+
+def test_a_runner_fetches_its_snapshot_without_pydantic(client: Client, tmp_path: Path) -> None:
+    """The runner does without the API's models on every job's path (flowyard.runner.api says
+    why), fetching the job's snapshot included."""
+    result = upload(client, make_project(tmp_path / "p"))
+    script = (
+        "import sys\n"
+        "from flowyard.client import Client\n"
+        "from flowyard.runner import runner\n"
+        "from flowyard.snapshot import materialize\n"
+        "materialize(Client(sys.argv[1]), sys.argv[2], sys.argv[3])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, client.url, result.id, str(tmp_path / "job")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert (tmp_path / "job" / "train.py").exists()
 
 
 def test_cli_download_and_show(sqlite_server: Server, client: Client, tmp_path: Path) -> None:

@@ -13,10 +13,9 @@ from flowyard.cli.common import print_table, workspace_client
 from flowyard.client import Client
 from flowyard.credentials import credentials_path, forget_token, save_token
 from flowyard.errors import ConfigError
-from flowyard.schemas import TokenCreated, TokenList, TokenOut, UserList, UserOut, Whoami
+from flowyard.schemas import RoleName, TokenCreated
 from flowyard.workspace import WorkspaceConfig, find_config
 
-ROLES = ("reader", "contributor", "owner")
 _DURATION = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -47,9 +46,7 @@ def user() -> None:
 @user.command("create")
 @click.argument("name")
 def create_user(name: str) -> None:
-    created = UserOut.model_validate(
-        workspace_client().request("POST", "/users", json={"name": name})
-    )
+    created = workspace_client().create_user(name)
     click.echo(
         f"created user {created.name}; give them a token with "
         f"`flowyard token create --user {created.name} --role contributor`"
@@ -58,7 +55,7 @@ def create_user(name: str) -> None:
 
 @user.command("list")
 def list_users() -> None:
-    users = UserList.model_validate(workspace_client().request("GET", "/users")).users
+    users = workspace_client().list_users()
     print_table(("user", "created"), [(u.name, _when(u.created_at)) for u in users])
 
 
@@ -66,7 +63,7 @@ def list_users() -> None:
 @click.argument("name")
 def delete_user(name: str) -> None:
     """Delete NAME and revoke every token they hold (their jobs and runs stay)."""
-    workspace_client().request("DELETE", f"/users/{name}")
+    workspace_client().delete_user(name)
     click.echo(f"deleted user {name} and their tokens")
 
 
@@ -76,7 +73,7 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--role", type=click.Choice([r.value for r in RoleName]), required=True)
 @click.option("--user", "user_name", help="Whose token (default: yours).")
 @click.option("--expires", help="A duration (30d, 12h, 90m, 2w) or an ISO date; default: never.")
 @click.option("--description", default="", help="What the token is for.")
@@ -102,13 +99,9 @@ def create_token(
         url, created = _create_offline(workspace_dir, role, user_name, expires_at, description)
     else:
         client = workspace_client()
-        body = {
-            "role": role,
-            "user": user_name,
-            "expires_at": expires_at.isoformat() if expires_at else None,
-            "description": description,
-        }
-        created = TokenCreated.model_validate(client.request("POST", "/tokens", json=body))
+        created = client.create_token(
+            RoleName(role), user=user_name, expires_at=expires_at, description=description
+        )
         url = client.url
     click.echo(created.token)
     note = f"token {created.id} for {created.user} ({created.role})"
@@ -126,9 +119,10 @@ def _create_offline(
 
     _require_server_extra()
     from flowyard.server.auth.tokens import Role
-    from flowyard.server.db.engine import create_token_in, prepare_database
+    from flowyard.server.db.engine import prepare_database
     from flowyard.server.routers.auth import token_out
-    from flowyard.server.storage import WorkspaceFolder
+    from flowyard.server.services.bootstrap import create_token_in
+    from flowyard.server.workspace_folder import WorkspaceFolder
 
     workspace = WorkspaceFolder.load(folder)
     db_url, _name = prepare_database(workspace.db_url, workspace.name)
@@ -151,10 +145,7 @@ def _create_offline(
 @token.command("list")
 @click.option("--user", "user_name", help="Only this user's tokens.")
 def list_tokens(user_name: str | None) -> None:
-    params = {"user": user_name} if user_name else None
-    tokens = TokenList.model_validate(
-        workspace_client().request("GET", "/tokens", params=params)
-    ).tokens
+    tokens = workspace_client().list_tokens(user_name)
     rows = [
         (
             t.id,
@@ -172,7 +163,7 @@ def list_tokens(user_name: str | None) -> None:
 @token.command("revoke")
 @click.argument("token_id")
 def revoke_token(token_id: str) -> None:
-    revoked = TokenOut.model_validate(workspace_client().request("DELETE", f"/tokens/{token_id}"))
+    revoked = workspace_client().revoke_token(token_id)
     click.echo(f"revoked token {revoked.id} of {revoked.user}")
 
 
@@ -188,7 +179,7 @@ def login(url: str | None, value: str | None) -> None:
     url = _url(url)
     value = (value or click.prompt("Token", hide_input=True)).strip()
     with Client(url, token=value) as client:
-        me = Whoami.model_validate(client.request("GET", "/whoami"))
+        me = client.whoami()
     path = save_token(url, value)
     click.echo(f"signed in to {url} as {me.user} ({me.role}); token saved in {path}")
 
@@ -208,5 +199,5 @@ def logout(url: str | None) -> None:
 def whoami() -> None:
     """Who the workspace takes you for."""
     client = workspace_client()
-    me = Whoami.model_validate(client.request("GET", "/whoami"))
+    me = client.whoami()
     click.echo(f"{me.user} ({me.role}) at {client.url}" + ("" if me.auth else ", auth is off"))

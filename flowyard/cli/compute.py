@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from flowyard.cli.common import print_table, workspace_client
-from flowyard.schemas import ComputeList, ComputeOut
+from flowyard.schemas import REGISTERED_TYPES, ComputeOut, ComputeType
 
 
 def _settings(
@@ -43,6 +43,13 @@ def _print(compute: ComputeOut) -> None:
     click.echo(json.dumps(shown, indent=2))
 
 
+def _slots(compute: ComputeOut) -> str:
+    # local has no slots: each submitting machine runs its own jobs at once.
+    if compute.type == ComputeType.LOCAL:
+        return f"{compute.active_jobs} running"
+    return f"{compute.active_jobs} of {compute.max_concurrent_jobs}"
+
+
 _options = [
     click.option("--address", help="ray: the cluster's dashboard URL, e.g. http://head:8265"),
     click.option("--max-concurrent-jobs", type=click.IntRange(min=1), help="slots"),
@@ -74,7 +81,9 @@ def compute() -> None:
 
 @compute.command("create")
 @click.argument("name")
-@click.option("--type", "kind", type=click.Choice(["process", "ray"]), required=True)
+@click.option(
+    "--type", "kind", type=click.Choice([t.value for t in REGISTERED_TYPES]), required=True
+)
 @_with_options
 def create(
     name: str,
@@ -90,16 +99,15 @@ def create(
     isolation: str | None,
 ) -> None:
     """Register a compute target NAME."""
-    body: dict[str, Any] = {
-        "name": name,
-        "type": kind,
-        "address": address,
-        "workspace_url": workspace_url,
-        "settings": _settings(num_cpus, num_gpus, memory, max_retries, python, isolation),
-    }
-    if max_concurrent_jobs:
-        body["max_concurrent_jobs"] = max_concurrent_jobs
-    _print(ComputeOut.model_validate(workspace_client().request("POST", "/computes", json=body)))
+    created = workspace_client().create_compute(
+        name,
+        ComputeType(kind),
+        address=address,
+        max_concurrent_jobs=max_concurrent_jobs,
+        workspace_url=workspace_url,
+        settings=_settings(num_cpus, num_gpus, memory, max_retries, python, isolation),
+    )
+    _print(created)
 
 
 @compute.command("update")
@@ -119,31 +127,23 @@ def update(
 ) -> None:
     """Change a compute target's settings (those given)."""
     client = workspace_client()
-    current = ComputeOut.model_validate(client.request("GET", f"/computes/{name}"))
+    current = client.get_compute(name)
     given = _settings(num_cpus, num_gpus, memory, max_retries, python, isolation)
-    settings = {**current.settings, **given}
-    body = {
-        "address": address,
-        "max_concurrent_jobs": max_concurrent_jobs,
-        "workspace_url": workspace_url,
-        "settings": settings,
-    }
-    _print(ComputeOut.model_validate(client.request("PATCH", f"/computes/{name}", json=body)))
+    updated = client.update_compute(
+        name,
+        address=address,
+        max_concurrent_jobs=max_concurrent_jobs,
+        workspace_url=workspace_url,
+        settings={**current.settings, **given},
+    )
+    _print(updated)
 
 
 @compute.command("list")
 def list_computes() -> None:
-    found = ComputeList.model_validate(workspace_client().request("GET", "/computes")).computes
-    rows = [("local", "this machine", "", "", "")]
-    rows += [
-        (
-            c.name,
-            c.type,
-            c.address or "",
-            f"{c.active_jobs} of {c.max_concurrent_jobs}",
-            str(c.queued_jobs),
-        )
-        for c in found
+    rows = [
+        (c.name, c.type, c.address or "", _slots(c), str(c.queued_jobs))
+        for c in workspace_client().list_computes()
     ]
     print_table(("name", "type", "address", "slots used", "queued"), rows)
 
@@ -152,15 +152,11 @@ def list_computes() -> None:
 @click.argument("name")
 def show(name: str) -> None:
     """A compute's settings, load, isolation and health."""
-    _print(
-        ComputeOut.model_validate(
-            workspace_client().request("GET", f"/computes/{name}", params={"health": "true"})
-        )
-    )
+    _print(workspace_client().get_compute(name, health=True))
 
 
 @compute.command("delete")
 @click.argument("name")
 def delete(name: str) -> None:
-    workspace_client().request("DELETE", f"/computes/{name}", raw=True)
+    workspace_client().delete_compute(name)
     click.echo(f"deleted {name}")

@@ -88,7 +88,7 @@ def server(
     _require_server_extra()
     from flowyard.server.serve import serve
     from flowyard.server.settings import ServerSettings
-    from flowyard.server.storage import WorkspaceFolder
+    from flowyard.server.workspace_folder import WorkspaceFolder
 
     config_url: str | None = None
     # A folder workspace keeps its key beside its database; a --db-url one in this user's config.

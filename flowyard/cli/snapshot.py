@@ -27,18 +27,17 @@ def _client() -> Client:
 def show(snapshot_id: str) -> None:
     """List the files of snapshot SNAPSHOT_ID."""
     with _client() as client:
-        info = client.request("GET", f"/snapshots/{snapshot_id}")
+        info = client.get_snapshot(snapshot_id)
     table = Table(
-        title=f"snapshot {info['id']}: {info['file_count']:,} files, "
-        f"{info['total_bytes'] / MB:,.1f} MB",
+        title=f"snapshot {info.id}: {info.file_count:,} files, {info.total_bytes / MB:,.1f} MB",
         title_justify="left",
     )
     table.add_column("path", overflow="fold")
     table.add_column("bytes", justify="right")
     table.add_column("exec")
     table.add_column("sha256")
-    for f in info["files"]:
-        table.add_row(f["path"], f"{f['size']:,}", "x" if f["executable"] else "", f["digest"][:12])
+    for f in info.files:
+        table.add_row(f.path, f"{f.size:,}", "x" if f.executable else "", f.digest[:12])
     Console().print(table)
 
 

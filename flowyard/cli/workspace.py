@@ -10,6 +10,7 @@ import click
 
 from flowyard import defaults
 from flowyard.errors import ConfigError
+from flowyard.names import check_portable_name
 from flowyard.workspace import ENV_URL, Workspace, WorkspaceConfig, find_config
 
 
@@ -34,16 +35,16 @@ def init(directory: Path | None, name: str, url: str, force: bool) -> None:
 
     DIRECTORY defaults to ~/.flowyard/workspaces/NAME.
     """
-    from flowyard.server.storage import WorkspaceFolder, check_name
-
-    check_name(name)
+    check_portable_name(name, "workspace")
     config_path = Path.cwd() / defaults.CONFIG_DIR / defaults.CONFIG_FILE
     if config_path.exists() and not force:
         raise ConfigError(
             f"{config_path} already exists; pass --force to point this project at a new workspace."
         )
     _require_server_extra()
-    from flowyard.server.db.engine import bootstrap_owner, prepare_database
+    from flowyard.server.db.engine import prepare_database
+    from flowyard.server.services.bootstrap import bootstrap_owner
+    from flowyard.server.workspace_folder import WorkspaceFolder
 
     folder = WorkspaceFolder.create(directory or defaults.WORKSPACES_HOME / name, name)
     prepare_database(folder.db_url, name)

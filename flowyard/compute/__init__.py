@@ -13,22 +13,23 @@ from typing import Any
 
 from flowyard.compute.base import ComputeTarget
 from flowyard.errors import InvalidRequestError
-
-TYPES = ("process", "ray")
+from flowyard.schemas import REGISTERED_TYPES, ComputeType
 
 
 def target_for(
     kind: str, name: str, address: str | None, settings: dict[str, Any]
 ) -> ComputeTarget:
     """The target object for a registered compute."""
-    if kind == "process":
+    if kind == ComputeType.PROCESS:
         from flowyard.compute.process import ProcessTarget
 
         return ProcessTarget(name, settings.get("isolation", "sandbox"))
-    if kind == "ray":
+    if kind == ComputeType.RAY:
         from flowyard.compute.ray import RayTarget
 
         if not address:
             raise InvalidRequestError(f"The ray compute {name!r} has no --address.")
         return RayTarget(name, address, settings)
-    raise InvalidRequestError(f"Unknown compute type {kind!r}; use one of {', '.join(TYPES)}.")
+    raise InvalidRequestError(
+        f"Unknown compute type {kind!r}; use one of {', '.join(REGISTERED_TYPES)}."
+    )

@@ -18,13 +18,13 @@ from flowyard.errors import FlowyardError
 from flowyard.paths import config_dir
 from flowyard.schemas import ERROR_RESPONSES
 from flowyard.server import mlflow_internals
-from flowyard.server.artifact_paths import ArtifactPathGuard
-from flowyard.server.auth.middleware import AuthMiddleware, Sessions
 from flowyard.server.auth.tokens import Keys, load_key_file
 from flowyard.server.db.engine import make_engine, parse_db_url, tune_sqlite_everywhere
-from flowyard.server.headers import SecurityHeaders
-from flowyard.server.inputs import InputGuard, JsonServerErrors
-from flowyard.server.limits import BodyLimits
+from flowyard.server.middleware.artifact_paths import ArtifactPathGuard
+from flowyard.server.middleware.auth import AuthMiddleware, Sessions
+from flowyard.server.middleware.headers import SecurityHeaders
+from flowyard.server.middleware.inputs import InputGuard, JsonServerErrors
+from flowyard.server.middleware.limits import BodyLimits
 from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings

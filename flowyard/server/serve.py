@@ -10,7 +10,8 @@ import sys
 from dataclasses import replace
 
 from flowyard.errors import ServerStartError
-from flowyard.server.db.engine import bootstrap_owner, prepare_database
+from flowyard.server.db.engine import prepare_database
+from flowyard.server.services.bootstrap import bootstrap_owner
 from flowyard.server.settings import ENV_SETTINGS, ServerSettings
 
 

@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from flowyard.server.auth.middleware import Sessions
 from flowyard.server.auth.tokens import Keys
+from flowyard.server.middleware.auth import Sessions
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.services.watch import JobWatch
 from flowyard.server.settings import ServerSettings

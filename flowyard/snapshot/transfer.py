@@ -69,8 +69,6 @@ def upload(
     with the given limits. Small files travel in batches, a big one alone and streamed; a few
     requests run at once.
     """
-    from flowyard.schemas import SnapshotFile
-
     manifest = (
         source
         if isinstance(source, Manifest)
@@ -80,12 +78,7 @@ def upload(
     todo = [by_digest[d] for d in client.missing_blobs(sorted(by_digest))]
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda group: _upload_group(client, manifest.root, group), _groups(todo)))
-    info = client.create_snapshot(
-        [
-            SnapshotFile(path=f.path, digest=f.digest, size=f.size, executable=f.executable)
-            for f in manifest.files
-        ]
-    )
+    info = client.create_snapshot(manifest.files)
     return SnapshotResult(
         id=info.id,
         file_count=info.file_count,
@@ -177,8 +170,7 @@ def materialize(
     to one marks the cache entry corrupt, and it is fetched again next time. Executable files
     are always copies, since a hard link shares the mode too.
     """
-    info = client.get_snapshot(snapshot_id)
-    files = [FileEntry(f.path, f.digest, f.size, f.executable) for f in info.files]
+    files = client.snapshot_files(snapshot_id)
     for f in files:
         reason = unsafe_path_reason(f.path)
         if reason or not DIGEST.fullmatch(f.digest):
@@ -193,7 +185,7 @@ def materialize(
     for f in files:
         _place(blobs / f.digest, dest / f.path, f.executable, link)
     return MaterializeResult(
-        id=info.id,
+        id=snapshot_id,
         file_count=len(files),
         total_bytes=sum(f.size for f in files),
         downloaded_blobs=len(stale),

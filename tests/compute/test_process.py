@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 from flowyard.client import Client
 from flowyard.compute.base import ExternalState
 from flowyard.compute.process import ProcessTarget
-from flowyard.errors import NotFoundError
-from flowyard.schemas import JobStatus
+from flowyard.errors import ConflictError, NotFoundError
+from flowyard.schemas import ComputeType, JobStatus
 from tests.compute.conftest import event_at, fast_workspace, final_job
 from tests.conftest import Server, run_cli
 from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project, waits_for_gate
@@ -95,6 +95,32 @@ def test_an_unknown_compute_lists_the_known_ones_before_creating_anything(
     ):
         _submit(make_project(tmp_path / "p", "print(1)\n"), "gpu-cluster")
     assert len(client.list_jobs(limit=1000)) == jobs_before
+
+
+def test_the_registry_lists_local_first_and_keeps_it_as_it_is(
+    client: Client, workspace: Server
+) -> None:
+    created = client.create_compute("listed", ComputeType.PROCESS, max_concurrent_jobs=3)
+    assert (created.type, created.max_concurrent_jobs) == (ComputeType.PROCESS, 3)
+    listed = client.list_computes()
+    assert (listed[0].name, listed[0].type, listed[0].healthy) == ("local", "local", True)
+    assert "listed" in [c.name for c in listed[1:]]
+    local = client.get_compute("local", health=True)
+    assert (local.type, local.healthy, local.active_jobs) == (ComputeType.LOCAL, True, 0)
+    assert client.update_compute("listed", max_concurrent_jobs=5).max_concurrent_jobs == 5
+    with pytest.raises(ConflictError, match="'local' is built in"):
+        client.update_compute("local", max_concurrent_jobs=5)
+    with pytest.raises(ConflictError, match="'local' is built in"):
+        client.delete_compute("local")
+    shown = run_cli(
+        "compute", "list", cwd=workspace.cwd, env={"FLOWYARD_WORKSPACE_URL": workspace.url}
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split("\t") for line in shown.stdout.splitlines()]
+    assert rows[1][:3] == ["local", "local", ""]
+    assert ["listed", "process", "", "0 of 5", "0"] in rows
+    client.delete_compute("listed")
+    assert "listed" not in [c.name for c in client.list_computes()]
 
 
 def test_ten_jobs_on_two_slots_never_run_more_than_two_at_once(

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from flowyard import defaults
 from flowyard.client import Client
-from flowyard.server.headers import inert_type
+from flowyard.server.middleware.headers import inert_type
 from flowyard.snapshot import upload
 from tests.conftest import Server, auth_headers
 from tests.studio.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in

@@ -14,7 +14,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from flowyard import defaults
-from flowyard.server.inputs import MAX_DEPTH, JsonServerErrors
+from flowyard.server.middleware.inputs import MAX_DEPTH, JsonServerErrors
 from tests.conftest import Server, auth_headers, new_workspace
 
 DEEP = 100_000

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from packaging.version import Version
 
+from flowyard.schemas import RoleName
 from flowyard.server.auth import mlflow_routes
 from flowyard.server.auth.policy import (
     JOB_TAG,
@@ -98,6 +99,11 @@ def test_every_route_mlflow_registers_is_classified(
     stale = sorted(set(mlflow_routes.ROUTES) - live - newer)
     assert not stale, f"MLflow no longer has these routes: {stale}"
     assert not newer & live, f"MLflow {installed} has these routes already: {sorted(newer & live)}"
+
+
+def test_each_role_has_its_name_on_the_wire_in_rank_order() -> None:
+    assert [role.label for role in sorted(Role)] == list(RoleName)
+    assert all(Role.parse(name) is role for role, name in zip(sorted(Role), RoleName, strict=True))
 
 
 def test_deleting_or_removing_anything_needs_an_owner() -> None:

@@ -205,6 +205,9 @@ def test_computes_page_shows_slots_queue_and_health(
     expect(row).to_contain_text("/ 4")
     expect(row.locator(".health")).to_contain_text("healthy")
     expect(row.locator(".resources")).to_contain_text("CPUs")
+    # local comes first, as the API lists it.
+    expect(page.locator("tbody tr").first).to_have_attribute("data-local", "")
+    expect(page.locator("tr[data-local]")).to_contain_text("each submitting machine")
     shot(page, screenshots, "computes")
 
 

@@ -1,2 +1,3 @@
-"""Who may do what: tokens and roles (``tokens``), which request needs what (``policy``), and the
-middleware that checks every request (``middleware``)."""
+"""Who may do what, as pure rules: tokens and roles (``tokens``), which request needs what
+(``policy``, ``mlflow_routes``). The middleware that applies them to every request is
+:mod:`flowyard.server.middleware.auth`."""

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from flowyard.schemas import RoleName
+
 USER_PREFIX = "fy_"
 JOB_PREFIX = "fyj_"
 _USER_RE = re.compile(r"fy_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -29,15 +31,16 @@ ENV_SECRET_KEY = "FLOWYARD_SECRET_KEY"
 
 
 class Role(IntEnum):
-    """Each role may do everything the ones below it may."""
+    """Each role may do everything the ones below it may; :attr:`label` is its name on the wire
+    and in the database."""
 
     READER = 1  # see everything
     CONTRIBUTOR = 2  # track, submit, cancel
     OWNER = 3  # computes, users, tokens, deletion
 
     @property
-    def label(self) -> str:
-        return self.name.lower()
+    def label(self) -> RoleName:
+        return RoleName(self.name.lower())
 
     @classmethod
     def parse(cls, value: str) -> Role:

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from filelock import FileLock
@@ -18,12 +18,7 @@ from sqlalchemy.orm import Session
 
 from flowyard.errors import DatabaseError
 from flowyard.server import mlflow_internals
-from flowyard.server.db.models import Setting, Token
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from flowyard.server.auth.tokens import Role
+from flowyard.server.db.models import Setting
 
 VERSION_TABLE = "flowyard_alembic_version"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -148,50 +143,3 @@ def prepare_database(raw_url: str, workspace_name: str) -> tuple[str, str]:
     finally:
         engine.dispose()
     return url.render_as_string(hide_password=False), name
-
-
-def bootstrap_owner(db_url: str, workspace_url: str, *, always: bool = False) -> Path | None:
-    """When no valid owner token exists (or ``always``, for someone who can open the database
-    itself), create one (user ``owner``) and save it in this user's credentials file for
-    ``workspace_url``; returns that file's path, or None if one existed."""
-    from flowyard.credentials import save_token
-    from flowyard.server.auth.tokens import Role
-
-    made = create_token_in(
-        db_url,
-        "owner",
-        Role.OWNER,
-        description="created with the workspace",
-        unless_an_owner_exists=not always,
-    )
-    return save_token(workspace_url, made[1]) if made else None
-
-
-def create_token_in(
-    db_url: str,
-    user: str,
-    role: Role,
-    *,
-    expires_at: datetime | None = None,
-    description: str = "",
-    unless_an_owner_exists: bool = False,
-) -> tuple[Token, str] | None:
-    """A token written straight into the database (the user made if new), with no server: what
-    whoever holds the database may do. None when ``unless_an_owner_exists`` and one does."""
-    from flowyard.server.services import auth
-
-    engine = make_engine(parse_db_url(db_url))
-    try:
-        with schema_lock(engine), Session(engine, expire_on_commit=False) as session:
-            if unless_an_owner_exists and auth.has_owner(session):
-                return None
-            return auth.create_token(
-                session,
-                user,
-                role,
-                expires_at=expires_at,
-                description=description,
-                create_user=True,
-            )
-    finally:
-        engine.dispose()

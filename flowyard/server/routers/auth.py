@@ -14,9 +14,9 @@ from flowyard.schemas import (
     UserOut,
     Whoami,
 )
-from flowyard.server.auth.middleware import principal_of
 from flowyard.server.auth.tokens import Role
 from flowyard.server.db.models import Token
+from flowyard.server.middleware.auth import principal_of
 from flowyard.server.services import auth
 from flowyard.server.state import DbSession, State
 

@@ -14,9 +14,8 @@ router = APIRouter(prefix="/computes", tags=["computes"])
 
 @router.get("")
 def list_computes(session: DbSession) -> ComputeList:
-    counts = computes.counts(session)
-    found = [computes.out(c, counts.get(c.name)) for c in computes.all_computes(session)]
-    return ComputeList(computes=found)
+    """Every compute, ``local`` (which every workspace has) first."""
+    return ComputeList(computes=computes.listing(session))
 
 
 @router.post("", status_code=201)
@@ -28,12 +27,7 @@ def create(body: ComputeCreate, session: DbSession) -> ComputeOut:
 def show(name: str, session: DbSession, health: bool = False) -> ComputeOut:
     """The compute, with its last health check; ``health=true`` asks for a new one and waits
     for it briefly, never as long as a compute that hangs."""
-    count = computes.counts(session).get(name)
-    if name == computes.LOCAL:
-        return computes.out_local(count)
-    compute = computes.get(session, name)
-    wait = defaults.HEALTH_WAIT_S if health else 0.0
-    return computes.out(compute, count, health_wait=wait)
+    return computes.shown(session, name, health_wait=defaults.HEALTH_WAIT_S if health else 0.0)
 
 
 @router.patch("/{name}")

@@ -20,8 +20,8 @@ from flowyard.schemas import (
     RunnerStart,
     StatusUpdate,
 )
-from flowyard.server.auth.middleware import principal_of
 from flowyard.server.db.models import Job
+from flowyard.server.middleware.auth import principal_of
 from flowyard.server.services import computes, jobs, reruns, watch
 from flowyard.server.state import DbSession, State
 

@@ -22,7 +22,7 @@ from flowyard.schemas import (
     SnapshotInfo,
 )
 from flowyard.server.db.models import Snapshot
-from flowyard.server.limits import MB
+from flowyard.server.middleware.limits import MB
 from flowyard.server.services import snapshots as service
 from flowyard.server.state import DbSession, State
 from flowyard.snapshot import FileEntry

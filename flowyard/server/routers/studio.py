@@ -31,7 +31,7 @@ from starlette.requests import cookie_parser
 from flowyard import __version__, defaults
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
-from flowyard.server.auth.middleware import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
+from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
@@ -281,12 +281,7 @@ def compare(
 
 @router.get("/computes")
 def computes_page(request: Request, session: DbSession) -> Response:
-    counts = compute_service.counts(session)
-    found = [
-        compute_service.out(c, counts.get(c.name)) for c in compute_service.all_computes(session)
-    ]
-    local = compute_service.out_local(counts.get(compute_service.LOCAL))
-    return _page(request, "computes.html", computes=found, local=local)
+    return _page(request, "computes.html", computes=compute_service.listing(session))
 
 
 @router.get("/login")

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
+from flowyard.names import check_portable_name
 from flowyard.schemas import JobStatus
 from flowyard.server.auth.policy import JobFacts
 from flowyard.server.auth.tokens import Keys, Role, UserToken
 from flowyard.server.db.models import Job, Token, User
-from flowyard.server.storage import check_name
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def create_user(session: Session, name: str) -> User:
 
 
 def _add_user(session: Session, name: str) -> User:
-    user = User(name=check_name(name, "user"), created_at=_now())
+    user = User(name=check_portable_name(name, "user"), created_at=_now())
     session.add(user)
     return user
 

@@ -21,7 +21,7 @@ from flowyard.compute import sandbox, target_for
 from flowyard.compute.base import ComputeTarget, Health
 from flowyard.compute.local import NAME, LocalTarget
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
-from flowyard.schemas import ComputeCreate, ComputeOut, ComputeUpdate, JobStatus
+from flowyard.schemas import ComputeCreate, ComputeOut, ComputeType, ComputeUpdate, JobStatus
 from flowyard.server.db.models import Compute, Job
 from flowyard.server.settings import ServerSettings
 
@@ -51,14 +51,14 @@ def get(session: Session, name: str) -> Compute:
 
 
 def _check(kind: str, address: str | None, settings: dict[str, Any]) -> None:
-    if kind == "ray" and not (address or "").startswith(("http://", "https://")):
+    if kind == ComputeType.RAY and not (address or "").startswith(("http://", "https://")):
         raise InvalidRequestError(
             "A ray compute needs --address, the cluster's dashboard URL (http://HEAD:8265)."
         )
     isolation = settings.get("isolation")
     if isolation is None:
         return
-    if kind != "process":
+    if kind != ComputeType.PROCESS:
         raise InvalidRequestError(
             f"--isolation applies to process computes only; a {kind} compute's jobs run on "
             "its cluster, away from the workspace host's files."
@@ -81,8 +81,18 @@ def create(session: Session, body: ComputeCreate) -> Compute:
     return compute
 
 
+def _registered(session: Session, name: str) -> Compute:
+    """A compute to change or delete: one that was registered, not ``local``."""
+    if name == LOCAL:
+        raise ConflictError(
+            "Compute 'local' is built in (the machine that submits a job runs it), so it cannot "
+            "be changed or deleted; register a compute of your own with `flowyard compute create`."
+        )
+    return get(session, name)
+
+
 def update(session: Session, name: str, body: ComputeUpdate) -> Compute:
-    compute = get(session, name)
+    compute = _registered(session, name)
     for key, value in body.model_dump(exclude_none=True).items():
         setattr(compute, key, value)
     _check(compute.type, compute.address, compute.settings or {})
@@ -92,7 +102,7 @@ def update(session: Session, name: str, body: ComputeUpdate) -> Compute:
 
 
 def delete(session: Session, name: str) -> None:
-    compute = get(session, name)
+    compute = _registered(session, name)
     waiting = session.scalar(
         sa.select(sa.func.count()).where(
             Job.compute == name, Job.status.in_([JobStatus.QUEUED, *ACTIVE])
@@ -239,6 +249,23 @@ def counts(session: Session) -> dict[str, dict[str, int]]:
         slot = found.setdefault(compute, {"active": 0, "queued": 0})
         slot["queued" if status == JobStatus.QUEUED else "active"] += n
     return found
+
+
+def listing(session: Session) -> list[ComputeOut]:
+    """Every compute as the API shows it: ``local`` first, then the registered ones by name."""
+    found = counts(session)
+    return [
+        out_local(found.get(LOCAL)),
+        *(out(c, found.get(c.name)) for c in all_computes(session)),
+    ]
+
+
+def shown(session: Session, name: str, *, health_wait: float = 0.0) -> ComputeOut:
+    """One compute as the API shows it, ``local`` included; ``health_wait`` as for :func:`out`."""
+    count = counts(session).get(name)
+    if name == LOCAL:
+        return out_local(count)
+    return out(get(session, name), count, health_wait=health_wait)
 
 
 def out(

@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowyard import defaults
 from flowyard.errors import InvalidRequestError
-from flowyard.server.asgi import read_body, replay
-from flowyard.server.limits import BLOB_ROUTE, LOG_ROUTE
+from flowyard.server.middleware.body import read_body, replay
+from flowyard.server.middleware.limits import BLOB_ROUTE, LOG_ROUTE
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowyard import defaults
-from flowyard.server.asgi import BodyOverLimit, read_body, replay
+from flowyard.server.middleware.body import BodyOverLimit, read_body, replay
 from flowyard.server.services import runs
 from flowyard.server.services.snapshots import BLOB_PREFIX
 

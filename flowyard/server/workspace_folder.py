@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from flowyard import defaults
 from flowyard.errors import ConfigError, WorkspaceExistsError
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-def check_name(name: str, kind: str = "workspace") -> str:
-    """``name`` if it may name a ``kind`` (a workspace, a user); raises otherwise."""
-    if not _NAME.match(name):
-        raise ConfigError(
-            f"The {kind} name {name!r} is not valid; use up to 63 letters, digits, '-', '_' "
-            "or '.', starting with a letter or digit."
-        )
-    return name
+from flowyard.names import check_portable_name
 
 
 @dataclass(frozen=True)
@@ -41,7 +29,7 @@ class WorkspaceFolder:
     @classmethod
     def create(cls, path: Path, name: str) -> WorkspaceFolder:
         """Create the folder's files; refuses a folder that holds anything else."""
-        check_name(name)
+        check_portable_name(name, "workspace")
         path = path.expanduser().resolve()
         if (path / defaults.WORKSPACE_FILE).exists():
             raise WorkspaceExistsError(
@@ -72,5 +60,8 @@ class WorkspaceFolder:
         except ValueError as e:
             raise ConfigError(f"{marker} is not valid JSON ({e}); fix or recreate it.") from e
         return cls(
-            path=path, name=check_name(str(data.get("name", defaults.DEFAULT_WORKSPACE_NAME)))
+            path=path,
+            name=check_portable_name(
+                str(data.get("name", defaults.DEFAULT_WORKSPACE_NAME)), "workspace"
+            ),
         )

@@ -33,7 +33,6 @@ from flowyard.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
-from flowyard.server.asgi import BodyOverLimit, read_body, replay
 from flowyard.server.auth.policy import (
     SAFE_METHODS,
     STUDIO,
@@ -44,6 +43,7 @@ from flowyard.server.auth.policy import (
 )
 from flowyard.server.auth.tokens import Keys, Role
 from flowyard.server.db.models import Job
+from flowyard.server.middleware.body import BodyOverLimit, read_body, replay
 from flowyard.server.services import auth as service
 from flowyard.server.services import lifecycle
 from flowyard.server.services.auth import ANONYMOUS, Principal
