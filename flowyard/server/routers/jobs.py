@@ -33,21 +33,18 @@ MAX_OFFSET = 2**62
 MAX_LOG_WAIT_S = 20.0
 
 
-# JobOut's fields that are not the job row's columns as they are.
+# JobOut's fields that are not the job row's columns as they are. The row's `secret_env` holds
+# sealed values, which no answer carries: JobOut's is for the runner's start alone, decrypted.
 _NOT_COLUMNS = frozenset(
-    ("run_id", "events", "runner_token", "secret_env", "secret_env_dropped", "options")
+    ("run_id", "events", "runner_token", "secret_env", "secret_env_dropped", "secret_env_names")
 )
 
 
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
-    options = dict(job.options)
-    # Secret ENV_VARS are never shown: only their names.
-    if sealed := options.pop(jobs.SECRET_ENV, None):
-        options["secret_env_names"] = sorted(sealed)
     return JobOut.model_validate(
         {
             **{c: getattr(job, c) for c in JobOut.model_fields if c not in _NOT_COLUMNS},
-            "options": options,
+            "secret_env_names": sorted(job.secret_env),
             "waiting_reason": waiting or job.waiting_reason,
             "run_id": job.id,
             "events": [
@@ -147,8 +144,9 @@ def start(
     principal = principal_of(request)
     # The job's secrets go to its own runner only (or anyone, where auth is off).
     if principal.job is not None or not state.settings.auth:
-        sealed: dict[str, str] = job.options.get(jobs.SECRET_ENV) or {}
-        out.secret_env = {name: state.keys.decrypt(value) for name, value in sealed.items()}
+        out.secret_env = {
+            name: state.keys.decrypt(sealed) for name, sealed in job.secret_env.items()
+        }
     return out
 
 
