@@ -60,6 +60,12 @@ def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) 
     )
 
 
+def _starts_runners(session: Session, job: Job) -> bool:
+    """Whether the workspace starts the runners of ``job``'s compute (and so queues its jobs)."""
+    target = computes.lookup(session, job.compute)
+    return target is not None and target.starts_runners
+
+
 @router.post("", status_code=201)
 def submit(body: JobSubmit, request: Request, session: DbSession, state: State) -> JobOut:
     client = request.client.host if request.client else "an unknown host"
@@ -67,10 +73,11 @@ def submit(body: JobSubmit, request: Request, session: DbSession, state: State) 
         # Who submitted is who the token says, not what the client claims.
         body = body.model_copy(update={"user": principal_of(request).user})
     job = jobs.submit(session, body, submitted_from=client, seal=state.keys.encrypt)
-    if job.status == JobStatus.QUEUED:
-        state.dispatcher.wake()
     out = job_out(job)
-    if job.compute == computes.LOCAL:
+    if _starts_runners(session, job):
+        state.dispatcher.wake()
+    else:
+        # The submitter starts this job's runner, which acts with this token.
         out.runner_token = state.keys.job_token(job.id, job.attempt)
     return out
 
@@ -154,7 +161,7 @@ def start(
 def update_status(job_id: str, body: StatusUpdate, session: DbSession, state: State) -> JobOut:
     job = jobs.update_status(session, job_id, body, state.settings)
     state.watch.changed(job_id)
-    if body.status.is_final and job.compute != computes.LOCAL:
+    if body.status.is_final and _starts_runners(session, job):
         state.dispatcher.wake()  # a slot is free: the next queued job need not wait for a tick
     return job_out(job)
 

@@ -15,8 +15,6 @@ from flowyard.server.db.models import Compute, Job, LogChunk, Snapshot
 from flowyard.server.services import computes, lifecycle, runs
 from flowyard.server.settings import ServerSettings
 
-LOCAL_COMPUTE = computes.LOCAL
-
 # A log read's page when the reader names no limit, and the most one read returns: a big log is
 # read by following pages, and each read holds at most a page and the chunks it overlaps.
 LOG_PAGE = 1024 * 1024
@@ -70,7 +68,7 @@ def submit(
     """
     if request.secret_env and seal is None:
         raise InvalidRequestError("This request cannot carry secret ENV_VARS; submit them anew.")
-    compute = None if request.compute == LOCAL_COMPUTE else computes.get(session, request.compute)
+    target = computes.named_target(session, request.compute)
     if session.get(Snapshot, request.snapshot_id) is None:
         raise InvalidRequestError(
             f"Snapshot {request.snapshot_id} is not in this workspace; upload it first."
@@ -107,11 +105,8 @@ def submit(
         submitted_at=_now(),
         log_size=0,
     )
-    # Local jobs skip the queue: the submitting machine starts the runner right away.
-    status = JobStatus.PREPARING if compute is None else JobStatus.QUEUED
-    if compute is None:
-        reason = f"submitted from {submitted_from}; the runner starts on the submitting machine"
-    else:
+    if target.starts_runners:
+        compute = computes.get(session, request.compute)
         load = computes.counts(session).get(compute.name, {"active": 0, "queued": 0})
         reason = (
             f"submitted from {submitted_from}; queued on {compute.name}: "
@@ -119,6 +114,11 @@ def submit(
             f"{load['queued']} ahead"
         )
         job.waiting_reason = reason
+        status = JobStatus.QUEUED
+    else:
+        # The submitting machine starts the runner right away: nothing to queue for.
+        reason = f"submitted from {submitted_from}; the runner starts on the submitting machine"
+        status = JobStatus.PREPARING
     lifecycle.begin(job, status, reason)
     session.add(job)
     try:

@@ -19,7 +19,7 @@ from flowyard.project import build_command, check_types, prepare
 from flowyard.schemas import JobSubmit
 from flowyard.server import mlflow_internals as server_internals
 from flowyard.server.db.models import Job
-from flowyard.server.services import jobs, snapshots
+from flowyard.server.services import computes, jobs, snapshots
 from flowyard.server.settings import ServerSettings
 
 # The submission tags a re-run inherits: where the code came from, not what the run logged.
@@ -43,17 +43,20 @@ def rerun(
     None where the workspace has no users) keeps them, anyone else's runs without them. Either
     may send ``secret_env`` of their own, sealed with ``seal`` like a submit's.
 
-    Only jobs on a registered compute can be re-run: a local job's runner would have to start
-    on the machine that submitted it, which the workspace cannot reach.
+    Only jobs on a compute whose runners the workspace starts can be re-run: a local job's
+    runner would have to start on the machine that submitted it, which the workspace cannot
+    reach.
 
     Returns:
         The new job, and the names of the old job's secrets it runs without.
     """
     old = jobs.get(session, job_id)
-    if old.compute == jobs.LOCAL_COMPUTE:
+    target = computes.lookup(session, old.compute)
+    if target is not None and not target.starts_runners:
         raise InvalidRequestError(
-            f"Job {job_id} ran on the submitting machine (COMPUTE local), where the workspace "
-            "cannot start a runner; run it again from that machine, or submit it to a compute."
+            f"Job {job_id} ran on the submitting machine (COMPUTE {old.compute}), where the "
+            "workspace cannot start a runner; run it again from that machine, or submit it to "
+            "a compute."
         )
     spec = old.options.entry_point_spec
     if spec is not None:
