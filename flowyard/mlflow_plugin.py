@@ -46,7 +46,7 @@ def _run_tags(
         "mlflow.source.name": mlflow_internals.source_name(prepared.uri),
         "mlflow.source.type": "PROJECT",
         "mlflow.project.entryPoint": prepared.entry_point,
-        "mlflow.project.env": str(prepared.environment["manager"]),
+        "mlflow.project.env": prepared.environment.manager.value,
         **git_info(prepared.work_dir),
     }
     if version:
@@ -92,13 +92,10 @@ def submit(
             entry_point=prepared.entry_point,
             parameters=prepared.parameters,
             environment=prepared.environment,
-            options={
-                **options.job_options(),
-                "command": prepared.command,
-                "entry_point_spec": prepared.entry_point_spec,
-            },
+            options=options.job_options(prepared.command, prepared.entry_point_spec),
             compute=options.compute,
             priority=options.priority,
+            max_retries=options.max_retries,
             run_name=run_name,
             user=tags["mlflow.user"],
             tags=tags,

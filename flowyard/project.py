@@ -16,6 +16,7 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from flowyard import mlflow_internals
 from flowyard.env import spec as env_spec
 from flowyard.errors import InvalidRequestError
+from flowyard.jobspec import EntryPointSpec, EnvironmentSpec, JobOptions, ParameterSpec, Resources
 
 LOCAL = "local"
 
@@ -120,6 +121,18 @@ class BackendOptions:
     snapshot_max_mb: float = 300
     snapshot_max_files: int = 2000
 
+    def __post_init__(self) -> None:
+        # What no job can run with (a TIMEOUT of 0, an ENV_VARS name with '='), as the job's
+        # options refuse it: refused here, before anything is fetched or created.
+        try:
+            self.job_options()
+        except ValueError as e:
+            raise InvalidRequestError(f"backend_config {e}") from e
+        if self.max_retries is not None and self.max_retries < 0:
+            raise InvalidRequestError(
+                f"backend_config MAX_RETRIES must be 0 or more, not {self.max_retries}."
+            )
+
     @staticmethod
     def read_file(path: Path) -> dict[str, Any]:
         """A backend_config JSON file's object."""
@@ -186,14 +199,17 @@ class BackendOptions:
             return self.env_manager != "local"
         return self.use_conda
 
-    def job_options(self) -> dict[str, Any]:
-        """What the runner needs to know, stored with the job."""
-        options: dict[str, Any] = {"timeout": self.timeout, "env_vars": self.env_vars}
-        if self.max_retries is not None:
-            options["max_retries"] = self.max_retries
-        if self.resources:
-            options["resources"] = self.resources
-        return options
+    def job_options(
+        self, command: str | None = None, entry_point_spec: EntryPointSpec | None = None
+    ) -> JobOptions:
+        """What the job's runner and its re-runs need to know, stored with the job."""
+        return JobOptions(
+            timeout=self.timeout,
+            env_vars=self.env_vars,
+            resources=Resources(**self.resources),
+            command=command,
+            entry_point_spec=entry_point_spec,
+        )
 
 
 @dataclass(frozen=True)
@@ -204,10 +220,10 @@ class PreparedProject:
     work_dir: Path
     entry_point: str
     parameters: dict[str, str]
-    environment: dict[str, Any]
-    command: str | None = None
-    # What rebuilds the command with other parameters, without the project: see entry_point_spec.
-    entry_point_spec: dict[str, Any] = field(default_factory=dict)
+    environment: EnvironmentSpec
+    command: str | None
+    # What rebuilds the command with other parameters, without the project.
+    entry_point_spec: EntryPointSpec
 
 
 def check_types(entry_point: Any, parameters: dict[str, Any]) -> None:
@@ -324,15 +340,14 @@ def build_command(entry: Any, parameters: dict[str, str]) -> str | None:
     return str(entry.compute_command(values, storage_dir=None))
 
 
-def entry_point_spec(entry: Any) -> dict[str, Any]:
-    """The entry point as stored with a job: what MLflow's ``EntryPoint`` is made of (its name,
-    its parameters' types and defaults, its command template), so a re-run checks new parameters
-    and builds its command without fetching the project again."""
-    return {
-        "name": entry.name,
-        "parameters": {
-            name: {"type": spec.type, "default": spec.default}
+def entry_point_spec(entry: Any) -> EntryPointSpec:
+    """MLflow's ``EntryPoint`` as stored with a job: its name, its parameters' types and
+    defaults, its command template."""
+    return EntryPointSpec(
+        name=entry.name,
+        command=entry.command,
+        parameters={
+            name: ParameterSpec(type=spec.type, default=spec.default)
             for name, spec in entry.parameters.items()
         },
-        "command": entry.command,
-    }
+    )

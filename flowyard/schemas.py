@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowyard.jobspec import EnvironmentSpec, JobOptions
 from flowyard.status import JobStatus as JobStatus  # noqa: PLC0414 (re-exported for the API)
 
 # What the database's integer columns hold (PostgreSQL's INTEGER is 32 bits); a bigger number
@@ -27,10 +28,12 @@ class JobSubmit(_Model):
     project_uri: str
     entry_point: str
     parameters: dict[str, str] = {}
-    environment: dict[str, Any] = {"manager": "local"}
-    options: dict[str, Any] = {}
+    environment: EnvironmentSpec = EnvironmentSpec()
+    options: JobOptions = JobOptions()
     compute: str = "local"
     priority: int = Field(default=0, ge=INT32_MIN, le=INT32_MAX)
+    # MAX_RETRIES; None: the compute's default.
+    max_retries: int | None = Field(default=None, ge=0, le=INT32_MAX)
     run_name: str | None = None
     user: str
     tags: dict[str, str] = {}
@@ -63,11 +66,16 @@ class JobOut(_Model):
     project_uri: str
     entry_point: str
     parameters: dict[str, str]
-    environment: dict[str, Any]
-    options: dict[str, Any]
+    environment: EnvironmentSpec
+    options: JobOptions
     compute: str
     status: JobStatus
     priority: int
+    max_retries: int | None
+    # Where the runner uploads ./outputs: the run's artifact root.
+    artifact_uri: str | None
+    # The names of its secret ENV_VARS (their values are never shown).
+    secret_env_names: list[str] = []
     cancel_requested: bool
     user: str
     attempt: int

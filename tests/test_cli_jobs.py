@@ -81,10 +81,10 @@ def test_run_takes_every_backend_config_key(sqlite_server: Server, tmp_path: Pat
     assert "plain yes" not in result.stdout  # --no-stream: the log is not printed
     run_id = result.stdout.split("Job ", 1)[1].split(" ", 1)[0]
     job = Client(sqlite_server.url).get_job(run_id)
-    assert job.options["timeout"] == 60
-    assert job.options["env_vars"] == {"PLAIN": "yes"}
-    assert job.options["secret_env_names"] == ["API_KEY"]
-    assert job.options["max_retries"] == 1
+    assert job.options.timeout == 60
+    assert job.options.env_vars == {"PLAIN": "yes"}
+    assert job.secret_env_names == ["API_KEY"]
+    assert job.max_retries == 1
     assert job.priority == 3
     logs = run_cli("job", "logs", run_id, cwd=tmp_path, env=env)
     assert "plain yes key ***" in logs.stdout

@@ -67,8 +67,8 @@ def test_a_secret_reaches_the_job_and_nowhere_else(
     text = log.decode()
     assert "the key is ***" in text and "again: *** done" in text and "plain is visible" in text
     assert SECRET not in text and SECRET not in stored_log.read_text()
-    assert job.options["secret_env_names"] == ["API_KEY"] and job.secret_env is None
-    assert job.options["env_vars"] == {"PLAIN": "visible"}
+    assert job.secret_env_names == ["API_KEY"] and job.secret_env is None
+    assert job.options.env_vars == {"PLAIN": "visible"}
     assert SECRET not in raw_job
 
     studio = httpx.get(

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
@@ -31,6 +30,7 @@ from flowyard import paths
 from flowyard.env import failure
 from flowyard.env.spec import left_out_reason
 from flowyard.errors import EnvBuildError, InterpreterNotFoundError
+from flowyard.jobspec import EnvironmentSpec
 
 MARKER = "flowyard-env.json"
 # What of uv's output is kept to explain a failure (all of it goes to the job log): its start
@@ -73,12 +73,12 @@ def _uv_env() -> dict[str, str]:
     return {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
 
 
-def requirements(spec: dict[str, Any], mlflow_version: str) -> tuple[list[str], list[str]]:
+def requirements(spec: EnvironmentSpec, mlflow_version: str) -> tuple[list[str], list[str]]:
     """What to install, and a line for the job log on each requirement added or left out."""
     reqs = []
     names = set()
     notes = []
-    for req in [*spec.get("build_dependencies", []), *spec.get("dependencies", [])]:
+    for req in [*spec.build_dependencies, *spec.dependencies]:
         try:
             name = canonicalize_name(Requirement(req).name)
         except InvalidRequirement:
@@ -99,18 +99,18 @@ def requirements(spec: dict[str, Any], mlflow_version: str) -> tuple[list[str], 
     return reqs, notes
 
 
-def python_request(spec: dict[str, Any]) -> str:
-    return spec.get("python") or f"{sys.version_info.major}.{sys.version_info.minor}"
+def python_request(spec: EnvironmentSpec) -> str:
+    return spec.python or f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def describe(spec: dict[str, Any]) -> str:
+def describe(spec: EnvironmentSpec) -> str:
     """The environment file and the Python it is built for, as the job log names them."""
-    asked = spec.get("python")
+    asked = spec.python
     python = f"Python {asked}" if asked else f"the compute's Python {python_request(spec)}"
-    return f"{spec.get('source', 'spec')} ({python})"
+    return f"{spec.source or 'spec'} ({python})"
 
 
-def env_key(spec: dict[str, Any], reqs: list[str]) -> str:
+def env_key(spec: EnvironmentSpec, reqs: list[str]) -> str:
     identity = {
         "python": python_request(spec),
         "requirements": reqs,
@@ -183,16 +183,16 @@ def interpreters() -> list[str]:
     return sorted({f"{p['version']} at {p['path']}" for p in found})
 
 
-def _missing_python(spec: dict[str, Any]) -> InterpreterNotFoundError:
+def _missing_python(spec: EnvironmentSpec) -> InterpreterNotFoundError:
     found = "; ".join(interpreters()) or "none"
     return InterpreterNotFoundError(
-        f"{spec.get('source', 'The environment')} asks for Python {python_request(spec)}, which "
+        f"{spec.source or 'The environment'} asks for Python {python_request(spec)}, which "
         f"this compute does not have (found: {found}); install it and put it on PATH, or change "
         "the Python version in the environment file."
     )
 
 
-def _has_python(spec: dict[str, Any]) -> bool:
+def _has_python(spec: EnvironmentSpec) -> bool:
     # `uv python find` and not `uv venv`'s own failure: where pyenv's shims are on PATH, a
     # version pyenv has but does not activate fails `uv venv` with pyenv's message, not uv's.
     result = subprocess.run(
@@ -204,19 +204,17 @@ def _has_python(spec: dict[str, Any]) -> bool:
     return result.returncode == 0
 
 
-def check_python(spec: dict[str, Any], mlflow_version: str) -> None:
+def check_python(spec: EnvironmentSpec, mlflow_version: str) -> None:
     """Raise now, before a job exists, if this machine cannot build ``spec``'s environment for
     want of its Python. Free when the environment is already cached."""
-    if spec.get("manager") != "uv" or _found(
-        env_root() / env_key(spec, requirements(spec, mlflow_version)[0])
-    ):
+    if not spec.builds or _found(env_root() / env_key(spec, requirements(spec, mlflow_version)[0])):
         return
     if not _has_python(spec):
         raise _missing_python(spec)
 
 
 def ensure(
-    spec: dict[str, Any],
+    spec: EnvironmentSpec,
     mlflow_version: str,
     log: Callable[[bytes], None],
     project_dir: Path | None = None,
@@ -247,7 +245,7 @@ def ensure(
 
 
 def _build(
-    spec: dict[str, Any],
+    spec: EnvironmentSpec,
     reqs: list[str],
     final: Path,
     log: Callable[[bytes], None],
@@ -287,10 +285,10 @@ def _build(
             install = [uv_bin(), "pip", "install", "--python", str(python)]
             code, output = _stream([*install, "-r", str(listed)], log, cwd=project_dir)
             if code != 0:
-                source = str(spec.get("source", "the environment file"))
+                source = spec.source or "the environment file"
                 raise EnvBuildError(failure.explain(output, source, request))
         meta = {
-            "spec": spec,
+            "spec": spec.to_json(),
             "requirements": reqs,
             "python": "bin/python",
             "built_at": time.time(),
@@ -361,11 +359,12 @@ def list_envs() -> list[EnvInfo]:
         if path.name.startswith(".") or not marker.is_file():
             continue
         meta = json.loads(marker.read_text())
+        spec = EnvironmentSpec.from_json(meta["spec"])
         found.append(
             EnvInfo(
                 key=path.name,
-                source=str(meta["spec"].get("source", "")),
-                python=python_request(meta["spec"]),
+                source=spec.source or "",
+                python=python_request(spec),
                 requirements=meta["requirements"],
                 size_bytes=_size(path),
                 last_used=marker.stat().st_mtime,

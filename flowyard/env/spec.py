@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from flowyard.errors import InvalidRequestError
+from flowyard.jobspec import EnvironmentSpec, EnvManager
 
 # Conda packages that exist on PyPI, under the same name or another. A package not listed here is
 # taken as conda-only (a compiler, a system library, CUDA) and refused with its name, since uv
@@ -95,20 +96,20 @@ def _python_request(version: str, source: str) -> str:
     return version
 
 
-def from_python_env(path: Path) -> dict[str, Any]:
+def from_python_env(path: Path) -> EnvironmentSpec:
     data = _load_yaml(path)
     python = str(data.get("python", "")).strip()
     deps = data.get("dependencies") or []
     build = data.get("build_dependencies") or []
     if not isinstance(deps, list) or not isinstance(build, list):
         raise InvalidRequestError(f"{path.name}: dependencies must be lists of requirements.")
-    return {
-        "manager": "uv",
-        "source": path.name,
-        "python": _python_request(python, path.name) if python else None,
-        "build_dependencies": _expand([str(d) for d in build], path.parent),
-        "dependencies": _expand([str(d) for d in deps], path.parent),
-    }
+    return EnvironmentSpec(
+        manager=EnvManager.UV,
+        source=path.name,
+        python=_python_request(python, path.name) if python else None,
+        build_dependencies=tuple(_expand([str(d) for d in build], path.parent)),
+        dependencies=tuple(_expand([str(d) for d in deps], path.parent)),
+    )
 
 
 _INCLUDE = re.compile(r"^(?:-r|--requirement)[\s=]+(?P<file>\S+)$")
@@ -162,7 +163,7 @@ def _conda_to_pip(spec: str, source: str) -> tuple[str | None, str | None]:
     return None, f"{pypi}{pip_op}{version}"
 
 
-def from_conda_yaml(path: Path) -> dict[str, Any]:
+def from_conda_yaml(path: Path) -> EnvironmentSpec:
     """A conda.yaml translated for uv: its Python, its `pip:` list and the conda packages that
     exist on PyPI (see CONDA_TO_PYPI)."""
     data = _load_yaml(path)
@@ -176,16 +177,12 @@ def from_conda_yaml(path: Path) -> dict[str, Any]:
         python = version or python
         if requirement:
             deps.append(requirement)
-    return {
-        "manager": "uv",
-        "source": path.name,
-        "python": python,
-        "build_dependencies": [],
-        "dependencies": deps,
-    }
+    return EnvironmentSpec(
+        manager=EnvManager.UV, source=path.name, python=python, dependencies=tuple(deps)
+    )
 
 
-def resolve(project: Any, work_dir: Path, *, build: bool) -> dict[str, Any]:
+def resolve(project: Any, work_dir: Path, *, build: bool) -> EnvironmentSpec:
     """The environment a job of ``project`` gets.
 
     Args:
@@ -194,10 +191,10 @@ def resolve(project: Any, work_dir: Path, *, build: bool) -> dict[str, Any]:
         build: USE_CONDA / ENV_MANAGER asked for the project's environment.
     """
     if not build:
-        return {"manager": "local", "reason": "USE_CONDA is false: the compute's own Python"}
+        return EnvironmentSpec(reason="USE_CONDA is false: the compute's own Python")
     path = getattr(project, "env_config_path", None)
     if not path:
-        return {"manager": "local", "reason": "the project has no environment file"}
+        return EnvironmentSpec(reason="the project has no environment file")
     path = Path(work_dir, path) if not Path(path).is_absolute() else Path(path)
     if project.env_type == "python_env":
         return from_python_env(path)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from flowyard.client import Client
+from flowyard.jobspec import EnvironmentSpec, JobOptions
 from flowyard.status import JobStatus
 
 
@@ -34,8 +35,10 @@ class ClaimedJob:
     snapshot_id: str
     entry_point: str
     parameters: dict[str, str]
-    environment: dict[str, Any]
-    options: dict[str, Any]
+    environment: EnvironmentSpec
+    options: JobOptions
+    # Where ./outputs goes; "" from a workspace that does not say (MLflow's client finds it).
+    artifact_uri: str
     attempt: int
     cancel_requested: bool
     log_size: int
@@ -50,8 +53,9 @@ class ClaimedJob:
             snapshot_id=str(body["snapshot_id"]),
             entry_point=str(body["entry_point"]),
             parameters={str(k): str(v) for k, v in body["parameters"].items()},
-            environment=dict(body["environment"]),
-            options=dict(body["options"]),
+            environment=EnvironmentSpec.from_json(body["environment"]),
+            options=JobOptions.from_json(body["options"]),
+            artifact_uri=str(body.get("artifact_uri") or ""),
             attempt=int(body["attempt"]),
             cancel_requested=bool(body["cancel_requested"]),
             log_size=int(body["log_size"]),

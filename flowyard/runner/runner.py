@@ -191,7 +191,7 @@ class Runner:
             raise
         returncode = self._wait_exit(job, reader)
         self._status(JobStatus.FINALIZING, f"entry point exited with code {returncode}")
-        self._upload_outputs(project_dir / "outputs", str(job.options.get("artifact_uri", "")))
+        self._upload_outputs(project_dir / "outputs", job.artifact_uri)
         if self._stop_reason is not None:
             status, reason = self._stop_reason
             if status == JobStatus.FAILED and reason.startswith("runner received"):
@@ -212,9 +212,8 @@ class Runner:
         return JobStatus.FAILED, f"entry point failed ({what})", error, returncode
 
     def _command(self, job: ClaimedJob, project_dir: Path) -> str:
-        command = job.options.get("command")
-        if command:
-            return str(command)
+        if job.options.command:
+            return job.options.command
         # A `path` parameter names a remote URI: MLflow downloads it, as its local backend does.
         from flowyard import mlflow_internals
 
@@ -229,8 +228,8 @@ class Runner:
         """The folder whose `python` runs the entry point: the job's built environment, or the
         Python this runner runs in."""
         spec = job.environment
-        if spec.get("manager") != "uv":
-            reason = spec.get("reason", "no environment asked for")
+        if not spec.builds:
+            reason = spec.reason or "no environment asked for"
             self.log.say(f"environment: this compute's Python {sys.executable} ({reason})")
             return Path(sys.executable).parent
         from flowyard.env import builder
@@ -250,7 +249,7 @@ class Runner:
         self._masker = Masker(job.secret_env.values())
         env = {
             **os.environ,
-            **{str(k): str(v) for k, v in (job.options.get("env_vars") or {}).items()},
+            **job.options.env_vars,
             **job.secret_env,
             "MLFLOW_TRACKING_URI": self.url,
             # The job's own token, never the submitter's: user code logs to its run and no other.
@@ -287,8 +286,8 @@ class Runner:
     def _wait_exit(self, job: ClaimedJob, reader: threading.Thread) -> int:
         """Until the entry point exits, stopping it on a cancel, a signal or its timeout."""
         assert self._proc is not None
-        timeout = job.options.get("timeout")
-        deadline = time.monotonic() + float(timeout) if timeout else None
+        timeout = job.options.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._proc.poll() is None:
             if self._stop.is_set():
                 self._kill()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from flowyard.client import Client
 from flowyard.credentials import save_token
+from flowyard.jobspec import EnvironmentSpec, JobOptions
 from flowyard.schemas import JobStatus
 from flowyard.server.db.engine import prepare_database
 from flowyard.server.db.models import Compute, Job, Snapshot
@@ -71,8 +72,8 @@ def test_two_dispatchers_claim_200_jobs_each_exactly_once(postgres_empty_db: str
                     project_uri=".",
                     entry_point="main",
                     parameters={},
-                    environment={},
-                    options={},
+                    environment=EnvironmentSpec(),
+                    options=JobOptions(),
                     compute="shared",
                     status=JobStatus.QUEUED,
                     priority=0,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -22,6 +23,7 @@ from flowyard.client import Client
 from flowyard.env import builder, failure
 from flowyard.env.spec import from_conda_yaml, from_python_env
 from flowyard.errors import InterpreterNotFoundError, InvalidRequestError
+from flowyard.jobspec import EnvironmentSpec, EnvManager
 from flowyard.schemas import JobStatus
 from tests.conftest import Server
 from tests.factories import EXAMPLE, make_project
@@ -111,8 +113,8 @@ def test_two_concurrent_jobs_build_one_env_once(
 _BUILD_AND_HANG = """
 import sys, time
 from flowyard.env import builder, failure
-spec = {"manager": "uv", "source": "python_env.yaml", "python": None,
-        "build_dependencies": [], "dependencies": ["six==1.16.0"]}
+from flowyard.jobspec import EnvironmentSpec, EnvManager
+spec = EnvironmentSpec(EnvManager.UV, source="python_env.yaml", dependencies=("six==1.16.0",))
 builder.ensure(spec, sys.argv[1], lambda b: (sys.stdout.buffer.write(b), sys.stdout.flush()))
 """
 
@@ -140,13 +142,7 @@ def test_a_build_killed_midway_is_never_reused(
     leftovers = [p for p in envs.iterdir() if p.name.startswith(".build-")]
     assert leftovers and not [p for p in envs.iterdir() if p.is_dir() and p not in leftovers]
 
-    spec = {
-        "manager": "uv",
-        "source": "python_env.yaml",
-        "python": None,
-        "build_dependencies": [],
-        "dependencies": ["six==1.16.0"],
-    }
+    spec = EnvironmentSpec(EnvManager.UV, source="python_env.yaml", dependencies=("six==1.16.0",))
     env = builder.ensure(spec, mlflow.__version__, lambda _: None)
     assert env.built
     check = subprocess.run(
@@ -244,7 +240,7 @@ def test_a_python_the_compute_lacks_fails_a_runner_build_with_the_list(
 ) -> None:
     """What a remote compute's runner meets: the check at submit runs only for local jobs."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    spec = {"manager": "uv", "source": "conda.yaml", "python": "3.6", "dependencies": []}
+    spec = EnvironmentSpec(EnvManager.UV, source="conda.yaml", python="3.6")
     with pytest.raises(InterpreterNotFoundError) as err:
         builder.ensure(spec, mlflow.__version__, lambda _: None)
     assert "conda.yaml asks for Python 3.6, which this compute does not have (found: 3." in str(
@@ -254,15 +250,10 @@ def test_a_python_the_compute_lacks_fails_a_runner_build_with_the_list(
 
 
 def test_requirements_leave_out_azure_ml_and_add_mlflow() -> None:
-    spec = {
-        "manager": "uv",
-        "dependencies": [
-            "scikit-learn==1.9.1",
-            "azureml-mlflow",
-            "AzureML_Core>=1.0",
-            "azure-ai-ml",
-        ],
-    }
+    spec = EnvironmentSpec(
+        EnvManager.UV,
+        dependencies=("scikit-learn==1.9.1", "azureml-mlflow", "AzureML_Core>=1.0", "azure-ai-ml"),
+    )
     reqs, notes = builder.requirements(spec, "3.17.0")
     assert reqs == ["scikit-learn==1.9.1", "azure-ai-ml", "mlflow-skinny==3.17.0"]
     assert notes == [
@@ -271,18 +262,20 @@ def test_requirements_leave_out_azure_ml_and_add_mlflow() -> None:
         "azureml` from the code)",
         "adding mlflow-skinny==3.17.0 so the job's `import mlflow` tracks to the workspace",
     ]
-    spec["dependencies"] = ["mlflow", "azureml-mlflow", "--extra-index-url https://x/simple"]
+    spec = replace(
+        spec, dependencies=("mlflow", "azureml-mlflow", "--extra-index-url https://x/simple")
+    )
     assert builder.requirements(spec, "3.17.0")[0] == [
         "mlflow",
         "--extra-index-url https://x/simple",
     ]
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert builder.describe({"source": "conda.yaml", "python": None}) == (
+    assert builder.describe(EnvironmentSpec(EnvManager.UV, source="conda.yaml")) == (
         f"conda.yaml (the compute's Python {python})"
     )
-    assert builder.describe({"source": "python_env.yaml", "python": "3.10"}) == (
-        "python_env.yaml (Python 3.10)"
-    )
+    assert builder.describe(
+        EnvironmentSpec(EnvManager.UV, source="python_env.yaml", python="3.10")
+    ) == ("python_env.yaml (Python 3.10)")
 
 
 UV_SAYS = {
@@ -405,12 +398,12 @@ def test_conda_translation_rules(tmp_path: Path) -> None:
         "  - pandas\n  - pip\n  - pip:\n      - requests==2.32.0\n"
     )
     spec = from_conda_yaml(path)
-    assert spec["python"] == "3.11"
-    assert spec["dependencies"] == ["numpy==1.26.*", "torch>=2.0", "pandas", "requests==2.32.0"]
+    assert spec.python == "3.11"
+    assert spec.dependencies == ("numpy==1.26.*", "torch>=2.0", "pandas", "requests==2.32.0")
     path.write_text("dependencies:\n  - cudatoolkit=11.8\n")
     with pytest.raises(InvalidRequestError, match="conda package 'cudatoolkit'"):
         from_conda_yaml(path)
-    assert json.dumps(spec)  # a job stores it as JSON
+    assert EnvironmentSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
 
 
 def test_requirements_files_and_a_broken_cached_env(
@@ -424,7 +417,7 @@ def test_requirements_files_and_a_broken_cached_env(
     env_file = tmp_path / "python_env.yaml"
     env_file.write_text('python: "3.11"\ndependencies:\n  - -r requirements.txt\n')
     spec = from_python_env(env_file)
-    assert spec["dependencies"] == ["six==1.16.0"]
+    assert spec.dependencies == ("six==1.16.0",)
     env = builder.ensure(spec, mlflow.__version__, lambda _: None, tmp_path)
     assert env.built
     (env.path / builder.MARKER).unlink()

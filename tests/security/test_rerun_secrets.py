@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flowyard.client import Client
-from flowyard.errors import InvalidRequestError
+from flowyard.jobspec import JobOptions
 from flowyard.schemas import JobOut, JobSubmit
 from tests.compute.conftest import final_job
 from tests.conftest import Server
@@ -69,7 +69,7 @@ def original(workspace: Server, tmp_path_factory: pytest.TempPathFactory) -> Job
         job = final_job(owner, run.run_id)
         log = owner.read_log(job.id)[0].decode()
     assert "API_KEY set: True" in log and f"API_KEY digest: {_digest(SECRET)}" in log, log
-    assert job.options["secret_env_names"] == ["API_KEY"]
+    assert job.secret_env_names == ["API_KEY"]
     return job
 
 
@@ -84,7 +84,7 @@ def test_another_users_rerun_runs_without_the_secrets(workspace: Server, origina
     with Client(workspace.url, token=new_token(workspace, "contributor")) as bob:
         answer, log = _rerun(bob, original.id)
         job = bob.get_job(answer["id"])
-    assert "secret_env_names" not in answer["options"]
+    assert answer["secret_env_names"] == []
     assert answer["secret_env_dropped"] == ["API_KEY"]
     assert "API_KEY" in job.events[0].reason and "secret_env" in job.events[0].reason
     assert job.user != original.user
@@ -99,7 +99,7 @@ def test_another_users_rerun_runs_without_the_secrets(workspace: Server, origina
 def test_the_submitters_rerun_keeps_the_secrets(workspace: Server, original: JobOut) -> None:
     with Client(workspace.url) as owner:
         answer, log = _rerun(owner, original.id)
-    assert answer["options"]["secret_env_names"] == ["API_KEY"]
+    assert answer["secret_env_names"] == ["API_KEY"]
     assert not answer.get("secret_env_dropped")
     assert f"API_KEY digest: {_digest(SECRET)}" in log and "PLAIN: visible" in log, log
 
@@ -109,7 +109,7 @@ def test_another_user_may_send_secrets_of_their_own(workspace: Server, original:
     with Client(workspace.url, token=new_token(workspace, "contributor")) as bob:
         answer, log = _rerun(bob, original.id, secret_env={"API_KEY": own})
         raw = bob.http.get(f"/jobs/{answer['id']}").text
-    assert answer["options"]["secret_env_names"] == ["API_KEY"]
+    assert answer["secret_env_names"] == ["API_KEY"]
     assert not answer.get("secret_env_dropped")
     assert f"API_KEY digest: {_digest(own)}" in log, log
     assert own not in raw
@@ -141,18 +141,19 @@ def test_run_again_in_the_studio_follows_the_same_rule(workspace: Server, origin
 
 def test_a_submit_cannot_bring_values_sealed_elsewhere(workspace: Server, original: JobOut) -> None:
     """Only the workspace seals: a sealed value sent in a job's options (copied from another
-    job, say) would otherwise reach the new job's runner in the clear."""
+    job, say) would otherwise reach the new job's runner in the clear. A job's options have no
+    place for one: the key is refused."""
     request = JobSubmit(
         experiment_id=original.experiment_id,
         snapshot_id=original.snapshot_id,
         project_uri=original.project_uri,
         entry_point=original.entry_point,
-        options={"command": "python main.py", "secret_env": {"API_KEY": "gAAAA-sealed"}},
+        options=JobOptions(command="python main.py"),
         compute="cpu",
         user="anyone",
-    )
-    with (
-        Client(workspace.url, token=new_token(workspace, "contributor")) as bob,
-        pytest.raises(InvalidRequestError, match="secret_env"),
-    ):
-        bob.submit_job(request)
+    ).model_dump(mode="json")
+    request["options"]["secret_env"] = {"API_KEY": "gAAAA-sealed"}
+    with Client(workspace.url, token=new_token(workspace, "contributor")) as bob:
+        answer = bob.http.post("/jobs", json=request)
+    assert answer.status_code == 422
+    assert [e["loc"] for e in answer.json()["detail"]] == [["body", "options", "secret_env"]]

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from flowyard.server.db.engine import VERSION_TABLE, prepare_database
+from flowyard.jobspec import EntryPointSpec, EnvironmentSpec, JobOptions, ParameterSpec, Resources
+from flowyard.server.db.engine import (
+    VERSION_TABLE,
+    make_engine,
+    migrate,
+    parse_db_url,
+    prepare_database,
+)
+from flowyard.server.db.models import Job
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _tables(url: str) -> set[str]:
@@ -90,3 +101,119 @@ def test_two_servers_starting_at_once_on_fresh_postgres(postgres_empty_db: str) 
     assert _scalar_rows(postgres_empty_db, f"SELECT version_num FROM {VERSION_TABLE}") == [HEAD]
     assert len(_scalar_rows(postgres_empty_db, "SELECT version_num FROM alembic_version")) == 1
     assert len(_scalar_rows(postgres_empty_db, "SELECT key FROM flowyard_settings")) == 1
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        request.applymarker(pytest.mark.postgres)
+        url: str = request.getfixturevalue("postgres_empty_db")
+        return url
+    return f"sqlite:///{tmp_path / 'old.db'}"
+
+
+_SPEC = {
+    "name": "main",
+    "parameters": {"alpha": {"type": "float", "default": 0.5}},
+    "command": "python main.py --alpha {alpha}",
+}
+# Jobs as versions before 0006 stored them: sealed secrets, artifact URI and MAX_RETRIES in the
+# options; the oldest without a command or entry point; values JobOptions now refuses.
+_OLD_JOBS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "full": (
+        {
+            "timeout": 60,
+            "env_vars": {"PLAIN": "yes"},
+            "max_retries": 2,
+            "resources": {"num_cpus": 2},
+            "command": "python main.py --alpha 0.5",
+            "entry_point_spec": _SPEC,
+            "artifact_uri": "mlflow-artifacts:/1/full/artifacts",
+            "secret_env": {"API_KEY": "gAAAA-sealed"},
+        },
+        {"manager": "uv", "source": "python_env.yaml", "python": "3.11", "dependencies": ["six"]},
+    ),
+    "oldest": ({"timeout": None, "env_vars": {}}, {"manager": "local"}),
+    "refused-now": (
+        {"timeout": 0, "env_vars": {"A=B": "1", "OK": "1"}, "resources": {"num_gpus": -1}},
+        {"manager": "conda"},
+    ),
+}
+
+
+def test_jobs_stored_before_0006_read_with_their_secrets_out_of_their_options(
+    empty_db: str,
+) -> None:
+    engine = make_engine(parse_db_url(empty_db))
+    old = sa.table(
+        "flowyard_jobs",
+        *(sa.column(c) for c in ("id", "experiment_id", "snapshot_id", "project_uri")),
+        *(sa.column(c) for c in ("entry_point", "compute", "status", "priority", "user")),
+        *(sa.column(c) for c in ("cancel_requested", "attempt", "submitted_at", "log_size")),
+        *(sa.column(c, sa.JSON) for c in ("parameters", "environment", "options")),
+    )
+    try:
+        migrate(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO flowyard_snapshots (id, file_count, total_bytes, manifest, "
+                    "created_at) VALUES (:id, 0, 0, '[]', :at)"
+                ),
+                {"id": "0" * 64, "at": datetime.now(UTC)},
+            )
+            conn.execute(
+                old.insert(),
+                [
+                    {
+                        "id": job_id,
+                        "experiment_id": "0",
+                        "snapshot_id": "0" * 64,
+                        "project_uri": ".",
+                        "entry_point": "main",
+                        "compute": "cpu",
+                        "status": "completed",
+                        "priority": 0,
+                        "user": "u",
+                        "cancel_requested": False,
+                        "attempt": 1,
+                        "submitted_at": datetime.now(UTC),
+                        "log_size": 0,
+                        "parameters": {},
+                        "environment": environment,
+                        "options": options,
+                    }
+                    for job_id, (options, environment) in _OLD_JOBS.items()
+                ],
+            )
+        migrate(engine)
+        with Session(engine) as session:
+            full = session.get(Job, "full")
+            oldest = session.get(Job, "oldest")
+            refused_now = session.get(Job, "refused-now")
+            assert full is not None and oldest is not None and refused_now is not None
+            assert full.options == JobOptions(
+                timeout=60.0,
+                env_vars={"PLAIN": "yes"},
+                resources=Resources(num_cpus=2.0),
+                command="python main.py --alpha 0.5",
+                entry_point_spec=EntryPointSpec(
+                    "main",
+                    "python main.py --alpha {alpha}",
+                    {"alpha": ParameterSpec("float", 0.5)},
+                ),
+            )
+            assert full.secret_env == {"API_KEY": "gAAAA-sealed"}
+            assert full.artifact_uri == "mlflow-artifacts:/1/full/artifacts"
+            assert full.max_retries == 2
+            assert full.environment.builds and full.environment.dependencies == ("six",)
+            assert (oldest.options, oldest.environment) == (JobOptions(), EnvironmentSpec())
+            assert (oldest.secret_env, oldest.artifact_uri, oldest.max_retries) == ({}, None, None)
+            # TIMEOUT 0 ran without a limit; a runner ran an unknown manager in its own Python.
+            assert refused_now.options == JobOptions(env_vars={"OK": "1"})
+            assert refused_now.environment == EnvironmentSpec()
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(old.c.options).where(old.c.id == "full")).scalar_one()
+        assert set(stored) == {"timeout", "env_vars", "resources", "command", "entry_point_spec"}
+    finally:
+        engine.dispose()

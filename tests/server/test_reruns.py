@@ -12,11 +12,12 @@ import pytest
 
 from flowyard.client import Client
 from flowyard.errors import InvalidRequestError
+from flowyard.jobspec import EntryPointSpec, ParameterSpec
 from flowyard.project import prepare
 from tests.conftest import Server, run_cli
 from tests.factories import make_project
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "name": "main",
     "parameters": {"alpha": {"type": "float", "default": 0.5}, "data": {"type": "string"}},
     "command": "python main.py --alpha {alpha} --data {data}",
@@ -31,13 +32,11 @@ def test_prepare_stores_the_entry_point_as_mlflow_reads_it(tmp_path: Path) -> No
         command="python main.py --alpha {alpha} --data {data}",
     )
     prepared = prepare(str(project), None, "main", {"data": "x"})
-    assert prepared.entry_point_spec == {
-        **SPEC,
-        "parameters": {
-            "alpha": {"type": "float", "default": 0.5},
-            "data": {"type": "string", "default": None},
-        },
-    }
+    assert prepared.entry_point_spec == EntryPointSpec(
+        name="main",
+        command="python main.py --alpha {alpha} --data {data}",
+        parameters={"alpha": ParameterSpec("float", 0.5), "data": ParameterSpec("string")},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,10 @@ def test_a_rerun_builds_its_command_from_the_stored_entry_point(
         )
         assert again["parameters"] == {"alpha": "0.9", "data": "a b"}
         assert again["options"]["command"] == "python main.py --alpha 0.9 --data 'a b'"
-        assert again["options"]["entry_point_spec"] == SPEC
+        # Stored as EntryPointSpec reads it: a parameter given no default has None.
+        data = {"type": "string", "default": None}
+        stored = {**SPEC, "parameters": {**SPEC["parameters"], "data": data}}
+        assert again["options"]["entry_point_spec"] == stored
         with pytest.raises(InvalidRequestError, match="'alpha' must be a number"):
             client.request("POST", f"/jobs/{job_id}/rerun", json={"parameters": {"alpha": "x"}})
 

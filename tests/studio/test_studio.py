@@ -188,7 +188,7 @@ def test_run_again_with_edited_parameters(
     assert rerun.parameters["alpha"] == "0.9"
     assert rerun.snapshot_id == jobs.finished.snapshot_id
     assert rerun.compute == "cpu"
-    assert "--alpha 0.9" in rerun.options["command"]
+    assert "--alpha 0.9" in (rerun.options.command or "")
     page.goto(f"{workspace.url}/studio/jobs/{jobs.finished.id}")
     page.click("summary:has-text('Run again')")
     page.fill("#rerun-form input[name=alpha]", "not-a-number")

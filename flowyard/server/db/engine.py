@@ -103,8 +103,9 @@ def schema_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
-def migrate(engine: Engine) -> None:
-    """Upgrade Flowyard's tables to the newest revision, under their own version table."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade Flowyard's tables to ``revision`` (the newest unless named: an older one makes a
+    database as an older version left it), under their own version table."""
     from alembic import command
     from alembic.config import Config
 
@@ -112,7 +113,7 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def prepare_database(raw_url: str, workspace_name: str) -> tuple[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, Self
 
 from sqlalchemy import (
     JSON,
@@ -17,8 +17,11 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from flowyard.jobspec import EnvironmentSpec, JobOptions
 
 # Every table is prefixed so it never meets one of MLflow's, and constraint names are fixed so
 # Alembic migrations read the same on SQLite and PostgreSQL.
@@ -62,6 +65,30 @@ class _UTCDateTime(TypeDecorator[datetime]):
 _Time = _UTCDateTime()
 
 
+class _JsonValue(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self: ...
+
+
+class _Stored(TypeDecorator[Any]):
+    """A :mod:`flowyard.jobspec` value, stored as its JSON and read back as the value."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, kind: type[_JsonValue]) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def process_bind_param(self, value: _JsonValue | None, dialect: Any) -> Any:
+        return None if value is None else value.to_json()
+
+    def process_result_value(self, value: Any, dialect: Any) -> _JsonValue | None:
+        return None if value is None else self.kind.from_json(value)
+
+
 class Blob(Base):
     """A file's content in the artifact store, by its sha256: the index of what is uploaded."""
 
@@ -96,13 +123,19 @@ class Job(Base):
     project_uri: Mapped[str] = mapped_column(Text)
     entry_point: Mapped[str] = mapped_column(String(255))
     parameters: Mapped[dict[str, str]] = mapped_column(JSON)
-    # How the runner gets its Python: {"manager": "local"} or a spec for an environment builder.
-    environment: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # The job's own settings from backend_config: TIMEOUT, ENV_VARS, STREAM_OUTPUT, ...
-    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    environment: Mapped[EnvironmentSpec] = mapped_column(_Stored(EnvironmentSpec))
+    options: Mapped[JobOptions] = mapped_column(_Stored(JobOptions))
     compute: Mapped[str] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # MAX_RETRIES; None: the compute's default.
+    max_retries: Mapped[int | None] = mapped_column(Integer)
+    # The run's artifact root, where the runner uploads ./outputs and the workspace the log.
+    artifact_uri: Mapped[str | None] = mapped_column(Text)
+    # Secret ENV_VARS, each sealed with the workspace key; handed only to the job's own runner.
+    secret_env: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     user: Mapped[str] = mapped_column(String(255))
     attempt: Mapped[int] = mapped_column(Integer, default=1)

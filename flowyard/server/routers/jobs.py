@@ -33,21 +33,18 @@ MAX_OFFSET = 2**62
 MAX_LOG_WAIT_S = 20.0
 
 
-# JobOut's fields that are not the job row's columns as they are.
+# JobOut's fields that are not the job row's columns as they are. The row's `secret_env` holds
+# sealed values, which no answer carries: JobOut's is for the runner's start alone, decrypted.
 _NOT_COLUMNS = frozenset(
-    ("run_id", "events", "runner_token", "secret_env", "secret_env_dropped", "options")
+    ("run_id", "events", "runner_token", "secret_env", "secret_env_dropped", "secret_env_names")
 )
 
 
 def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) -> JobOut:
-    options = dict(job.options)
-    # Secret ENV_VARS are never shown: only their names.
-    if sealed := options.pop(jobs.SECRET_ENV, None):
-        options["secret_env_names"] = sorted(sealed)
     return JobOut.model_validate(
         {
             **{c: getattr(job, c) for c in JobOut.model_fields if c not in _NOT_COLUMNS},
-            "options": options,
+            "secret_env_names": sorted(job.secret_env),
             "waiting_reason": waiting or job.waiting_reason,
             "run_id": job.id,
             "events": [
@@ -63,6 +60,12 @@ def job_out(job: Job, *, with_events: bool = False, waiting: str | None = None) 
     )
 
 
+def _starts_runners(session: Session, job: Job) -> bool:
+    """Whether the workspace starts the runners of ``job``'s compute (and so queues its jobs)."""
+    target = computes.lookup(session, job.compute)
+    return target is not None and target.starts_runners
+
+
 @router.post("", status_code=201)
 def submit(body: JobSubmit, request: Request, session: DbSession, state: State) -> JobOut:
     client = request.client.host if request.client else "an unknown host"
@@ -70,10 +73,11 @@ def submit(body: JobSubmit, request: Request, session: DbSession, state: State) 
         # Who submitted is who the token says, not what the client claims.
         body = body.model_copy(update={"user": principal_of(request).user})
     job = jobs.submit(session, body, submitted_from=client, seal=state.keys.encrypt)
-    if job.status == JobStatus.QUEUED:
-        state.dispatcher.wake()
     out = job_out(job)
-    if job.compute == computes.LOCAL:
+    if _starts_runners(session, job):
+        state.dispatcher.wake()
+    else:
+        # The submitter starts this job's runner, which acts with this token.
         out.runner_token = state.keys.job_token(job.id, job.attempt)
     return out
 
@@ -147,8 +151,9 @@ def start(
     principal = principal_of(request)
     # The job's secrets go to its own runner only (or anyone, where auth is off).
     if principal.job is not None or not state.settings.auth:
-        sealed: dict[str, str] = job.options.get(jobs.SECRET_ENV) or {}
-        out.secret_env = {name: state.keys.decrypt(value) for name, value in sealed.items()}
+        out.secret_env = {
+            name: state.keys.decrypt(sealed) for name, sealed in job.secret_env.items()
+        }
     return out
 
 
@@ -156,7 +161,7 @@ def start(
 def update_status(job_id: str, body: StatusUpdate, session: DbSession, state: State) -> JobOut:
     job = jobs.update_status(session, job_id, body, state.settings)
     state.watch.changed(job_id)
-    if body.status.is_final and job.compute != computes.LOCAL:
+    if body.status.is_final and _starts_runners(session, job):
         state.dispatcher.wake()  # a slot is free: the next queued job need not wait for a tick
     return job_out(job)
 

@@ -326,3 +326,13 @@ def _out(
         )
         result.health_checked_at = checked.at
     return result
+
+
+def named_target(session: Session, name: str) -> ComputeTarget:
+    """The target of the compute a new job names (``local`` included).
+
+    Raises:
+        NotFoundError: no compute has that name; the message lists the known ones.
+    """
+    found = lookup(session, name)
+    return found if found is not None else target(get(session, name))

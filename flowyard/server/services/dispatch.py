@@ -156,7 +156,7 @@ class Dispatcher:
             job_id=job.id,
             attempt=job.attempt,
             workspace_url=compute.workspace_url or self.settings.url,
-            resources=dict(job.options.get("resources") or {}),
+            resources=job.options.resources.asked(),
             token=self.keys.job_token(job.id, job.attempt),
             private_paths=self.private_paths,
         )
@@ -238,7 +238,7 @@ class Dispatcher:
         """An infrastructure failure: retry when MAX_RETRIES allows, else fail the job."""
         compute = session.get(Compute, job.compute)
         default = (compute.settings or {}).get("max_retries", 0) if compute else 0
-        max_retries = int(job.options.get("max_retries", default) or 0)
+        max_retries = int((default if job.max_retries is None else job.max_retries) or 0)
         target = computes.lookup(session, job.compute)
         if target is not None and target.starts_runners and job.attempt <= max_retries:
             jobs.requeue(

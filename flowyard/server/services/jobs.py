@@ -15,15 +15,10 @@ from flowyard.server.db.models import Compute, Job, LogChunk, Snapshot
 from flowyard.server.services import computes, lifecycle, runs
 from flowyard.server.settings import ServerSettings
 
-LOCAL_COMPUTE = computes.LOCAL
-
 # A log read's page when the reader names no limit, and the most one read returns: a big log is
 # read by following pages, and each read holds at most a page and the chunks it overlaps.
 LOG_PAGE = 1024 * 1024
 MAX_LOG_PAGE = 8 * 1024 * 1024
-
-# Where a job's options keep its secret ENV_VARS, each sealed with the workspace key.
-SECRET_ENV = "secret_env"
 
 
 def _now() -> datetime:
@@ -73,13 +68,7 @@ def submit(
     """
     if request.secret_env and seal is None:
         raise InvalidRequestError("This request cannot carry secret ENV_VARS; submit them anew.")
-    if SECRET_ENV in request.options:
-        # Only the workspace seals: values sent as sealed could be another job's, replayed.
-        raise InvalidRequestError(
-            f"A job's options cannot carry {SECRET_ENV!r}; send secret ENV_VARS in the "
-            "request's secret_env, which the workspace seals."
-        )
-    compute = None if request.compute == LOCAL_COMPUTE else computes.get(session, request.compute)
+    target = computes.named_target(session, request.compute)
     if session.get(Snapshot, request.snapshot_id) is None:
         raise InvalidRequestError(
             f"Snapshot {request.snapshot_id} is not in this workspace; upload it first."
@@ -92,15 +81,9 @@ def submit(
     run_id = runs.create_run(
         request.experiment_id, request.user, request.run_name, tags, request.parameters
     )
-    # Where the runner uploads ./outputs, through MLflow's artifact proxy.
-    options = {**request.options, "artifact_uri": runs.artifact_uri(run_id)}
     sealed = dict(sealed_env or {})
     if seal is not None:
         sealed.update((name, seal(value)) for name, value in request.secret_env.items())
-    if sealed:
-        options[SECRET_ENV] = sealed
-    # Local jobs skip the queue: the submitting machine starts the runner right away.
-    status = JobStatus.PREPARING if compute is None else JobStatus.QUEUED
     job = Job(
         id=run_id,
         experiment_id=request.experiment_id,
@@ -109,18 +92,21 @@ def submit(
         entry_point=request.entry_point,
         parameters=request.parameters,
         environment=request.environment,
-        options=options,
+        options=request.options,
         compute=request.compute,
         priority=request.priority,
+        max_retries=request.max_retries,
+        # Where the runner uploads ./outputs, through MLflow's artifact proxy.
+        artifact_uri=runs.artifact_uri(run_id),
+        secret_env=sealed,
         cancel_requested=False,
         user=request.user,
         attempt=1,
         submitted_at=_now(),
         log_size=0,
     )
-    if compute is None:
-        reason = f"submitted from {submitted_from}; the runner starts on the submitting machine"
-    else:
+    if target.starts_runners:
+        compute = computes.get(session, request.compute)
         load = computes.counts(session).get(compute.name, {"active": 0, "queued": 0})
         reason = (
             f"submitted from {submitted_from}; queued on {compute.name}: "
@@ -128,6 +114,11 @@ def submit(
             f"{load['queued']} ahead"
         )
         job.waiting_reason = reason
+        status = JobStatus.QUEUED
+    else:
+        # The submitting machine starts the runner right away: nothing to queue for.
+        reason = f"submitted from {submitted_from}; the runner starts on the submitting machine"
+        status = JobStatus.PREPARING
     lifecycle.begin(job, status, reason)
     session.add(job)
     try:

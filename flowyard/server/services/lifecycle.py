@@ -158,12 +158,11 @@ def mirror(session: Session, done: Move, settings: ServerSettings) -> None:
     runs.set_run_status(done.job_id, done.after)
     if done.after.is_final:
         job = session.get(Job, done.job_id)
-        known = job.options.get("artifact_uri") if job is not None else None
         runs.upload_log(
             done.job_id,
             _log(session, done.job_id),
             settings.artifacts_destination,
-            known and str(known),
+            job.artifact_uri if job is not None else None,
         )
 
 

@@ -6,19 +6,20 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from mlflow.exceptions import MlflowException
 from sqlalchemy.orm import Session
 
 from flowyard import mlflow_internals
 from flowyard.errors import InvalidRequestError
+from flowyard.jobspec import EntryPointSpec
 from flowyard.project import build_command, check_types, prepare
 from flowyard.schemas import JobSubmit
 from flowyard.server import mlflow_internals as server_internals
 from flowyard.server.db.models import Job
-from flowyard.server.services import jobs, snapshots
+from flowyard.server.services import computes, jobs, snapshots
 from flowyard.server.settings import ServerSettings
 
 # The submission tags a re-run inherits: where the code came from, not what the run logged.
@@ -42,20 +43,23 @@ def rerun(
     None where the workspace has no users) keeps them, anyone else's runs without them. Either
     may send ``secret_env`` of their own, sealed with ``seal`` like a submit's.
 
-    Only jobs on a registered compute can be re-run: a local job's runner would have to start
-    on the machine that submitted it, which the workspace cannot reach.
+    Only jobs on a compute whose runners the workspace starts can be re-run: a local job's
+    runner would have to start on the machine that submitted it, which the workspace cannot
+    reach.
 
     Returns:
         The new job, and the names of the old job's secrets it runs without.
     """
     old = jobs.get(session, job_id)
-    if old.compute == jobs.LOCAL_COMPUTE:
+    target = computes.lookup(session, old.compute)
+    if target is not None and not target.starts_runners:
         raise InvalidRequestError(
-            f"Job {job_id} ran on the submitting machine (COMPUTE local), where the workspace "
-            "cannot start a runner; run it again from that machine, or submit it to a compute."
+            f"Job {job_id} ran on the submitting machine (COMPUTE {old.compute}), where the "
+            "workspace cannot start a runner; run it again from that machine, or submit it to "
+            "a compute."
         )
-    spec = old.options.get("entry_point_spec")
-    if isinstance(spec, dict):
+    spec = old.options.entry_point_spec
+    if spec is not None:
         resolved, command = _from_spec(spec, old.parameters, parameters)
     else:
         resolved, command = _from_snapshot(session, old, parameters, settings)
@@ -64,9 +68,7 @@ def rerun(
     by = user or old.user
     if by != old.user:
         inherited["mlflow.user"] = by  # the run is theirs, not the first submitter's
-    options = {k: v for k, v in old.options.items() if k not in ("artifact_uri", jobs.SECRET_ENV)}
-    options["command"] = command
-    kept: dict[str, str] = dict(old.options.get(jobs.SECRET_ENV) or {})
+    kept = dict(old.secret_env)
     dropped: list[str] = []
     if by != old.user:
         dropped = sorted(set(kept) - set(secret_env or {}))
@@ -83,9 +85,10 @@ def rerun(
         entry_point=old.entry_point,
         parameters=resolved,
         environment=old.environment,
-        options=options,
+        options=replace(old.options, command=command),
         compute=old.compute,
         priority=old.priority,
+        max_retries=old.max_retries,
         user=by,
         tags={**inherited, "flowyard.rerun_of": job_id},
         secret_env=secret_env or {},
@@ -94,16 +97,15 @@ def rerun(
 
 
 def _from_spec(
-    spec: dict[str, Any], stored: dict[str, str], changed: dict[str, str]
+    spec: EntryPointSpec, stored: dict[str, str], changed: dict[str, str]
 ) -> tuple[dict[str, str], str | None]:
     """The parameters and command from the entry point stored at submit: only the changed
     parameters are checked (the others passed at submit), and MLflow's ``EntryPoint`` builds
     the command."""
+    parameters = {name: p.to_json() for name, p in spec.parameters.items()}
     try:
-        entry = mlflow_internals.entry_point(
-            str(spec["name"]), dict(spec["parameters"]), str(spec["command"])
-        )
-    except (KeyError, TypeError, ValueError, MlflowException) as e:
+        entry = mlflow_internals.entry_point(spec.name, parameters, spec.command)
+    except (TypeError, ValueError, MlflowException) as e:
         raise InvalidRequestError(
             f"The job's stored entry point cannot be read ({e}); submit the project again."
         ) from e

@@ -16,9 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from flowyard.compute.base import ComputeTarget
 from flowyard.schemas import JobStatus
 from flowyard.server import mlflow_internals
-from flowyard.server.db.models import Compute, Job, Snapshot
+from flowyard.server.db.models import Job, Snapshot
 from flowyard.server.services import computes
 from flowyard.server.services import jobs as job_service
 from flowyard.snapshot import FileEntry
@@ -160,7 +161,8 @@ def _filter_options(session: Session, names: dict[str, str]) -> dict[str, list[t
     def distinct(column: Any) -> list[str]:
         return [str(v) for v in session.scalars(sa.select(column).distinct().order_by(column))]
 
-    known_computes = set(distinct(Job.compute)) | set(computes.names(session)) - {computes.LOCAL}
+    registered = {c.name for c in computes.all_computes(session)}
+    known_computes = set(distinct(Job.compute)) | registered
     return {
         "status": [(s.value, s.value) for s in JobStatus],
         "compute": [(c, c) for c in sorted(known_computes)],
@@ -180,7 +182,13 @@ class JobDetail:
     metrics: dict[str, tuple[float, int]]
     tags: dict[str, str]
     snapshot: Snapshot | None
-    rerunnable: bool
+    # The job's compute's target; None when the compute is no longer registered.
+    target: ComputeTarget | None
+
+    @property
+    def rerunnable(self) -> bool:
+        """Whether the workspace can start a re-run's runner (see reruns.rerun)."""
+        return self.target is not None and self.target.starts_runners
 
 
 def job_detail(session: Session, job_id: str) -> JobDetail:
@@ -195,7 +203,7 @@ def job_detail(session: Session, job_id: str) -> JobDetail:
         metrics=mlflow_internals.latest_metrics(session, [job_id]).get(job_id, {}),
         tags=mlflow_internals.run_tags(session, job_id),
         snapshot=session.get(Snapshot, job.snapshot_id),
-        rerunnable=job.compute != computes.LOCAL and session.get(Compute, job.compute) is not None,
+        target=computes.lookup(session, job.compute),
     )
 
 
