@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from flowyard.jobspec import EnvironmentSpec, JobOptions
 from flowyard.server.db.engine import prepare_database
 from flowyard.server.db.models import Compute, Job, JobEvent, Snapshot
 from flowyard.server.services.dispatch import claim
@@ -56,7 +57,8 @@ def add_job(
     session.add(
         Job(
             id=job_id, experiment_id="0", snapshot_id="0" * 64, project_uri=".",
-            entry_point="main", parameters={}, environment={}, options={}, compute=compute,
+            entry_point="main", parameters={}, environment=EnvironmentSpec(), options=JobOptions(),
+            compute=compute,
             status=status, priority=priority, cancel_requested=False, user="u", attempt=1,
             submitted_at=START - timedelta(seconds=age), log_size=0,
         )
