@@ -9,12 +9,13 @@ from typing import Any
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 
 from flowyard import mlflow_internals
+from flowyard.backend_config import LOCAL, BackendOptions
 from flowyard.client import Client
 from flowyard.compute import launcher
 from flowyard.env import builder
 from flowyard.errors import ConfigError, FlowyardError, NotAWorkspaceError
 from flowyard.mlflow_errors import as_execution_exception
-from flowyard.project import LOCAL, BackendOptions, PreparedProject, prepare
+from flowyard.prepared_project import PreparedProject, prepare
 from flowyard.schemas import JobStatus, JobSubmit, StatusUpdate
 from flowyard.submitted_run import FlowyardSubmittedRun
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from flowyard.backend_config import BackendOptions
 from flowyard.errors import InvalidRequestError
 from flowyard.jobspec import (
     EntryPointSpec,
@@ -19,7 +20,6 @@ from flowyard.jobspec import (
     ParameterSpec,
     Resources,
 )
-from flowyard.project import BackendOptions
 from flowyard.schemas import JobSubmit
 
 FULL = JobOptions(

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from flowyard import defaults
+from flowyard.backend_config import ENV_MANAGERS, BackendOptions
 from flowyard.cli.common import print_table, workspace_client
 from flowyard.errors import FlowyardError, InvalidRequestError
-from flowyard.project import ENV_MANAGERS, BackendOptions
 from flowyard.schemas import JobStatus
 from flowyard.workspace import Workspace
 

@@ -13,7 +13,7 @@ import pytest
 from flowyard.client import Client
 from flowyard.errors import InvalidRequestError
 from flowyard.jobspec import EntryPointSpec, ParameterSpec
-from flowyard.project import prepare
+from flowyard.prepared_project import prepare
 from tests.conftest import Server, run_cli
 from tests.factories import make_project
 
@@ -48,12 +48,18 @@ def compute(sqlite_server: Server) -> str:
     return name
 
 
-def _job(client: Client, compute: str, options: dict[str, Any]) -> str:
-    """A job whose snapshot holds only main.py (no MLproject), submitted through the API."""
-    content = b"print('hi')\n"
-    digest = hashlib.sha256(content).hexdigest()
-    client.http.put(f"/blobs/{digest}", content=content).raise_for_status()
-    files = [{"path": "main.py", "digest": digest, "size": len(content), "executable": False}]
+def _job(
+    client: Client, compute: str, options: dict[str, Any], mlproject: bytes | None = None
+) -> str:
+    """A job whose snapshot holds main.py (and ``mlproject`` as its MLproject, if given),
+    submitted through the API."""
+    files = []
+    for path, content in {"main.py": b"print('hi')\n", "MLproject": mlproject}.items():
+        if content is None:
+            continue
+        digest = hashlib.sha256(content).hexdigest()
+        client.http.put(f"/blobs/{digest}", content=content).raise_for_status()
+        files.append({"path": path, "digest": digest, "size": len(content), "executable": False})
     snapshot = client.request("POST", "/snapshots", json={"files": files})
     job = client.request(
         "POST",
@@ -98,3 +104,15 @@ def test_a_job_without_a_stored_entry_point_is_checked_against_its_snapshot(
         # Its snapshot has no MLproject, so there is no entry point `main` to run again.
         with pytest.raises(InvalidRequestError, match="no entry point 'main'"):
             client.request("POST", f"/jobs/{job_id}/rerun", json={"parameters": {}})
+        mlproject = (
+            b"name: old\nentry_points:\n  main:\n    parameters: {alpha: float, data: string}\n"
+            b"    command: python main.py {alpha} {data}\n"
+        )
+        job_id = _job(client, compute, {"command": "python main.py"}, mlproject)
+        again = client.request(
+            "POST", f"/jobs/{job_id}/rerun", json={"parameters": {"alpha": "0.25"}}
+        )
+        assert again["options"]["command"] == "python main.py 0.25 'a b'"
+        assert again["options"]["entry_point_spec"]["name"] == "main"
+        with pytest.raises(InvalidRequestError, match="'alpha' must be a number"):
+            client.request("POST", f"/jobs/{job_id}/rerun", json={"parameters": {"alpha": "x"}})

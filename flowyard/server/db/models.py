@@ -47,7 +47,8 @@ class Setting(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """Now, as every timestamp column stores it."""
     return datetime.now(UTC)
 
 
@@ -96,7 +97,7 @@ class Blob(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
 
 
 class Snapshot(Base):
@@ -109,7 +110,7 @@ class Snapshot(Base):
     total_bytes: Mapped[int] = mapped_column(BigInteger)
     # [{"path": "src/train.py", "digest": "<sha256>", "size": 123, "executable": false}, ...]
     manifest: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
 
 
 class Job(Base):
@@ -139,7 +140,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     user: Mapped[str] = mapped_column(String(255))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
-    submitted_at: Mapped[datetime] = mapped_column(_Time, default=_now, index=True)
+    submitted_at: Mapped[datetime] = mapped_column(_Time, default=utc_now, index=True)
     started_at: Mapped[datetime | None] = mapped_column(_Time)
     ended_at: Mapped[datetime | None] = mapped_column(_Time)
     heartbeat_at: Mapped[datetime | None] = mapped_column(_Time)
@@ -166,7 +167,7 @@ class JobEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("flowyard_jobs.id"), index=True)
-    at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -182,7 +183,7 @@ class LogChunk(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("flowyard_jobs.id"), primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
 
 
 class Compute(Base):
@@ -199,8 +200,8 @@ class Compute(Base):
     workspace_url: Mapped[str | None] = mapped_column(Text)
     # Per-compute defaults: {"resources": {"num_cpus": 1, ...}, "max_retries": 0, ...}
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
-    updated_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
 
 
 class User(Base):
@@ -209,7 +210,7 @@ class User(Base):
     __tablename__ = "flowyard_users"
 
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
 
     tokens: Mapped[list[Token]] = relationship(
         back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
@@ -228,7 +229,7 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(16))
     secret_sha256: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(_Time, default=_now)
+    created_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
     expires_at: Mapped[datetime | None] = mapped_column(_Time)
     revoked_at: Mapped[datetime | None] = mapped_column(_Time)
 

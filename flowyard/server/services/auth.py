@@ -16,7 +16,7 @@ from flowyard.names import check_portable_name
 from flowyard.schemas import JobStatus
 from flowyard.server.auth.policy import JobFacts
 from flowyard.server.auth.tokens import Keys, Role, UserToken
-from flowyard.server.db.models import Job, Token, User
+from flowyard.server.db.models import Job, Token, User, utc_now
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,6 @@ class Principal:
 
 # Auth switched off (a loopback-only workspace started with --no-auth): everyone is an owner.
 ANONYMOUS = Principal(user="anonymous", role=Role.OWNER)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _TTLCache:
@@ -118,13 +114,13 @@ def resolve_id(session: Session, token_id: str) -> Principal | None:
 def _cacheable(row: Token) -> bool:
     """Cached no longer than the token lives."""
     expires = row.expires_at
-    return expires is None or (expires - _now()).total_seconds() > _principals.ttl_s
+    return expires is None or (expires - utc_now()).total_seconds() > _principals.ttl_s
 
 
 def _valid(row: Token | None) -> Principal | None:
     if row is None or row.revoked_at is not None:
         return None
-    if row.expires_at is not None and row.expires_at <= _now():
+    if row.expires_at is not None and row.expires_at <= utc_now():
         return None
     return Principal(user=row.user, role=Role.parse(row.role), token_id=row.id)
 
@@ -154,7 +150,7 @@ def create_user(session: Session, name: str) -> User:
 
 
 def _add_user(session: Session, name: str) -> User:
-    user = User(name=check_portable_name(name, "user"), created_at=_now())
+    user = User(name=check_portable_name(name, "user"), created_at=utc_now())
     session.add(user)
     return user
 
@@ -195,7 +191,7 @@ def create_token(
     An ``expires_at`` without a zone is taken as UTC."""
     if expires_at is not None and expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
-    if expires_at is not None and expires_at <= _now():
+    if expires_at is not None and expires_at <= utc_now():
         raise InvalidRequestError(
             "The token's expiry is in the past; give a future time or a duration such as 30d."
         )
@@ -210,7 +206,7 @@ def create_token(
         role=role.label,
         secret_sha256=token.sha256,
         description=description,
-        created_at=_now(),
+        created_at=utc_now(),
         expires_at=expires_at,
     )
     session.add(row)
@@ -232,7 +228,7 @@ def revoke_token(session: Session, token_id: str) -> Token:
             f"Unknown token {token_id!r}; `flowyard token list` shows the ids of the tokens."
         )
     if row.revoked_at is None:
-        row.revoked_at = _now()
+        row.revoked_at = utc_now()
         session.commit()
     _principals.clear()
     return row

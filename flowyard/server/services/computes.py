@@ -22,7 +22,7 @@ from flowyard.compute.base import ComputeTarget, Health
 from flowyard.compute.local import NAME, LocalTarget
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ComputeCreate, ComputeOut, ComputeType, ComputeUpdate, JobStatus
-from flowyard.server.db.models import Compute, Job
+from flowyard.server.db.models import Compute, Job, utc_now
 from flowyard.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,7 @@ def create(session: Session, body: ComputeCreate) -> Compute:
     if body.name == LOCAL or session.get(Compute, body.name) is not None:
         raise ConflictError(f"A compute named {body.name!r} already exists; pick another name.")
     _check(body.type, body.address, body.settings)
-    compute = Compute(
-        **body.model_dump(), created_at=datetime.now(UTC), updated_at=datetime.now(UTC)
-    )
+    compute = Compute(**body.model_dump(), created_at=utc_now(), updated_at=utc_now())
     session.add(compute)
     session.commit()
     return compute
@@ -96,7 +94,7 @@ def update(session: Session, name: str, body: ComputeUpdate) -> Compute:
     for key, value in body.model_dump(exclude_none=True).items():
         setattr(compute, key, value)
     _check(compute.type, compute.address, compute.settings or {})
-    compute.updated_at = datetime.now(UTC)
+    compute.updated_at = utc_now()
     session.commit()
     return compute
 

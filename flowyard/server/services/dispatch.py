@@ -16,7 +16,7 @@ from flowyard.compute.base import ExternalState, RunnerCommand
 from flowyard.errors import ComputeUnavailableError, FlowyardError
 from flowyard.schemas import ErrorInfo, JobStatus
 from flowyard.server.auth.tokens import Keys
-from flowyard.server.db.models import Compute, Job
+from flowyard.server.db.models import Compute, Job, utc_now
 from flowyard.server.services import computes, jobs, lifecycle
 from flowyard.server.settings import ServerSettings
 
@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 50
 # A canceled job whose runner does not stop it within this long is stopped through its compute.
 CANCEL_GRACE_S = 30.0
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -82,7 +78,7 @@ def claim(session: Session, compute_name: str, limit: int = CLAIM_BATCH) -> list
             f"{compute.max_concurrent_jobs}), attempt {job.attempt}",
         )
         job.waiting_reason = None
-        job.heartbeat_at = _now()  # the runner has until the heartbeat timeout to start
+        job.heartbeat_at = utc_now()  # the runner has until the heartbeat timeout to start
     session.commit()
     return taken
 
@@ -98,7 +94,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
-        self.started_at = _now()
+        self.started_at = utc_now()
 
     def start(self) -> None:
         self._thread.start()
@@ -185,7 +181,7 @@ class Dispatcher:
     def reconcile(self) -> None:
         """Compare every active job with its compute and its runner's heartbeat; settle the
         ones whose runner is gone."""
-        now = _now()
+        now = utc_now()
         with Session(self.engine, expire_on_commit=False) as session:
             active = list(session.scalars(sa.select(Job).where(Job.status.in_(computes.ACTIVE))))
             for job in active:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -11,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
-from flowyard.server.db.models import Compute, Job, LogChunk, Snapshot
+from flowyard.server.db.models import Compute, Job, LogChunk, Snapshot, utc_now
 from flowyard.server.services import computes, lifecycle, runs
 from flowyard.server.settings import ServerSettings
 
@@ -19,10 +18,6 @@ from flowyard.server.settings import ServerSettings
 # read by following pages, and each read holds at most a page and the chunks it overlaps.
 LOG_PAGE = 1024 * 1024
 MAX_LOG_PAGE = 8 * 1024 * 1024
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def get(session: Session, job_id: str, *, events: bool = False) -> Job:
@@ -102,7 +97,7 @@ def submit(
         cancel_requested=False,
         user=request.user,
         attempt=1,
-        submitted_at=_now(),
+        submitted_at=utc_now(),
         log_size=0,
     )
     if target.starts_runners:
@@ -149,7 +144,7 @@ def start(session: Session, job_id: str, host: str, pid: int, instance: str = ""
     if JobStatus(job.status).is_final:
         raise ConflictError(f"Job {job_id} has already ended ({job.status}).")
     job.runner = runner
-    job.heartbeat_at = _now()
+    job.heartbeat_at = utc_now()
     # Queued or preparing, the run stays SCHEDULED: nothing to mirror.
     lifecycle.record(session, job, JobStatus.PREPARING, f"runner started on {host} (pid {pid})")
     session.commit()
@@ -180,7 +175,7 @@ def update_status(
 
 def heartbeat(session: Session, job_id: str) -> Job:
     job = get(session, job_id)
-    job.heartbeat_at = _now()
+    job.heartbeat_at = utc_now()
     session.commit()
     return job
 
@@ -238,7 +233,7 @@ def append_log(session: Session, job_id: str, offset: int, data: bytes) -> int:
             if getattr(moved, "rowcount", 1) != 1:
                 session.rollback()
                 continue
-            session.add(LogChunk(job_id=job_id, offset=size, data=new, at=_now()))
+            session.add(LogChunk(job_id=job_id, offset=size, data=new, at=utc_now()))
             session.commit()
         except (IntegrityError, OperationalError):
             session.rollback()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from flowyard.errors import ConflictError
 from flowyard.schemas import ErrorInfo
-from flowyard.server.db.models import Job, JobEvent, LogChunk
+from flowyard.server.db.models import Job, JobEvent, LogChunk, utc_now
 from flowyard.server.services import runs
 from flowyard.server.settings import ServerSettings
 from flowyard.status import JobStatus
@@ -89,10 +88,6 @@ def hold_run(body: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in body.items() if k != "end_time"} | {"status": "RUNNING"}
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def begin(job: Job, status: JobStatus, reason: str) -> None:
     """A new job's first status and event (its run is created SCHEDULED, which both mirror)."""
     if status not in (JobStatus.QUEUED, JobStatus.PREPARING):
@@ -113,7 +108,7 @@ def record(session: Session, job: Job, to: JobStatus, reason: str) -> Move | Non
     move = check(JobStatus(job.status), to, job.id)
     if move is None:
         return None
-    now = _now()
+    now = utc_now()
     job.status = to
     if to == JobStatus.RUNNING:
         job.started_at = now

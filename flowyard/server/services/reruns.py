@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from flowyard import mlflow_internals
 from flowyard.errors import InvalidRequestError
 from flowyard.jobspec import EntryPointSpec
-from flowyard.project import build_command, check_types, prepare
+from flowyard.prepared_project import build_command, check_types, entry_point_spec
 from flowyard.schemas import JobSubmit
 from flowyard.server import mlflow_internals as server_internals
 from flowyard.server.db.models import Job
@@ -58,11 +58,8 @@ def rerun(
             "workspace cannot start a runner; run it again from that machine, or submit it to "
             "a compute."
         )
-    spec = old.options.entry_point_spec
-    if spec is not None:
-        resolved, command = _from_spec(spec, old.parameters, parameters)
-    else:
-        resolved, command = _from_snapshot(session, old, parameters, settings)
+    spec = old.options.entry_point_spec or _spec_from_snapshot(session, old, settings)
+    resolved, command = _from_spec(spec, old.parameters, parameters)
     tags = server_internals.run_tags(session, job_id)
     inherited = {k: v for k, v in tags.items() if k.startswith(_RERUN_TAGS)}
     by = user or old.user
@@ -85,7 +82,7 @@ def rerun(
         entry_point=old.entry_point,
         parameters=resolved,
         environment=old.environment,
-        options=replace(old.options, command=command),
+        options=replace(old.options, command=command, entry_point_spec=spec),
         compute=old.compute,
         priority=old.priority,
         max_retries=old.max_retries,
@@ -114,25 +111,25 @@ def _from_spec(
     return resolved, build_command(entry, resolved)
 
 
-def _from_snapshot(
-    session: Session, old: Job, changed: dict[str, str], settings: ServerSettings
-) -> tuple[dict[str, str], str | None]:
-    """For a job submitted before entry points were stored with it: the project's MLproject,
-    environment files and file entry point, from its snapshot, checked again as a submit."""
+def _spec_from_snapshot(session: Session, old: Job, settings: ServerSettings) -> EntryPointSpec:
+    """For a job submitted before entry points were stored with it: its entry point, read from
+    the MLproject (or the file entry point) in its snapshot."""
     snapshot = snapshots.get_snapshot(session, old.snapshot_id)
     with tempfile.TemporaryDirectory(prefix="flowyard-rerun-") as tmp:
         for entry in snapshot.manifest:
             path: str = entry["path"]
-            if (
-                path.lower() == "mlproject"
-                or path.endswith((".yaml", ".yml"))
-                or (path == old.entry_point)
-            ):
+            if path.lower() == "mlproject" or path == old.entry_point:
                 blob = snapshots.open_blob(session, settings.artifacts_destination, entry["digest"])
                 target = Path(tmp, path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(blob.path.read_bytes())
                 if blob.temp_dir:
                     shutil.rmtree(blob.temp_dir, ignore_errors=True)
-        prepared = prepare(tmp, None, old.entry_point, {**old.parameters, **changed})
-    return prepared.parameters, prepared.command
+        try:
+            project = mlflow_internals.load_project(tmp)
+            return entry_point_spec(project.get_entry_point(old.entry_point))
+        except (MlflowException, OSError, ValueError) as e:
+            raise InvalidRequestError(
+                f"Job {old.id}'s snapshot has no entry point {old.entry_point!r} that MLflow "
+                f"can read ({e}); submit the project again."
+            ) from e

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from flowyard.backend_config import KNOWN_KEYS, BackendOptions
 from flowyard.errors import InvalidRequestError
-from flowyard.project import KNOWN_KEYS, BackendOptions
 
 
 def test_defaults_are_azures() -> None:
