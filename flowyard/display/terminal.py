@@ -128,7 +128,9 @@ class _Waiting:
     """The live line of a job that is not running yet: its queue, or its preparation."""
 
     def __init__(self, job: JobOut) -> None:
+        # The job as last fetched (its queue's reason), and its status as the log last said.
         self.job = job
+        self.status = job.status
         self.phase: phases.Phase | None = None
         self.since = time.monotonic()
         self._spinner = Spinner("dots", style="cyan")
@@ -136,7 +138,7 @@ class _Waiting:
     def __rich__(self) -> RenderableType:
         elapsed = facts.duration_text(time.monotonic() - self.since)
         grid = Table.grid(padding=(0, 1))
-        if self.job.status == JobStatus.QUEUED:
+        if self.status == JobStatus.QUEUED:
             grid.add_row(self._spinner, Text(queue_line(self.job)), Text(elapsed, style="dim"))
             return grid
         phase = self.phase
@@ -194,12 +196,17 @@ class TerminalFollower:
             if job.status == JobStatus.QUEUED:  # back in the queue after its runner was lost
                 self._console.print(queue_line(job), markup=False)
             return
-        if waiting.job.status == JobStatus.QUEUED and job.status != JobStatus.QUEUED:
+        self._moved(waiting, job.status)
+        waiting.job = job
+        self._refresh()
+
+    def _moved(self, waiting: _Waiting, status: JobStatus) -> None:
+        """Out of the queue: one line says how long the job waited, before anything it logs."""
+        if waiting.status == JobStatus.QUEUED and status != JobStatus.QUEUED:
             took = facts.duration_text(time.monotonic() - waiting.since)
             self._console.print(Text(f"{queue_line(waiting.job)} for {took}", style="dim"))
             waiting.since = time.monotonic()
-        waiting.job = job
-        self._refresh()
+        waiting.status = status
 
     def _refresh(self) -> None:
         if self._live is not None:
@@ -210,6 +217,7 @@ class TerminalFollower:
         if waiting is None:
             self._write(data)
             return
+        self._moved(waiting, status)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         for raw in lines:

@@ -114,8 +114,9 @@ def test_the_queue_line_then_the_error_box(
     assert all(final_job(client, a).status == JobStatus.COMPLETED for a in ahead)
     screen = terminal.wait_for(r"EXIT=\d+").string
     assert "EXIT=1" in screen, screen
-    # Once dispatched, one line says how long it waited.
-    assert re.search(r"queued on one-slot: 1 of 1 slots busy, 0 ahead for [\d.]+ s", screen)
+    # Once dispatched, one line says how long it waited, before the runner's first line.
+    waited = re.search(r"queued on one-slot: 1 of 1 slots busy, 0 ahead for [\d.]+ s", screen)
+    assert waited and waited.end() < screen.index("[flowyard] job "), screen
     # The error box, as the studio shows it, above the summary box.
     assert re.search(r"Failed: ValueError", screen), screen
     assert "alpha 0.9 is too large" in screen
