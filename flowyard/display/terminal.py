@@ -42,6 +42,12 @@ if TYPE_CHECKING:
 
 # While queued, how often the queue's line is brought up to date.
 QUEUE_POLL_S = 1.0
+# The runner's last line before the entry point's own output. The runner reports `running` as
+# soon as the entry point starts, while its last preparation lines may still be on their way
+# (the log ships every 0.2 s): they are drawn as preparation until this line, or until this
+# long after the status moved on (a runner that does not say it).
+RUNNER_RUNNING = "[flowyard] running: "
+LOG_LAG_S = 2.0
 METRICS_SHOWN = 12
 _LIVE = (JobStatus.QUEUED, JobStatus.PREPARING)
 _STYLES = {
@@ -167,6 +173,7 @@ class TerminalFollower:
         self._live: Live | None = None
         self._waiting: _Waiting | None = None
         self._partial = b""
+        self._moved_on: float | None = None
 
     def start(self, job: JobOut) -> None:
         self._console.print(announcement(self._client, job), markup=False)
@@ -218,24 +225,32 @@ class TerminalFollower:
             self._write(data)
             return
         self._moved(waiting, status)
+        if status not in _LIVE and self._moved_on is None:
+            self._moved_on = time.monotonic()
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
-        for raw in lines:
+        for at, raw in enumerate(lines):
             # A carriage return rewrites its line, as the terminal would have drawn it.
             line = raw.decode(errors="replace").rstrip("\r").rsplit("\r", 1)[-1]
             phase = phases.parse(line, waiting.phase)
             if phase is not None:
                 waiting.phase = phase
                 self._refresh()  # each phase drawn at least once, however short
-            else:
-                self._console.print(Text.from_ansi(line))
-                if line.startswith(phases.PREFIX):
-                    waiting.phase = None  # built or reused: the build is over
-        if status not in _LIVE:
-            # The entry point's output from here on: untouched, straight to the terminal.
-            self._stop_live()
-            self._write(self._partial)
-            self._partial = b""
+                continue
+            self._console.print(Text.from_ansi(line))
+            if line.startswith(RUNNER_RUNNING):
+                self._go_raw(b"\n".join([*lines[at + 1 :], self._partial]))
+                return
+            if line.startswith(phases.PREFIX):
+                waiting.phase = None  # built or reused: the build is over
+        if self._moved_on is not None and time.monotonic() - self._moved_on > LOG_LAG_S:
+            self._go_raw(self._partial)
+
+    def _go_raw(self, rest: bytes) -> None:
+        """The entry point's output from here on: untouched, straight to the terminal."""
+        self._stop_live()
+        self._partial = b""
+        self._write(rest)
 
     def _write(self, data: bytes) -> None:
         if data:

@@ -13,6 +13,7 @@ from flowyard.client import Client
 from flowyard.display import Mode, facts, mode_for
 from flowyard.display.lines import SnapshotLine
 from flowyard.display.notebook import for_notebook, job_html
+from flowyard.display.terminal import TerminalFollower
 from flowyard.display.watch import LogTail, sparkline
 from flowyard.schemas import ErrorInfo, JobEventOut, JobOut, JobStatus
 from flowyard.snapshot import SnapshotResult
@@ -145,3 +146,21 @@ def test_the_run_table_escapes_what_the_job_says() -> None:
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "a&lt;b <b>1</b>" in html
     assert "Failed: ValueError" in html and "exit code 1" in html
     assert f"href='http://ws/studio/jobs/{job.id}'" in html
+
+
+def test_preparation_lines_shipped_after_running_are_still_drawn_as_progress() -> None:
+    """The runner reports `running` at once; its last preparation lines may come after."""
+    P, R = JobStatus.PREPARING, JobStatus.RUNNING
+    out = io.StringIO()
+    view = TerminalFollower(Client("http://ws"), out)
+    view.start(_job([(0, P)]))
+    view.log(b"[flowyard] environment: resolving 2 requirements\nResolved 3 packages in 1ms\n", P)
+    view.log(b"[flowyard] environment: installing 3 packages\n[flowyard] environment: bu", R)
+    view.log(b"ilt /e (1 s)\n[flowyard] running: python main.py\n 10%\r 100%\nmo", R)
+    view.log(b"re", R)
+    view.close()
+    text = out.getvalue()
+    assert "environment: resolving" not in text and "environment: installing" not in text
+    assert "Resolved 3 packages in 1ms\n[flowyard] environment: built /e (1 s)\n" in text
+    # From the runner's last line on, the entry point's bytes go through untouched.
+    assert text.endswith("[flowyard] running: python main.py\n 10%\r 100%\nmore")

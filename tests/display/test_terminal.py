@@ -58,9 +58,10 @@ def test_upload_progress_then_the_closing_summary(
     # The bars were drawn (then replaced by one line): files, bytes, rate, time left.
     raw = terminal.recorded()
     assert re.search(r"hashing .*\d+/43 files", raw), raw
-    assert re.search(r"uploading .*/43 files .*MB/s", raw), raw
+    # (The workspace may hold MLproject already, from another test's project.)
+    assert re.search(r"uploading .*\d+/4[23] files .*MB/s", raw), raw
     assert re.search(
-        r"Snapshot [0-9a-f]{12}: 43 files, 28\.\d MB; sent 43 files, 28\.\d MB in", screen
+        r"Snapshot [0-9a-f]{12}: 43 files, 28\.\d MB; sent 4[23] files, 28\.\d MB in", screen
     )
     assert "trained" in screen
     run_id = _job_id(screen)
