@@ -10,8 +10,9 @@ job's log and its closing summary), picked by where the output goes:
 - ``lines`` (``lines.py``): anything else (a file, CI, a pipe), or ``STREAM_OUTPUT: False``,
   gets at most one line per phase and nothing that moves the cursor.
 
-rich and IPython are imported only by the ways that use them, so a submit whose output goes to
-a file loads neither.
+``facts.py`` holds what all three show (phase times, links, metrics and outputs read from
+MLflow), and ``watch.py`` is `flowyard job watch`. rich and IPython are imported only by the ways
+that use them, so a submit whose output goes to a file loads neither.
 """
 
 from __future__ import annotations
