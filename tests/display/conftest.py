@@ -86,7 +86,15 @@ def tmux_terminal(tmp_path: Path) -> Iterator[Tmux]:
     socket = f"flowyard-test-{uuid.uuid4().hex[:12]}"
     terminal = Tmux(socket, tmp_path / "terminal.raw")
     yield terminal
+    where = subprocess.run(
+        ["tmux", "-L", socket, "display-message", "-p", "#{socket_path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, check=False)
+    if where.returncode == 0 and where.stdout.strip():
+        Path(where.stdout.strip()).unlink(missing_ok=True)  # a killed server leaves its socket
 
 
 @pytest.fixture(scope="package")
