@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 NETNS := $(if $(filter 0,$(shell id -u)),unshare --net --fork,unshare -rn --fork)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo )
 
-.PHONY: demo test test-ray lint bench studio-browser bubblewrap
+.PHONY: demo test test-ray lint bench studio-browser bubblewrap tmux
 
 # --compile-bytecode: runners start many short-lived Pythons, which would otherwise compile
 # MLflow from source each time when PYTHONDONTWRITEBYTECODE is set.
@@ -28,7 +28,7 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
-test: lint studio-browser bubblewrap
+test: lint studio-browser bubblewrap tmux
 	$(BIN)/python -m pytest -m "not ray"
 	$(MAKE) test-ray
 
@@ -39,6 +39,10 @@ studio-browser:
 # A process compute runs each job in a bubblewrap sandbox (docs/computes.md, "Isolation").
 bubblewrap:
 	command -v bwrap >/dev/null || ($(SUDO)apt-get update && $(SUDO)apt-get install -y --no-install-recommends bubblewrap)
+
+# The display's tests drive a real terminal: tmux, on a socket of their own.
+tmux:
+	command -v tmux >/dev/null || ($(SUDO)apt-get update && $(SUDO)apt-get install -y --no-install-recommends tmux)
 
 test-ray: $(BIN)/.installed
 	$(NETNS) bash -c 'ip link set lo up && RAY_USAGE_STATS_ENABLED=0 exec $(BIN)/python -m pytest -m ray'

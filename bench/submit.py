@@ -38,6 +38,7 @@ import mlflow.projects
 import flowyard.mlflow_plugin as plugin
 import flowyard.snapshot as snapshot_mod
 from flowyard.client import Client
+from flowyard.compute import launcher
 from flowyard.schemas import JobOut, JobStatus
 from flowyard.snapshot import build_manifest, materialize, upload
 from flowyard.submitted_run import FlowyardSubmittedRun
@@ -151,7 +152,7 @@ def instrumented(probe: Probe) -> Iterator[None]:
         (plugin, "_run_tags", "run_tags"),
         (snapshot_mod, "upload", "upload"),
         (Client, "submit_job", "submit_job"),
-        (plugin, "start_local_runner", "start_runner"),
+        (launcher, "start_here", "start_runner"),
         (plugin, "submit", "submit"),
         (FlowyardSubmittedRun, "wait", "wait"),
     ]

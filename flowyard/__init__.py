@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 from flowyard.errors import FlowyardError
 
 if TYPE_CHECKING:
+    from flowyard.job import Job
     from flowyard.workspace import Workspace
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowyardError", "Workspace", "__version__"]
+__all__ = ["FlowyardError", "Job", "Workspace", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from flowyard.workspace import Workspace
 
         return Workspace
+    if name == "Job":
+        from flowyard.job import Job
+
+        return Job
     raise AttributeError(f"module 'flowyard' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from mlflow.projects.backend.abstract_backend import AbstractBackend
 
-from flowyard import mlflow_internals
+from flowyard import display, mlflow_internals
 from flowyard.backend_config import LOCAL, BackendOptions
 from flowyard.client import Client
 from flowyard.compute import launcher
@@ -78,13 +78,17 @@ def submit(
     )
     if options.compute == LOCAL:
         builder.check_python(prepared.environment, str(info["mlflow_version"]))
-    manifest = build_manifest(
-        prepared.work_dir, max_mb=options.snapshot_max_mb, max_files=options.snapshot_max_files
-    )
-    if report := manifest.left_out_report():
-        print(report, file=sys.stderr)
-    tags = _run_tags(prepared, options, version)
-    snapshot = upload(client, manifest)
+    with display.snapshot_progress(sys.stderr, quiet=not options.stream_output) as progress:
+        manifest = build_manifest(
+            prepared.work_dir,
+            max_mb=options.snapshot_max_mb,
+            max_files=options.snapshot_max_files,
+            progress=progress,
+        )
+        if report := manifest.left_out_report():
+            print(report, file=sys.stderr)
+        tags = _run_tags(prepared, options, version)
+        snapshot = upload(client, manifest, progress=progress)
     job = client.submit_job(
         JobSubmit(
             experiment_id=str(experiment_id),

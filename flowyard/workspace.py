@@ -6,11 +6,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowyard import defaults
 from flowyard.client import Client
 from flowyard.errors import ConfigError, ConfigNotFoundError
+
+if TYPE_CHECKING:
+    from flowyard.job import Job
 
 ENV_CONFIG = "FLOWYARD_CONFIG"
 ENV_URL = "FLOWYARD_WORKSPACE_URL"
@@ -123,6 +126,14 @@ class Workspace:
             target = target / defaults.CONFIG_DIR / defaults.CONFIG_FILE
         WorkspaceConfig(name=self.name, url=self.url).write(target)
         return target
+
+    def get_job(self, run_id: str, *, stream_output: bool = True) -> Job:
+        """A job of this workspace, by its id (its MLflow run id): to wait for, to cancel, or
+        to show in a notebook as a run table."""
+        from flowyard.job import Job
+
+        client = Client(self.url)
+        return Job(client, client.get_job(run_id), stream_output=stream_output)
 
     def get_mlflow_tracking_uri(self) -> str:
         """The plain ``http(s)://`` URL that the stock MLflow client tracks against."""

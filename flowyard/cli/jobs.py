@@ -52,12 +52,12 @@ def list_jobs(status: str | None, compute: str | None, limit: int) -> None:
 @click.argument("job_id")
 def show(job_id: str) -> None:
     """A job's settings, status timeline and error."""
-    from flowyard.submitted_run import run_url
+    from flowyard.display.facts import mlflow_url
 
     client = workspace_client()
     j = client.get_job(job_id)
     out = Console()
-    out.print(f"[bold]{j.run_id}[/bold] {j.status}  ({run_url(client.url, j)})")
+    out.print(f"[bold]{j.run_id}[/bold] {j.status}  ({mlflow_url(client.url, j)})")
     out.print(f"entry point {j.entry_point}  parameters {j.parameters}")
     out.print(f"compute {j.compute}  snapshot {j.snapshot_id[:12]}  user {j.user}")
     if j.status == JobStatus.QUEUED and j.waiting_reason:
@@ -100,12 +100,25 @@ def logs(job_id: str, follow: bool) -> None:
 @click.argument("job_id")
 def cancel(job_id: str) -> None:
     """Stop a job; waits until it has stopped."""
-    from flowyard.submitted_run import FlowyardSubmittedRun
+    from flowyard.job import Job
 
     client = workspace_client()
-    run = FlowyardSubmittedRun(client, client.get_job(job_id), stream_output=False)
+    run = Job(client, client.get_job(job_id), stream_output=False)
     run.cancel()
     click.echo(f"{job_id}: {run.job.status}")
+
+
+@job.command("watch")
+@click.argument("job_id")
+def watch(job_id: str) -> None:
+    """A live view of a job until it ends: status, timeline, metrics, log tail.
+
+    Exits 0 when the job completed, 1 when it failed or was canceled; Ctrl-C stops watching,
+    not the job.
+    """
+    from flowyard.display.watch import watch as watch_job
+
+    sys.exit(watch_job(workspace_client(), job_id, sys.stdout))
 
 
 def _pairs(flag: str, pairs: tuple[str, ...]) -> dict[str, str]:

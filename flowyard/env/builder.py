@@ -27,7 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from flowyard import paths
-from flowyard.env import failure
+from flowyard.env import failure, phases
 from flowyard.env.spec import left_out_reason
 from flowyard.errors import EnvBuildError, InterpreterNotFoundError
 from flowyard.jobspec import EnvironmentSpec
@@ -283,7 +283,9 @@ def _build(
             listed = work / "flowyard-requirements.txt"
             listed.write_text("\n".join(reqs) + "\n")
             install = [uv_bin(), "pip", "install", "--python", str(python)]
-            code, output = _stream([*install, "-r", str(listed)], log, cwd=project_dir)
+            log(phases.resolving_line(len(reqs)))
+            watched = phases.UvWatcher(log)
+            code, output = _stream([*install, "-r", str(listed)], watched, cwd=project_dir)
             if code != 0:
                 source = spec.source or "the environment file"
                 raise EnvBuildError(failure.explain(output, source, request))

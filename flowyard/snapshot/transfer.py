@@ -27,6 +27,7 @@ from flowyard.errors import (
     WorkspaceUnreachableError,
 )
 from flowyard.snapshot.manifest import DIGEST, FileEntry, Manifest, unsafe_path_reason
+from flowyard.snapshot.progress import SnapshotProgress
 from flowyard.snapshot.walk import build_manifest, cache_home
 
 _CHUNK = 1 << 20
@@ -62,30 +63,46 @@ def upload(
     max_mb: float = defaults.SNAPSHOT_MAX_MB,
     max_files: int = defaults.SNAPSHOT_MAX_FILES,
     workers: int = defaults.SNAPSHOT_UPLOAD_WORKERS,
+    progress: SnapshotProgress | None = None,
 ) -> SnapshotResult:
     """Upload the blobs the workspace lacks, then create the snapshot (idempotent).
 
     ``source`` is a manifest from :func:`build_manifest`, or a project folder to build one from
     with the given limits. Small files travel in batches, a big one alone and streamed; a few
-    requests run at once.
+    requests run at once. ``progress`` hears of the upload as it goes.
     """
     manifest = (
         source
         if isinstance(source, Manifest)
-        else build_manifest(source, max_mb=max_mb, max_files=max_files)
+        else build_manifest(source, max_mb=max_mb, max_files=max_files, progress=progress)
     )
     by_digest = {f.digest: f for f in manifest.files}
     todo = [by_digest[d] for d in client.missing_blobs(sorted(by_digest))]
+    if progress is not None:
+        sent = {f.digest for f in todo}
+        present = [f for f in manifest.files if f.digest not in sent]
+        # Files of one content travel once: what is sent is counted in blobs.
+        progress.uploading(
+            len(todo), sum(f.size for f in todo), len(present), sum(f.size for f in present)
+        )
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda group: _upload_group(client, manifest.root, group), _groups(todo)))
+        list(
+            pool.map(
+                lambda group: _upload_group(client, manifest.root, group, progress),
+                _groups(todo),
+            )
+        )
     info = client.create_snapshot(manifest.files)
-    return SnapshotResult(
+    result = SnapshotResult(
         id=info.id,
         file_count=info.file_count,
         total_bytes=info.total_bytes,
         uploaded_blobs=len(todo),
         uploaded_bytes=sum(f.size for f in todo),
     )
+    if progress is not None:
+        progress.done(result)
+    return result
 
 
 def _groups(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
@@ -110,9 +127,11 @@ def _groups(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
         yield batch
 
 
-def _upload_group(client: Client, root: Path, group: list[FileEntry]) -> None:
+def _upload_group(
+    client: Client, root: Path, group: list[FileEntry], progress: SnapshotProgress | None
+) -> None:
     if len(group) == 1 and group[0].size > defaults.SNAPSHOT_BATCH_FILE_BYTES:
-        _upload_big(client, root, group[0])
+        _upload_big(client, root, group[0], progress)
         return
     blobs = [(f.digest, _read_small(root, f)) for f in group]
     try:
@@ -121,6 +140,8 @@ def _upload_group(client: Client, root: Path, group: list[FileEntry]) -> None:
         # A server started with a --max-body-mb below a batch's size takes its blobs one by one.
         for digest, content in blobs:
             client.put_blob(digest, [content])
+    if progress is not None:
+        progress.advance(sum(f.size for f in group), len(group))
 
 
 def _read_small(root: Path, entry: FileEntry) -> bytes:
@@ -134,7 +155,9 @@ def _read_small(root: Path, entry: FileEntry) -> bytes:
     return content
 
 
-def _upload_big(client: Client, root: Path, entry: FileEntry) -> None:
+def _upload_big(
+    client: Client, root: Path, entry: FileEntry, progress: SnapshotProgress | None
+) -> None:
     path = root / entry.path
     hasher = hashlib.sha256()
 
@@ -143,6 +166,10 @@ def _upload_big(client: Client, root: Path, entry: FileEntry) -> None:
             while chunk := file.read(_CHUNK):
                 hasher.update(chunk)
                 yield chunk
+                if progress is not None:
+                    progress.advance(len(chunk))  # asked for the next one: this one is sent
+        if progress is not None:
+            progress.advance(0, 1)
 
     try:
         client.put_blob(entry.digest, chunks())

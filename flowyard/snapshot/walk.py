@@ -35,6 +35,8 @@ from flowyard.snapshot.manifest import (
 if TYPE_CHECKING:
     import pathspec
 
+    from flowyard.snapshot.progress import SnapshotProgress
+
 # Files modified this recently may change again within the filesystem's mtime resolution
 # without their mtime moving, so their hashes are not cached (git's "racily clean" problem).
 _RACY_NS = 2_000_000_000
@@ -270,8 +272,10 @@ def build_manifest(
     *,
     max_mb: float = defaults.SNAPSHOT_MAX_MB,
     max_files: int = defaults.SNAPSHOT_MAX_FILES,
+    progress: SnapshotProgress | None = None,
 ) -> Manifest:
-    """Walk and hash a project, checking the limits before hashing anything.
+    """Walk and hash a project, checking the limits before hashing anything; ``progress`` hears
+    of the hashing as it goes.
 
     Raises:
         SnapshotTooLargeError: The project is over ``max_mb`` or ``max_files``.
@@ -289,23 +293,26 @@ def build_manifest(
     _check_limits(root, found, max_mb, max_files)
     cache_file = cache_home() / "hashes" / f"{_sha1(str(root))}.json"
     cached = _load_hashes(cache_file)
+    known = {f.path: d for f in found if (d := _cached_digest(cached, f))}
+    if progress is not None:
+        unchanged = sum(f.size for f in found if f.path in known)
+        total = sum(f.size for f in found)
+        progress.hashing(len(found) - len(known), total - unchanged, len(known), unchanged)
 
     def digest(f: _Found) -> str:
-        hit = cached.get(f.path)
-        if (
-            isinstance(hit, list)
-            and hit[:2] == [f.size, f.mtime_ns]
-            and DIGEST.fullmatch(str(hit[-1]))
-        ):
-            return str(hit[-1])
+        if hit := known.get(f.path):
+            return hit
         try:
             with open(root / f.path, "rb") as file:
-                return hashlib.file_digest(file, "sha256").hexdigest()
+                hexdigest = hashlib.file_digest(file, "sha256").hexdigest()
         except OSError as e:
             raise InvalidRequestError(
                 f"Cannot read {root / f.path} ({e.strerror}); fix its permissions or list it in "
                 f"{root / '.flowyardignore'}."
             ) from e
+        if progress is not None:
+            progress.advance(f.size, 1)
+        return hexdigest
 
     with ThreadPoolExecutor(defaults.SNAPSHOT_UPLOAD_WORKERS) as pool:
         digests = list(pool.map(digest, found))
@@ -321,6 +328,13 @@ def build_manifest(
         FileEntry(f.path, d, f.size, f.executable) for f, d in zip(found, digests, strict=True)
     )
     return Manifest(root, tuple(sorted(files, key=lambda e: e.path)), tuple(walk.left_out))
+
+
+def _cached_digest(cached: dict[str, Any], f: _Found) -> str | None:
+    hit = cached.get(f.path)
+    if isinstance(hit, list) and hit[:2] == [f.size, f.mtime_ns] and DIGEST.fullmatch(str(hit[-1])):
+        return str(hit[-1])
+    return None
 
 
 def _sha1(text: str) -> str:
