@@ -50,6 +50,8 @@ def _job(steps: list[tuple[float, JobStatus]], **fields: object) -> JobOut:
         "exit_code": None,
         "error": None,
         "log_size": 0,
+        "max_retries": None,
+        "artifact_uri": None,
         "events": events,
         **fields,
     }
