@@ -5,13 +5,15 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowyard.client import Client
+from flowyard.schemas import JobOut, JobStatus
 
 if TYPE_CHECKING:
-    from tests.conftest import Server
+    from tests.servers import Server
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sklearn_elasticnet"
 
@@ -134,7 +136,7 @@ def unstarted_job(url: str, headers: dict[str, str]) -> tuple[str, str]:
 
 def create_compute(workspace: Server, name: str, *args: str, kind: str = "process") -> None:
     """`flowyard compute create NAME --type KIND ARGS...` against ``workspace``."""
-    from tests.conftest import run_cli
+    from tests.servers import run_cli
 
     result = run_cli(
         *("compute", "create", name, "--type", kind, *args),
@@ -146,8 +148,24 @@ def create_compute(workspace: Server, name: str, *args: str, kind: str = "proces
 
 def process_workspace(folder: Path, compute: str, *args: str) -> Server:
     """A new workspace (short timeouts) with one `process` compute named ``compute``."""
-    from tests.compute.conftest import fast_workspace
+    from tests.servers import fast_workspace
 
     server = fast_workspace(folder)
     create_compute(server, compute, *args)
     return server
+
+
+def final_job(client: Client, run_id: str, timeout: float = 180) -> JobOut:
+    """The job once its status is final (an AssertionError after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get_job(run_id)
+        if job.status.is_final:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {run_id} still {client.get_job(run_id).status} after {timeout} s")
+
+
+def event_at(job: JobOut, status: JobStatus) -> datetime:
+    """When ``job`` first moved to ``status``."""
+    return next(e.at for e in job.events if e.to_status == status)

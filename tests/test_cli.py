@@ -6,7 +6,7 @@ import json
 import socket
 from pathlib import Path
 
-from tests.conftest import Server, free_port, init_workspace, run_cli
+from tests.servers import Server, free_port, init_workspace, run_cli
 
 
 def test_workspace_init_creates_folder_and_config(tmp_path: Path) -> None:

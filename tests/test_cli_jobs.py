@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Server, run_cli
 from tests.factories import make_project
+from tests.servers import Server, run_cli
 
 
 def test_run_follows_the_log_and_exits_with_the_result(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import Server, free_port
+from tests.servers import Server, free_port
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

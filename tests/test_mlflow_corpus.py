@@ -18,9 +18,9 @@ import mlflow
 import pytest
 from mlflow.exceptions import ExecutionException
 
-from tests.conftest import Server, free_port
 from tests.factories import make_project, process_workspace
 from tests.parity import PROJECTS, Case, run_both, run_case
+from tests.servers import Server, free_port
 
 CASES = [
     Case(

@@ -21,8 +21,8 @@ from flowyard.errors import FlowyardError, InvalidRequestError, NotAWorkspaceErr
 from flowyard.mlflow_errors import as_execution_exception
 from flowyard.schemas import JobStatus
 from flowyard.submitted_run import FlowyardSubmittedRun
-from tests.conftest import Server
 from tests.factories import make_project
+from tests.servers import Server
 
 LOCAL = {"USE_CONDA": False}
 

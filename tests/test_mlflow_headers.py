@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
-from tests.conftest import Server
 from tests.factories import make_project
+from tests.servers import Server
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_moving_to_another_workspace_needs_no_step(
 ) -> None:
     """The token exported for the first workspace is stale for the second; MLflow still sends it
     on the first call there, and the workspace takes the plugin's own header instead."""
-    from tests.compute.conftest import fast_workspace
+    from tests.servers import fast_workspace
 
     other = fast_workspace(tmp_path / "other")
     try:

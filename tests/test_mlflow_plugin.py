@@ -23,8 +23,8 @@ from flowyard.errors import FlowyardError, NotAWorkspaceError
 from flowyard.projects import run as flowyard_run
 from flowyard.schemas import JobStatus
 from flowyard.submitted_run import FlowyardSubmittedRun
-from tests.conftest import Server
 from tests.factories import EXAMPLE, make_project, read_news_while_gate_opens, waits_for_gate
+from tests.servers import Server
 
 LOCAL = {"USE_CONDA": False}
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import Server
 from tests.factories import process_workspace
 from tests.parity import PARITY, run_both
+from tests.servers import Server
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 
 from flowyard.client import Client
 from flowyard.runner.masking import Masker
-from tests.conftest import Server
 from tests.factories import make_project
+from tests.servers import Server
 
 SECRET = "hunter2-s3cr3t-VALUE"
 

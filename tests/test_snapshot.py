@@ -29,8 +29,8 @@ from flowyard.snapshot import (
     snapshot_id,
     upload,
 )
-from tests.conftest import Server, run_cli
 from tests.factories import make_project as make_mlproject
+from tests.servers import Server, run_cli
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from flowyard import Workspace
 from flowyard.client import _tls_context
 from flowyard.errors import ConfigNotFoundError, NotAWorkspaceError, WorkspaceUnreachableError
-from tests.conftest import Server, free_port
+from tests.servers import Server, free_port
 
 
 @pytest.fixture

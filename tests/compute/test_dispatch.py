@@ -22,9 +22,14 @@ from flowyard.jobspec import EnvironmentSpec, JobOptions
 from flowyard.schemas import JobStatus
 from flowyard.server.db.engine import prepare_database
 from flowyard.server.db.models import Compute, Job, Snapshot
-from tests.compute.conftest import FAST, event_at, final_job
-from tests.conftest import Server, run_cli
-from tests.factories import make_project, read_news_while_gate_opens, waits_for_gate
+from tests.factories import (
+    event_at,
+    final_job,
+    make_project,
+    read_news_while_gate_opens,
+    waits_for_gate,
+)
+from tests.servers import FAST, Server, run_cli
 
 pytestmark = pytest.mark.postgres
 

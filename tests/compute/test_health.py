@@ -14,8 +14,7 @@ import pytest
 from flowyard.compute.base import ComputeTarget, ExternalState, Health, RunnerCommand
 from flowyard.defaults import API_PREFIX
 from flowyard.server.services.computes import HealthChecks
-from tests.compute.conftest import fast_workspace
-from tests.conftest import Server, run_cli
+from tests.servers import Server, fast_workspace, run_cli
 
 # Far below the 30 s a Ray health call waits on a dashboard that never answers.
 CLIENT_TIMEOUT_S = 5.0

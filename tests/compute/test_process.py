@@ -18,9 +18,15 @@ from flowyard.compute.base import ExternalState
 from flowyard.compute.process import ProcessTarget
 from flowyard.errors import ConflictError, NotFoundError
 from flowyard.schemas import ComputeType, JobStatus
-from tests.compute.conftest import event_at, fast_workspace, final_job
-from tests.conftest import Server, run_cli
-from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project, waits_for_gate
+from tests.factories import (
+    EXAMPLE,
+    event_at,
+    final_job,
+    hangs_on_first_attempt,
+    make_project,
+    waits_for_gate,
+)
+from tests.servers import Server, fast_workspace, run_cli
 
 
 @pytest.fixture(scope="module")

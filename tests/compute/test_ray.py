@@ -23,10 +23,9 @@ from mlflow import MlflowClient
 
 from flowyard.client import Client
 from flowyard.schemas import ComputeOut, JobStatus
-from tests.compute.conftest import fast_workspace, final_job
-from tests.conftest import Server, free_port, run_cli
-from tests.factories import EXAMPLE, hangs_on_first_attempt, make_project
+from tests.factories import EXAMPLE, final_job, hangs_on_first_attempt, make_project
 from tests.parity import PARITY, run_both
+from tests.servers import Server, fast_workspace, free_port, run_cli
 
 pytestmark = pytest.mark.ray
 

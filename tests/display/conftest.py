@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.compute.conftest import fast_workspace
-from tests.conftest import Server
 from tests.factories import create_compute
+from tests.servers import Server, fast_workspace
 
 
 class Tmux:

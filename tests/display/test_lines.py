@@ -13,10 +13,9 @@ from pathlib import Path
 from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.snapshot import SnapshotResult, build_manifest, upload
-from tests.compute.conftest import final_job
-from tests.conftest import FLOWYARD, Server
 from tests.display.conftest import terminal_env
-from tests.factories import make_project, waits_for_gate
+from tests.factories import final_job, make_project, waits_for_gate
+from tests.servers import FLOWYARD, Server
 
 ESCAPES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 

@@ -14,7 +14,7 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from tests.conftest import Server
+from tests.servers import Server
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,9 @@ import pytest
 
 from flowyard.client import Client
 from flowyard.schemas import JobStatus
-from tests.compute.conftest import final_job
-from tests.conftest import Server
 from tests.display.conftest import Tmux, terminal_env
-from tests.factories import make_project, waits_for_gate
+from tests.factories import final_job, make_project, waits_for_gate
+from tests.servers import Server
 
 pytestmark = pytest.mark.slow
 

@@ -25,8 +25,8 @@ from flowyard.env.spec import from_conda_yaml, from_python_env
 from flowyard.errors import InterpreterNotFoundError, InvalidRequestError
 from flowyard.jobspec import EnvironmentSpec, EnvManager
 from flowyard.schemas import JobStatus
-from tests.conftest import Server
 from tests.factories import EXAMPLE, make_project
+from tests.servers import Server
 
 BUILD = {"USE_CONDA": True, "STREAM_OUTPUT": False}
 SHOW_ENV = """\

@@ -20,7 +20,7 @@ from flowyard import defaults
 from flowyard.client import Client
 from flowyard.server.middleware.headers import inert_type
 from flowyard.snapshot import upload
-from tests.conftest import Server, auth_headers
+from tests.servers import Server, auth_headers
 from tests.studio.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in
 
 SCRIPT = "<script>document.title = 'ran'; window.ran = true;</script>"

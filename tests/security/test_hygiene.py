@@ -15,7 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from flowyard import defaults
 from flowyard.server.middleware.inputs import MAX_DEPTH, JsonServerErrors
-from tests.conftest import Server, auth_headers, new_workspace
+from tests.servers import Server, auth_headers, new_workspace
 
 DEEP = 100_000
 

@@ -22,9 +22,8 @@ from flowyard.compute import sandbox
 from flowyard.schemas import JobStatus
 from flowyard.server.services import computes
 from flowyard.server.settings import ServerSettings
-from tests.compute.conftest import FAST, final_job
-from tests.conftest import Server, free_port, init_workspace, run_cli
-from tests.factories import create_compute, make_project
+from tests.factories import create_compute, final_job, make_project
+from tests.servers import FAST, Server, free_port, init_workspace, run_cli
 
 SERVER_SECRET = "FLOWYARD_TEST_SERVER_SECRET"
 SECRET_VALUE = "server-only-7f3a9c"

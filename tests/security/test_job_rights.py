@@ -18,10 +18,10 @@ from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.schemas import JobStatus
 from flowyard.server.auth.policy import JOB_TAG
-from tests.conftest import Server
 from tests.factories import make_project
 from tests.security.test_routes import local_job
 from tests.server.test_auth import new_token
+from tests.servers import Server
 
 LOCAL = {"USE_CONDA": False}
 

@@ -21,8 +21,8 @@ from flowyard.client import Client
 from flowyard.schemas import JobStatus, JobSubmit
 from flowyard.snapshot import build_manifest, upload
 from flowyard.submitted_run import FlowyardSubmittedRun
-from tests.conftest import Server, auth_headers, new_workspace, run_cli
 from tests.factories import make_project
+from tests.servers import Server, auth_headers, new_workspace, run_cli
 
 API = "/api/flowyard/v1"
 MiB = 1024 * 1024

@@ -17,10 +17,9 @@ from mlflow import MlflowClient
 from flowyard.client import Client
 from flowyard.jobspec import JobOptions
 from flowyard.schemas import JobOut, JobSubmit
-from tests.compute.conftest import final_job
-from tests.conftest import Server
-from tests.factories import make_project, process_workspace
+from tests.factories import final_job, make_project, process_workspace
 from tests.server.test_auth import new_token
+from tests.servers import Server
 
 SECRET = "alices-s3cr3t-VALUE"
 PROBE = """\

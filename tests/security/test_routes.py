@@ -28,9 +28,9 @@ from flowyard.server.auth.policy import (
     runner_call,
 )
 from flowyard.server.auth.tokens import Role
-from tests.conftest import Server, free_port, init_workspace
 from tests.factories import unstarted_job
 from tests.server.test_auth import new_token
+from tests.servers import Server, free_port, init_workspace
 
 API = "/api/flowyard/v1"
 

@@ -18,8 +18,8 @@ from mlflow.exceptions import ExecutionException
 from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.schemas import JobStatus
-from tests.conftest import Server
 from tests.factories import make_project
+from tests.servers import Server
 
 LOCAL = {"USE_CONDA": False}
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx
 
 from flowyard import defaults
-from tests.conftest import Server, auth_headers
 from tests.factories import unstarted_job
+from tests.servers import Server, auth_headers
 
 
 def test_a_second_runner_with_the_same_pid_cannot_claim_the_job(sqlite_server: Server) -> None:

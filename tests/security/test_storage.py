@@ -17,7 +17,7 @@ import pytest
 
 from flowyard import defaults
 from flowyard.client import Client
-from tests.conftest import Server, free_port, init_workspace
+from tests.servers import Server, free_port, init_workspace
 
 PREFIXES = ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow"]
 

@@ -22,8 +22,8 @@ from flowyard import Workspace
 from flowyard.client import Client
 from flowyard.errors import UnauthenticatedError
 from flowyard.snapshot import build_manifest, upload
-from tests.conftest import Server, free_port, run_cli
 from tests.factories import EXAMPLE, make_project
+from tests.servers import Server, free_port, run_cli
 
 API = "/api/flowyard/v1"
 

@@ -21,8 +21,8 @@ import pytest
 from flowyard import defaults
 from flowyard.client import Client
 from flowyard.snapshot import batch, materialize, upload
-from tests.conftest import Server, auth_headers, free_port, init_workspace
 from tests.factories import unstarted_job
+from tests.servers import Server, auth_headers, free_port, init_workspace
 
 MLFLOW_ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 # Small limits, so each over-limit case costs little.

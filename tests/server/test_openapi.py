@@ -23,7 +23,7 @@ from schemathesis.checks import (
 )
 
 from flowyard import defaults
-from tests.conftest import Server, _fresh_postgres_database, auth_headers, free_port, init_workspace
+from tests.servers import Server, auth_headers, free_port, fresh_postgres_database, init_workspace
 
 EXAMPLES = int(os.environ.get("FLOWYARD_FUZZ_EXAMPLES", "0")) or 15
 
@@ -43,7 +43,7 @@ def fuzzed_server(
         yield server
         server.stop()
         return
-    databases = _fresh_postgres_database()  # skips when no PostgreSQL answers
+    databases = fresh_postgres_database()  # skips when no PostgreSQL answers
     db_url = next(databases)
     artifacts = str(project / "artifacts")
     server = Server(args=["--db-url", db_url, "--artifacts", artifacts], cwd=project).start()

@@ -14,8 +14,8 @@ from flowyard.client import Client
 from flowyard.errors import InvalidRequestError
 from flowyard.jobspec import EntryPointSpec, ParameterSpec
 from flowyard.prepared_project import prepare
-from tests.conftest import Server, run_cli
 from tests.factories import make_project
+from tests.servers import Server, run_cli
 
 SPEC: dict[str, Any] = {
     "name": "main",

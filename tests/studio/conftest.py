@@ -15,9 +15,8 @@ import pytest
 
 from flowyard.client import Client
 from flowyard.schemas import JobOut, JobStatus
-from tests.compute.conftest import final_job
-from tests.conftest import Server
-from tests.factories import EXAMPLE, make_project, process_workspace
+from tests.factories import EXAMPLE, final_job, make_project, process_workspace
+from tests.servers import Server
 
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox (containers), no GPU, and none of Chromium's own calls home: the tests' only

@@ -17,9 +17,8 @@ from playwright.sync_api import Page, expect
 from flowyard.client import Client
 from flowyard.errors import InvalidRequestError
 from flowyard.schemas import JobStatus
-from tests.compute.conftest import fast_workspace
-from tests.conftest import Server
 from tests.factories import make_project
+from tests.servers import Server, fast_workspace
 from tests.studio.conftest import Jobs, sign_in
 
 
