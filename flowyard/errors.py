@@ -65,6 +65,13 @@ class DatabaseError(ServerStartError):
     code = "DATABASE_ERROR"
 
 
+class DatabaseUnavailableError(FlowyardError):
+    """The workspace's database did not answer a request: a passing outage, worth a retry."""
+
+    code = "DATABASE_UNAVAILABLE"
+    http_status = 503
+
+
 class InvalidRequestError(FlowyardError):
     code = "INVALID_REQUEST"
     http_status = 400

@@ -296,6 +296,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "What the request names does not exist.",
         409: "The request does not fit the current state of what it names.",
         413: "The body is over one of the server's size limits.",
+        503: "The workspace's database is briefly unavailable; retry after Retry-After seconds.",
     }.items()
 }
 """The error answers every route of Flowyard's API may give, for its OpenAPI schema."""

@@ -13,11 +13,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from flowyard.credentials import find_token
+
+if TYPE_CHECKING:
+    from tests.proxy import TcpProxy
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FLOWYARD = [sys.executable, "-m", "flowyard.cli"]
@@ -193,6 +197,25 @@ def postgres_server(postgres_db: str, tmp_path_factory: pytest.TempPathFactory) 
     ).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def cuttable_postgres_server(
+    postgres_empty_db: str, tmp_path: Path
+) -> Iterator[tuple[Server, TcpProxy]]:
+    """A server whose PostgreSQL connection runs through a proxy the test cuts and restores."""
+    from tests.proxy import TcpProxy
+
+    with TcpProxy(target_port=5432) as proxy:
+        db_url = postgres_empty_db.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        server = Server(
+            args=["--db-url", db_url, "--artifacts", str(tmp_path / "artifacts"), "--name", "cut"],
+            cwd=tmp_path,
+        ).start()
+        try:
+            yield server, proxy
+        finally:
+            server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -31,7 +31,12 @@ from tenacity import (
 from flowyard import paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
-from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
+from flowyard.errors import (
+    DatabaseUnavailableError,
+    EnvBuildError,
+    FlowyardError,
+    WorkspaceUnreachableError,
+)
 from flowyard.runner.api import ClaimedJob, ErrorReport, RunnerApi
 from flowyard.runner.logship import LogShipper
 from flowyard.runner.masking import Masker
@@ -63,9 +68,12 @@ def _die_with_parent() -> None:
 
 
 def _transient(error: BaseException) -> bool:
-    # Unreachable, or a 5xx the server did not explain: worth another try. A FlowyardError
-    # subclass is the server's considered answer, and trying again would get the same one.
-    return isinstance(error, WorkspaceUnreachableError) or type(error) is FlowyardError
+    # Unreachable, its database briefly away, or a 5xx the server did not explain: worth another
+    # try. Any other FlowyardError subclass is the server's considered answer, and trying again
+    # would get the same one.
+    return isinstance(error, WorkspaceUnreachableError | DatabaseUnavailableError) or (
+        type(error) is FlowyardError
+    )
 
 
 class Runner:

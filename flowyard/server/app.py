@@ -25,6 +25,7 @@ from flowyard.server.middleware.auth import AuthMiddleware, Sessions
 from flowyard.server.middleware.headers import SecurityHeaders
 from flowyard.server.middleware.inputs import InputGuard, JsonServerErrors
 from flowyard.server.middleware.limits import BodyLimits
+from flowyard.server.middleware.outages import DatabaseOutages
 from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
@@ -96,7 +97,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_exception_handler(FlowyardError, _flowyard_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    # The last added runs first: security headers (on every answer, refusals included), who is
+    # The last added runs first: security headers (on every answer, refusals included), a
+    # database outage as a 503 (whichever layer met it, the token lookup included), who is
     # asking, then sizes, then paths, then what a JSON body holds. Every request, MLflow's
     # included, is checked before any route sees it.
     app.add_middleware(JsonServerErrors)
@@ -108,6 +110,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(
         AuthMiddleware, engine=engine, keys=keys, sessions=sessions, enabled=settings.auth
     )
+    app.add_middleware(DatabaseOutages)
     app.add_middleware(SecurityHeaders)
     for module in (meta, snapshots, jobs, computes, auth):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
