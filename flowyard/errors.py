@@ -46,6 +46,13 @@ class WorkspaceUnreachableError(WorkspaceError):
     code = "WORKSPACE_UNREACHABLE"
 
 
+class WorkspaceUnavailableError(WorkspaceUnreachableError):
+    """A proxy in front of the workspace answered 502/503/504: it is away for now."""
+
+    code = "WORKSPACE_UNAVAILABLE"
+    http_status = 503
+
+
 class NotAWorkspaceError(WorkspaceError):
     code = "NOT_A_WORKSPACE"
 
