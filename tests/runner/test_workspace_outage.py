@@ -41,6 +41,8 @@ def test_a_job_cut_off_from_its_workspace_for_6_s_completes_with_every_line(
             "    time.sleep(0.1)\n",
         )
         mlflow.set_tracking_uri(workspace.url)
+        # This workspace is new: an experiment an earlier test made active is not in it.
+        mlflow.set_experiment("cut-off")
         try:
             run = mlflow.projects.run(
                 str(project),
