@@ -15,9 +15,11 @@ from flowyard.credentials import find_token
 from flowyard.errors import (
     FlowyardError,
     NotAWorkspaceError,
+    WorkspaceUnavailableError,
     WorkspaceUnreachableError,
     error_from_payload,
 )
+from flowyard.retries import IDEMPOTENT_METHODS, retrying, transient
 from flowyard.status import JobStatus
 
 if TYPE_CHECKING:
@@ -76,8 +78,13 @@ class Client:
         *,
         token: str | None = None,
         timeout: float = defaults.REQUEST_TIMEOUT_S,
+        retry_for_s: float = defaults.CLIENT_RETRY_FOR_S,
     ) -> None:
         self.url = url.rstrip("/")
+        self.retry_for_s = retry_for_s
+        # Connection errors are retried only once the workspace has answered: one that never
+        # did is most likely not started, which the user should hear at once.
+        self._answered = False
         self.token = token or find_token(self.url)
         self._http = httpx.Client(
             base_url=self.url + defaults.API_PREFIX,
@@ -335,9 +342,35 @@ class Client:
         return TokenOut.model_validate(self.request("DELETE", f"/tokens/{token_id}"))
 
     def request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
-        """Call the API; returns the JSON body, or the response itself when ``raw``."""
+        """Call the API; returns the JSON body, or the response itself when ``raw``.
+
+        A request that is safe to repeat (see :mod:`flowyard.retries`, and a body that can be sent
+        again) is retried with back-off for up to ``retry_for_s`` while the workspace is away or
+        unavailable."""
+        content = kwargs.get("content")
+        if (
+            self.retry_for_s <= 0
+            or method not in IDEMPOTENT_METHODS
+            or not isinstance(content, bytes | str | None)
+        ):
+            return self._request_once(method, path, raw=raw, **kwargs)
+
+        def worth_retrying(error: BaseException) -> bool:
+            # Unlike a runner's, a user's command does not wait out an unexplained 500: it may
+            # be a bug, and the user is waiting.
+            if isinstance(error, WorkspaceUnreachableError):
+                return self._answered
+            return transient(error) and type(error) is not FlowyardError
+
+        for attempt in retrying(self.retry_for_s, worth=worth_retrying):
+            with attempt:
+                return self._request_once(method, path, raw=raw, **kwargs)
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
+            self._answered = True
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             raise WorkspaceUnreachableError(
                 f"The workspace at {self.url} does not answer; start it with `flowyard server` "
@@ -366,6 +399,12 @@ class Client:
                 body = None
         if isinstance(body, dict) and "error_code" in body and "message" in body:
             raise error_from_payload(body)
+        if response.status_code in (502, 503, 504):
+            # A proxy or load balancer in front of a workspace that is away or restarting.
+            raise WorkspaceUnavailableError(
+                f"The workspace at {self.url} is unavailable for now ({response.status_code}); "
+                "try again in a moment, and check the server if it persists."
+            )
         if response.status_code in (404, 405) or body is None:
             raise NotAWorkspaceError(self._not_a_workspace())
         request = response.request

@@ -26,6 +26,12 @@ DEFAULT_PORT = 5000
 # The info call that recognises a workspace must fail fast when nothing answers.
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
+# How long the client keeps repeating a safe request (a read, a blob's upload) to a workspace
+# that answered before and is now away or unavailable: a restart or a failover, not an outage.
+CLIENT_RETRY_FOR_S = 120.0
+# What a 503 asks a client to wait before asking again: a database failing over or restarting
+# is usually back within seconds, and clients back off further on their own.
+RETRY_AFTER_S = 2
 # A follower's read of a job's log waits this long on the workspace for news (more log, another
 # status, the end) before it answers: the follower hears of the end at once, and asks rarely.
 LOG_WAIT_S = 10.0

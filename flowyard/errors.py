@@ -46,6 +46,13 @@ class WorkspaceUnreachableError(WorkspaceError):
     code = "WORKSPACE_UNREACHABLE"
 
 
+class WorkspaceUnavailableError(WorkspaceUnreachableError):
+    """A proxy in front of the workspace answered 502/503/504: it is away for now."""
+
+    code = "WORKSPACE_UNAVAILABLE"
+    http_status = 503
+
+
 class NotAWorkspaceError(WorkspaceError):
     code = "NOT_A_WORKSPACE"
 
@@ -63,6 +70,13 @@ class ServerStartError(FlowyardError):
 
 class DatabaseError(ServerStartError):
     code = "DATABASE_ERROR"
+
+
+class DatabaseUnavailableError(FlowyardError):
+    """The workspace's database did not answer a request: a passing outage, worth a retry."""
+
+    code = "DATABASE_UNAVAILABLE"
+    http_status = 503
 
 
 class InvalidRequestError(FlowyardError):

@@ -127,7 +127,7 @@ class LogAppended(_Model):
     size: int
 
 
-_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
 class ComputeType(StrEnum):
@@ -144,7 +144,7 @@ REGISTERED_TYPES = (ComputeType.PROCESS, ComputeType.RAY)
 
 
 class ComputeCreate(_Model):
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
     type: Literal[ComputeType.PROCESS, ComputeType.RAY]
     address: str | None = None
     max_concurrent_jobs: int = Field(default=2, ge=1, le=10_000)
@@ -200,7 +200,7 @@ class Whoami(_Model):
 
 
 class UserCreate(_Model):
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
 
 
 class UserOut(_Model):
@@ -215,7 +215,7 @@ class UserList(_Model):
 class TokenCreate(_Model):
     role: RoleName
     # Default: the user making the request.
-    user: str | None = Field(default=None, pattern=_NAME)
+    user: str | None = Field(default=None, pattern=NAME_PATTERN)
     expires_at: datetime | None = None
     description: str = Field(default="", max_length=500)
 
@@ -296,6 +296,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         404: "What the request names does not exist.",
         409: "The request does not fit the current state of what it names.",
         413: "The body is over one of the server's size limits.",
+        422: "A field does not fit its rule; the message names the field, the rule and the fix.",
+        503: "The workspace's database is briefly unavailable; retry after Retry-After seconds.",
     }.items()
 }
 """The error answers every route of Flowyard's API may give, for its OpenAPI schema."""

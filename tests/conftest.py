@@ -7,10 +7,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.servers import Server, fresh_postgres_database, new_workspace
+
+if TYPE_CHECKING:
+    from tests.proxy import TcpProxy
 
 # Tokens and secret keys of this session's workspaces, never the user's own: every server's owner
 # token is saved here for its URL (as `flowyard workspace init` does), and every client in and
@@ -51,6 +56,25 @@ def postgres_server(postgres_db: str, tmp_path_factory: pytest.TempPathFactory) 
     ).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def cuttable_postgres_server(
+    postgres_empty_db: str, tmp_path: Path
+) -> Iterator[tuple[Server, TcpProxy]]:
+    """A server whose PostgreSQL connection runs through a proxy the test cuts and restores."""
+    from tests.proxy import TcpProxy
+
+    with TcpProxy(target_port=5432) as proxy:
+        db_url = postgres_empty_db.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        server = Server(
+            args=["--db-url", db_url, "--artifacts", str(tmp_path / "artifacts"), "--name", "cut"],
+            cwd=tmp_path,
+        ).start()
+        try:
+            yield server, proxy
+        finally:
+            server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -93,3 +93,21 @@ def test_workspace_show(sqlite_server: Server, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "workspace: tests" in result.stdout
+
+
+def test_a_refused_compute_name_prints_the_field_the_rule_and_the_fix(
+    sqlite_server: Server, tmp_path: Path
+) -> None:
+    result = run_cli(
+        "compute",
+        "create",
+        "BAD_NAME",
+        "--type",
+        "process",
+        cwd=tmp_path,
+        env={"FLOWYARD_WORKSPACE_URL": sqlite_server.url},
+    )
+    assert result.returncode != 0
+    assert "answered 422" not in result.stderr
+    assert "name: String should match pattern" in result.stderr
+    assert "lowercase letters, digits and dashes" in result.stderr

@@ -20,18 +20,12 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    stop_when_event_set,
-    wait_exponential,
-)
 
 from flowyard import paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
 from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
+from flowyard.retries import retrying
 from flowyard.runner.api import ClaimedJob, ErrorReport, RunnerApi
 from flowyard.runner.logship import LogShipper
 from flowyard.runner.masking import Masker
@@ -62,12 +56,6 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _transient(error: BaseException) -> bool:
-    # Unreachable, or a 5xx the server did not explain: worth another try. A FlowyardError
-    # subclass is the server's considered answer, and trying again would get the same one.
-    return isinstance(error, WorkspaceUnreachableError) or type(error) is FlowyardError
-
-
 class Runner:
     def __init__(
         self,
@@ -79,7 +67,8 @@ class Runner:
         self.settings = settings or RunnerSettings()
         self.url = workspace_url.rstrip("/")
         self.job_id = job_id
-        self.client = Client(self.url, token=token)
+        # The runner retries each call itself (see _call), for longer and POSTs included.
+        self.client = Client(self.url, token=token, retry_for_s=0)
         self.api = RunnerApi(self.client, job_id)
         if self.client.token:
             # This process acts as its job, MLflow calls included (outputs to a non-proxied store).
@@ -100,14 +89,11 @@ class Runner:
     # --- calls to the workspace, each retried with back-off -------------------------------
 
     def _call(self, fn: Any, *args: Any) -> Any:
-        for attempt in Retrying(
-            retry=retry_if_exception(_transient),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            # A runner told to stop by a signal still tries to report, but only briefly: it must
-            # not linger for minutes because the workspace is gone too.
-            stop=stop_after_delay(self.settings.retry_for_s) | stop_when_event_set(self._signaled),
-            reraise=True,
-        ):
+        # Every call of a runner is safe to repeat (its log appends are offset-addressed, its
+        # start, beats and reports idempotent), so each is retried, POSTs included. A runner
+        # told to stop by a signal still tries to report, but only briefly: it must not linger
+        # for minutes because the workspace is gone too.
+        for attempt in retrying(self.settings.retry_for_s, give_up=self._signaled):
             with attempt:
                 return fn(*args)
         raise AssertionError("unreachable")

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowyard import __version__, defaults
-from flowyard.errors import FlowyardError
+from flowyard.errors import FlowyardError, InvalidRequestError
 from flowyard.paths import config_dir
 from flowyard.schemas import ERROR_RESPONSES
 from flowyard.server import mlflow_internals
@@ -25,10 +26,12 @@ from flowyard.server.middleware.auth import AuthMiddleware, Sessions
 from flowyard.server.middleware.headers import SecurityHeaders
 from flowyard.server.middleware.inputs import InputGuard, JsonServerErrors
 from flowyard.server.middleware.limits import BodyLimits
+from flowyard.server.middleware.outages import DatabaseOutages
 from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
+from flowyard.server.validation import describe
 
 
 def configure_mlflow(settings: ServerSettings) -> None:
@@ -59,6 +62,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     return JSONResponse(
         {"error_code": code, "message": message}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    """A request that does not fit its model: which field, which rule, and the fix, on
+    Flowyard's API and the studio alike."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(
+        {"error_code": InvalidRequestError.code, "message": describe(exc.errors())},
+        status_code=422,
     )
 
 
@@ -96,7 +109,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_exception_handler(FlowyardError, _flowyard_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    # The last added runs first: security headers (on every answer, refusals included), who is
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    # The last added runs first: security headers (on every answer, refusals included), a
+    # database outage as a 503 (whichever layer met it, the token lookup included), who is
     # asking, then sizes, then paths, then what a JSON body holds. Every request, MLflow's
     # included, is checked before any route sees it.
     app.add_middleware(JsonServerErrors)
@@ -108,6 +123,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(
         AuthMiddleware, engine=engine, keys=keys, sessions=sessions, enabled=settings.auth
     )
+    app.add_middleware(DatabaseOutages)
     app.add_middleware(SecurityHeaders)
     for module in (meta, snapshots, jobs, computes, auth):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)

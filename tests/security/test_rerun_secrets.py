@@ -155,4 +155,5 @@ def test_a_submit_cannot_bring_values_sealed_elsewhere(workspace: Server, origin
     with Client(workspace.url, token=new_token(workspace, "contributor")) as bob:
         answer = bob.http.post("/jobs", json=request)
     assert answer.status_code == 422
-    assert [e["loc"] for e in answer.json()["detail"]] == [["body", "options", "secret_env"]]
+    assert answer.json()["error_code"] == "INVALID_REQUEST"
+    assert answer.json()["message"].startswith("options.secret_env: ")

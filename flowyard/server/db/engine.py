@@ -76,7 +76,12 @@ def make_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite" and url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return sa.create_engine(url, pool_pre_ping=url.get_backend_name() != "sqlite")
+        if url.get_backend_name() == "sqlite":
+            return sa.create_engine(url)
+        # A pooled connection a database restart or failover dropped is replaced before use, and
+        # an unreachable PostgreSQL fails a request within seconds (a 503) instead of hanging it.
+        connect_args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except ImportError as e:
         raise DatabaseError(
             f"The driver for {url.drivername} is not installed ({e}); install "

@@ -10,7 +10,8 @@ MLflow's own routes read JSON with Python's parser and no bound on nesting: a bo
 thousands deep, or one that is a JSON list, made them answer an HTML 500. Their JSON bodies are
 checked for shape (an object, nested at most :data:`MAX_DEPTH` deep, UTF-8) but not for values:
 MLflow stores NaN metrics on purpose. A 500 that MLflow still answers in HTML on its API (or an
-exception that escapes it) is answered in JSON, which its clients can read.
+exception that escapes it) is answered in JSON, which its clients can read; its 503s (a database
+outage) carry ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flowyard import defaults
 from flowyard.errors import InvalidRequestError
 from flowyard.server.middleware.body import read_body, replay
 from flowyard.server.middleware.limits import BLOB_ROUTE, LOG_ROUTE
+from flowyard.server.middleware.outages import OUTAGES
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +194,13 @@ class JsonServerErrors:
         async def send_json_errors(message: Message) -> None:
             nonlocal replacing, started
             started = True
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                # MLflow's store answers a database outage as TEMPORARILY_UNAVAILABLE; say when
+                # to ask again, as Flowyard's own 503s do.
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"retry-after" for k, _ in headers):
+                    headers.append((b"retry-after", str(defaults.RETRY_AFTER_S).encode()))
+                message = {**message, "headers": headers}
             if message["type"] == "http.response.start" and message["status"] == 500:
                 types = [v for k, v in message.get("headers", []) if k.lower() == b"content-type"]
                 replacing = not any(b"json" in v for v in types)
@@ -207,6 +216,8 @@ class JsonServerErrors:
 
         try:
             await self.app(scope, receive, send_json_errors)
+        except OUTAGES:
+            raise  # answered as a 503 by DatabaseOutages
         except Exception:
             if started:
                 raise

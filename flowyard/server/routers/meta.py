@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from flowyard import __version__
+from flowyard import __version__, defaults
 from flowyard.server.state import AppState
 
 router = APIRouter(tags=["workspace"])
@@ -34,7 +34,8 @@ def info(request: Request) -> dict[str, Any]:
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 when the database answers, 503 with the reason when it does not."""
+    """200 when the database answers; 503 naming what is down (the database) and why when it
+    does not, with ``Retry-After``."""
     state = AppState.of(request)
 
     def ping() -> None:
@@ -45,6 +46,8 @@ async def health(request: Request) -> JSONResponse:
         await run_in_threadpool(ping)
     except sa.exc.SQLAlchemyError as e:
         return JSONResponse(
-            {"status": "unhealthy", "database": str(e).splitlines()[0]}, status_code=503
+            {"status": "unhealthy", "down": ["database"], "database": str(e).splitlines()[0]},
+            status_code=503,
+            headers={"Retry-After": str(defaults.RETRY_AFTER_S)},
         )
     return JSONResponse({"status": "ok", "database": "ok"})

@@ -1,0 +1,72 @@
+"""A database that stops answering for a moment (a failover, a restart, a reset connection)
+answers as a JSON 503 with ``Retry-After``, never a plain 500, wherever the failure surfaces:
+the token lookup of the auth middleware, Flowyard's routes or the studio's pages.
+
+It is an outer middleware rather than an exception handler because the auth middleware runs
+outside FastAPI's handlers. A request whose credential could not be checked is answered here,
+never let through.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flowyard import defaults
+from flowyard.errors import DatabaseUnavailableError
+
+logger = logging.getLogger(__name__)
+
+# What a database or its connection pool raises when it cannot be reached or dropped the
+# connection; a refused statement (IntegrityError, ProgrammingError) is a bug, not an outage.
+OUTAGES: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+)
+
+UNAVAILABLE = (
+    "The workspace's database is not answering at the moment; retry in a few seconds, and ask "
+    "the workspace's owner to check the database if it persists."
+)
+
+
+def unavailable_response() -> JSONResponse:
+    return JSONResponse(
+        DatabaseUnavailableError(UNAVAILABLE).to_payload(),
+        status_code=DatabaseUnavailableError.http_status,
+        headers={"Retry-After": str(defaults.RETRY_AFTER_S)},
+    )
+
+
+class DatabaseOutages:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except OUTAGES as e:
+            if started:  # a streamed answer cut short: nothing better to send
+                raise
+            logger.warning(
+                "The database failed %s %s: %s",
+                scope["method"],
+                scope["path"],
+                str(e).strip().splitlines()[0],
+            )
+            await unavailable_response()(scope, receive, send)
