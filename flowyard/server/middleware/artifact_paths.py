@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowyard import defaults
-from flowyard.server.middleware.body import BodyOverLimit, read_body, replay
+from flowyard.server.middleware.body import BodyOverLimit, read_body, replay, send_json_error
 from flowyard.server.services import runs
 from flowyard.server.services.snapshots import BLOB_PREFIX
 
@@ -207,15 +207,4 @@ async def _refuse(send: Send, status: int, message: str) -> None:
     code = {403: "PERMISSION_DENIED", 413: "REQUEST_LIMIT_EXCEEDED"}.get(
         status, "INVALID_PARAMETER_VALUE"
     )
-    body = json.dumps({"error_code": code, "message": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json_error(send, status, code, message)

@@ -1,9 +1,12 @@
 """What the server's ASGI middlewares share: reading a request's body once, then handing it on to
-the app as if it had never been read."""
+the app as if it had never been read; and answering a refusal in JSON before the app sees it."""
 
 from __future__ import annotations
 
-from starlette.types import Message, Receive
+import json
+from collections.abc import Sequence
+
+from starlette.types import Message, Receive, Send
 
 
 class BodyOverLimit(Exception):
@@ -44,3 +47,26 @@ def replay(body: bytes, cut_short: Message | None, receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return receive_again
+
+
+async def send_json_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer ``{"error_code": code, "message": message}`` with ``status`` (and ``headers``)."""
+    body = json.dumps({"error_code": code, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowyard import defaults
 from flowyard.errors import InvalidRequestError
-from flowyard.server.middleware.body import read_body, replay
+from flowyard.server.middleware.body import read_body, replay, send_json_error
 from flowyard.server.middleware.limits import BLOB_ROUTE, LOG_ROUTE
 from flowyard.server.middleware.outages import OUTAGES
 
@@ -210,7 +210,7 @@ class JsonServerErrors:
                     return
             if replacing:
                 if message["type"] == "http.response.body" and not message.get("more_body"):
-                    await _send_error(send, 500, "INTERNAL_ERROR", INTERNAL)
+                    await send_json_error(send, 500, "INTERNAL_ERROR", INTERNAL)
                 return
             await send(message)
 
@@ -222,7 +222,7 @@ class JsonServerErrors:
             if started:
                 raise
             logger.exception("MLflow failed on %s %s", scope["method"], path)
-            await _send_error(send, 500, "INTERNAL_ERROR", INTERNAL)
+            await send_json_error(send, 500, "INTERNAL_ERROR", INTERNAL)
 
 
 INTERNAL = (
@@ -240,19 +240,4 @@ def _is_json(scope: Scope) -> bool:
 
 async def _refuse(send: Send, message: str, code: str = InvalidRequestError.code) -> None:
     """A 400: Flowyard's error code on its API, MLflow's own on MLflow's."""
-    await _send_error(send, InvalidRequestError.http_status, code, message)
-
-
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"error_code": code, "message": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json_error(send, InvalidRequestError.http_status, code, message)

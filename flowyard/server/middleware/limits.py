@@ -8,7 +8,6 @@ stops at the bound and cleans up as for any failed upload.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowyard import defaults
 from flowyard.errors import PayloadTooLargeError
+from flowyard.server.middleware.body import send_json_error
 from flowyard.server.settings import ServerSettings
 
 MB = 1_000_000
@@ -144,17 +144,5 @@ async def _too_large(scope: Scope, send: Send, message: str) -> None:
     # codes, and REQUEST_LIMIT_EXCEEDED is the one that fits.
     ours = scope["path"].startswith(defaults.API_PREFIX)
     code = PayloadTooLargeError.code if ours else "REQUEST_LIMIT_EXCEEDED"
-    body = json.dumps({"error_code": code, "message": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The rest of the body is not read; the client must not reuse the connection.
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    # The rest of the body is not read; the client must not reuse the connection.
+    await send_json_error(send, 413, code, message, headers=[(b"connection", b"close")])
