@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -120,10 +121,15 @@ class Client:
         return body
 
     def submit_job(self, body: JobSubmit) -> JobOut:
+        """Create a job. The request carries a submission key (made here unless ``body`` has
+        one), so it is retried like a GET while the workspace is away: a second try of a
+        submission whose answer was lost gets the same job back, never a second one."""
         from flowyard.schemas import JobOut
 
+        if body.submission_key is None:
+            body = body.model_copy(update={"submission_key": uuid.uuid4().hex})
         return JobOut.model_validate(
-            self.request("POST", "/jobs", json=body.model_dump(mode="json"))
+            self.request("POST", "/jobs", json=body.model_dump(mode="json"), idempotent=True)
         )
 
     def get_job(self, job_id: str) -> JobOut:
@@ -341,16 +347,18 @@ class Client:
 
         return TokenOut.model_validate(self.request("DELETE", f"/tokens/{token_id}"))
 
-    def request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+    def request(
+        self, method: str, path: str, *, raw: bool = False, idempotent: bool = False, **kwargs: Any
+    ) -> Any:
         """Call the API; returns the JSON body, or the response itself when ``raw``.
 
-        A request that is safe to repeat (see :mod:`flowyard.retries`, and a body that can be sent
-        again) is retried with back-off for up to ``retry_for_s`` while the workspace is away or
-        unavailable."""
+        A request that is safe to repeat (see :mod:`flowyard.retries`; ``idempotent`` says so of
+        another method's, and a body that can be sent again) is retried with back-off for up to
+        ``retry_for_s`` while the workspace is away or unavailable."""
         content = kwargs.get("content")
         if (
             self.retry_for_s <= 0
-            or method not in IDEMPOTENT_METHODS
+            or not (idempotent or method in IDEMPOTENT_METHODS)
             or not isinstance(content, bytes | str | None)
         ):
             return self._request_once(method, path, raw=raw, **kwargs)

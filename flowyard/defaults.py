@@ -97,6 +97,9 @@ HEARTBEAT_TIMEOUT_S = 60.0
 # Each compute's health is checked in the background this often, never inside a request (a Ray
 # check is a network round trip to the dashboard, which may hang).
 HEALTH_INTERVAL_S = 30.0
+# A submission or a job's end left half-done this long is settled by the reconciler: well past
+# the longest a request takes (REQUEST_TIMEOUT_S), so it never races one in flight.
+REPAIR_AFTER_S = 120.0
 # `GET /computes/NAME?health=true` waits this long at most for a fresh check, then answers with
 # the last one: a request never waits on a compute that hangs.
 HEALTH_WAIT_S = 2.0

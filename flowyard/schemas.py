@@ -14,6 +14,8 @@ from flowyard.status import JobStatus as JobStatus  # noqa: PLC0414 (re-exported
 # What the database's integer columns hold (PostgreSQL's INTEGER is 32 bits); a bigger number
 # is refused with a 422 instead of failing in the database.
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# A submission key: what a client makes up once per submission (a UUID's hex fits).
+SUBMISSION_KEY_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 
 class _Model(BaseModel):
@@ -39,6 +41,9 @@ class JobSubmit(_Model):
     tags: dict[str, str] = {}
     # ENV_VARS marked secret: stored encrypted, handed only to the job's own runner.
     secret_env: dict[str, str] = {}
+    # Makes the submission safe to send again: the same key from the same user returns the job
+    # the first request made (see flowyard.client.Client.submit_job).
+    submission_key: str | None = Field(default=None, pattern=SUBMISSION_KEY_PATTERN)
 
 
 class ErrorInfo(_Model):

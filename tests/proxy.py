@@ -18,6 +18,8 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._lose_answer = threading.Event()
+        self.answers_lost = 0
 
     def __enter__(self) -> TcpProxy:
         self._thread.start()
@@ -38,6 +40,11 @@ class TcpProxy:
     def cut(self) -> None:
         """Refuse new connections and reset every open one, as a failed-over database does."""
         self._run(self._cut())
+
+    def lose_next_answer(self) -> None:
+        """Let the next request through, then drop the connection as its answer comes back: the
+        request took effect, and the client never hears of it (a replica killed mid-answer)."""
+        self._lose_answer.set()
 
     def restore(self) -> None:
         self._run(self._listen())
@@ -64,9 +71,15 @@ class TcpProxy:
             return
         self._writers |= {client_w, target_w}
 
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def pipe(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answers: bool
+        ) -> None:
             try:
                 while data := await reader.read(65536):
+                    if answers and self._lose_answer.is_set():
+                        self._lose_answer.clear()
+                        self.answers_lost += 1
+                        return
                     writer.write(data)
                     await writer.drain()
             except OSError:
@@ -75,4 +88,4 @@ class TcpProxy:
                 writer.transport.abort()
                 self._writers.discard(writer)
 
-        await asyncio.gather(pipe(client_r, target_w), pipe(target_r, client_w))
+        await asyncio.gather(pipe(client_r, target_w, False), pipe(target_r, client_w, True))

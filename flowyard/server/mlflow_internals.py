@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection
-from typing import Any
+from typing import Any, TypeVarTuple
 
 import sqlalchemy as sa
 from sqlalchemy import Engine, Select
@@ -22,10 +22,21 @@ from sqlalchemy.orm import Session
 from flowyard.errors import DatabaseError
 
 log = logging.getLogger(__name__)
+_Row = TypeVarTuple("_Row")
 
 # Handles on MLflow's tables: only the columns Flowyard reads, checked against MLflow's schema by
 # the contract tests.
-_RUNS = sa.table("runs", sa.column("run_uuid"), sa.column("name"))
+_RUNS = sa.table(
+    "runs",
+    sa.column("run_uuid"),
+    sa.column("name"),
+    sa.column("status"),
+    sa.column("lifecycle_stage"),
+    sa.column("start_time"),
+    sa.column("experiment_id"),
+)
+# MLflow's statuses of a run that has not ended.
+_OPEN_STATUSES = ("SCHEDULED", "RUNNING")
 _EXPERIMENTS = sa.table("experiments", sa.column("experiment_id"), sa.column("name"))
 _PARAMS = sa.table("params", sa.column("key"), sa.column("value"), sa.column("run_uuid"))
 _LATEST_METRICS = sa.table(
@@ -192,3 +203,28 @@ def experiment_name(session: Session, experiment_id: str) -> str | None:
         sa.select(_EXPERIMENTS.c.name).where(_EXPERIMENTS.c.experiment_id == key)
     )
     return name
+
+
+def open_tagged_runs(tag: str, started_before_ms: int) -> Select[Any]:
+    """A query of the active runs not ended that carry the tag ``tag``, started before
+    ``started_before_ms`` (milliseconds since the epoch, as MLflow keeps them): each run's id,
+    experiment id, start time and the tag's value."""
+    return (
+        sa.select(_RUNS.c.run_uuid, _RUNS.c.experiment_id, _RUNS.c.start_time, _TAGS.c.value)
+        .join(_TAGS, sa.and_(_TAGS.c.run_uuid == _RUNS.c.run_uuid, _TAGS.c.key == tag))
+        .where(
+            _RUNS.c.lifecycle_stage == "active",
+            _RUNS.c.status.in_(_OPEN_STATUSES),
+            _RUNS.c.start_time < started_before_ms,
+        )
+    )
+
+
+def run_id_column() -> Any:
+    """MLflow's ``runs.run_uuid`` column, to correlate a subquery with :func:`open_tagged_runs`."""
+    return _RUNS.c.run_uuid
+
+
+def with_open_run(query: Select[*_Row], run_id: Any) -> Select[*_Row]:
+    """``query`` joined to MLflow's ``runs`` on ``run_id``, kept where that run has not ended."""
+    return query.join(_RUNS, _RUNS.c.run_uuid == run_id).where(_RUNS.c.status.in_(_OPEN_STATUSES))

@@ -18,6 +18,7 @@ TUNABLES = {
     "reconcile_interval_s": ("FLOWYARD_RECONCILE_INTERVAL_S", defaults.RECONCILE_INTERVAL_S),
     "heartbeat_timeout_s": ("FLOWYARD_HEARTBEAT_TIMEOUT_S", defaults.HEARTBEAT_TIMEOUT_S),
     "health_interval_s": ("FLOWYARD_HEALTH_INTERVAL_S", defaults.HEALTH_INTERVAL_S),
+    "repair_after_s": ("FLOWYARD_REPAIR_AFTER_S", defaults.REPAIR_AFTER_S),
 }
 
 
@@ -42,6 +43,9 @@ class ServerSettings:
         reconcile_interval_s: Between two passes of the reconciler over the active jobs.
         heartbeat_timeout_s: A runner silent this long is lost.
         health_interval_s: Between two background health checks of each compute.
+        repair_after_s: A submission or a job's end left half-done this long (a server killed
+            mid-request) is settled by the reconciler: a run without its job is ended and
+            deleted, a final job's open run is ended.
     """
 
     workspace_name: str
@@ -60,6 +64,7 @@ class ServerSettings:
     reconcile_interval_s: float = defaults.RECONCILE_INTERVAL_S
     heartbeat_timeout_s: float = defaults.HEARTBEAT_TIMEOUT_S
     health_interval_s: float = defaults.HEALTH_INTERVAL_S
+    repair_after_s: float = defaults.REPAIR_AFTER_S
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

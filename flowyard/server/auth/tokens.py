@@ -114,6 +114,13 @@ class Keys:
             return None
         return job_id, attempt
 
+    def run_mark(self, experiment_id: str, start_ms: int) -> str:
+        """The mark a run made by a submission carries (its `flowyard.submitted` tag): bound to
+        the run's experiment and start time, so it cannot be forged, nor copied onto another
+        run, by anyone who may write tags."""
+        key = self.derive("submitted-runs")
+        return hmac.new(key, f"{experiment_id}:{start_ms}".encode(), "sha256").hexdigest()
+
     def _job_mac(self, job_id: str, attempt: int) -> str:
         return hmac.new(self._jobs_key, f"{job_id}:{attempt}".encode(), "sha256").hexdigest()
 

@@ -154,6 +154,9 @@ class Job(Base):
     # Why a queued job still waits ("cpu-cluster: 2 of 2 slots busy, 3 ahead"), kept current by
     # the dispatcher without adding an event each time it is recomputed.
     waiting_reason: Mapped[str | None] = mapped_column(Text)
+    # The client's key for this submission: the same key from the same user again (a retry of a
+    # request whose answer was lost) gets this job back instead of a second one.
+    submission_key: Mapped[str | None] = mapped_column(String(64))
 
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
@@ -202,6 +205,16 @@ class Compute(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
+
+
+class Replica(Base):
+    """A server process of this workspace, at the URL its runners reach it by, last seen when
+    its background loop last wrote here."""
+
+    __tablename__ = "flowyard_replicas"
+
+    url: Mapped[str] = mapped_column(String(512), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
 
 
 class User(Base):

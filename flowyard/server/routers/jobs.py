@@ -72,11 +72,12 @@ def submit(body: JobSubmit, request: Request, session: DbSession, state: State) 
     if state.settings.auth:
         # Who submitted is who the token says, not what the client claims.
         body = body.model_copy(update={"user": principal_of(request).user})
-    job = jobs.submit(session, body, submitted_from=client, seal=state.keys.encrypt)
+    job, created = jobs.submit(session, body, submitted_from=client, keys=state.keys)
     out = job_out(job)
     if _starts_runners(session, job):
-        state.dispatcher.wake()
-    else:
+        if created:
+            state.dispatcher.wake()
+    elif not JobStatus(job.status).is_final:
         # The submitter starts this job's runner, which acts with this token.
         out.runner_token = state.keys.job_token(job.id, job.attempt)
     return out
@@ -133,7 +134,7 @@ def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state:
         state.settings,
         user=principal_of(request).user if state.settings.auth else None,
         secret_env=body.secret_env,
-        seal=state.keys.encrypt,
+        keys=state.keys,
     )
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()

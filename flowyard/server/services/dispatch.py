@@ -109,7 +109,8 @@ class Dispatcher:
         self._wake.set()
 
     def _loop(self) -> None:
-        next_reconcile = next_health = 0.0
+        next_reconcile = next_health = next_repair = 0.0
+        repair_interval = max(self.settings.reconcile_interval_s, self.settings.repair_after_s / 4)
         while not self._stop.is_set():
             try:
                 if time.monotonic() >= next_health:
@@ -118,6 +119,9 @@ class Dispatcher:
                 if time.monotonic() >= next_reconcile:
                     self.reconcile()
                     next_reconcile = time.monotonic() + self.settings.reconcile_interval_s
+                if time.monotonic() >= next_repair:
+                    self.repair()
+                    next_repair = time.monotonic() + repair_interval
                 self.dispatch()
             except Exception:
                 log.exception("dispatcher cycle failed; trying again")
@@ -177,6 +181,17 @@ class Dispatcher:
         session.commit()
 
     # --- reconcile ---------------------------------------------------------------------------
+
+    def repair(self) -> None:
+        """Settle what a server killed mid-request left half-done, once it is older than
+        ``repair_after_s``: runs whose submission never committed its job, and final jobs whose
+        runs were never ended."""
+        cutoff = utc_now() - timedelta(seconds=self.settings.repair_after_s)
+        with Session(self.engine, expire_on_commit=False) as session:
+            for run_id in jobs.settle_orphans(session, self.keys, int(cutoff.timestamp() * 1000)):
+                log.warning("settled run %s, whose submission did not complete", run_id)
+            for job_id in lifecycle.repair_runs(session, self.settings, cutoff):
+                log.warning("ended the run of job %s, which had ended without it", job_id)
 
     def reconcile(self) -> None:
         """Compare every active job with its compute and its runner's heartbeat; settle the

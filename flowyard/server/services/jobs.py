@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hmac
+import time
+from collections.abc import Mapping
 
 import sqlalchemy as sa
+from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
+from flowyard.server import mlflow_internals
+from flowyard.server.auth.tokens import Keys
 from flowyard.server.db.models import Compute, Job, LogChunk, Snapshot, utc_now
 from flowyard.server.services import computes, lifecycle, runs
 from flowyard.server.settings import ServerSettings
@@ -18,6 +23,9 @@ from flowyard.server.settings import ServerSettings
 # read by following pages, and each read holds at most a page and the chunks it overlaps.
 LOG_PAGE = 1024 * 1024
 MAX_LOG_PAGE = 8 * 1024 * 1024
+# The run a submission makes carries the workspace's mark (Keys.run_mark) in this tag: a run so
+# marked without a job is a submission's that did not complete.
+SUBMITTED_TAG = "flowyard.submitted"
 
 
 def get(session: Session, job_id: str, *, events: bool = False) -> Job:
@@ -52,17 +60,26 @@ def submit(
     session: Session,
     request: JobSubmit,
     submitted_from: str,
-    seal: Callable[[str], str] | None = None,
+    keys: Keys | None = None,
     sealed_env: Mapping[str, str] | None = None,
-) -> Job:
+) -> tuple[Job, bool]:
     """Create the job and its MLflow run (one id for both). Nothing is left if a check fails.
 
-    ``seal`` encrypts the request's secret ENV_VARS, which are stored only so; ``sealed_env``
-    are secrets sealed already (a re-run's, kept from the job it repeats), which the request's
-    own replace where the names meet.
+    A request with a submission key its user has sent before gets the job that one made (a
+    retry whose answer was lost), and nothing new.
+
+    ``keys`` seal the request's secret ENV_VARS, which are stored only so, and mark the run as
+    a submission's (see :func:`settle_orphans`); ``sealed_env`` are secrets sealed already (a
+    re-run's, kept from the job it repeats), which the request's own replace where the names
+    meet.
+
+    Returns:
+        The job, and whether this request created it.
     """
-    if request.secret_env and seal is None:
+    if request.secret_env and keys is None:
         raise InvalidRequestError("This request cannot carry secret ENV_VARS; submit them anew.")
+    if (earlier := _submitted_before(session, request)) is not None:
+        return earlier, False
     target = computes.named_target(session, request.compute)
     if session.get(Snapshot, request.snapshot_id) is None:
         raise InvalidRequestError(
@@ -73,12 +90,15 @@ def submit(
         "flowyard.compute": request.compute,
         "flowyard.snapshot": request.snapshot_id,
     }
+    start_ms = int(time.time() * 1000)
+    if keys is not None:
+        tags[SUBMITTED_TAG] = keys.run_mark(request.experiment_id, start_ms)
     run_id = runs.create_run(
-        request.experiment_id, request.user, request.run_name, tags, request.parameters
+        request.experiment_id, request.user, request.run_name, tags, request.parameters, start_ms
     )
     sealed = dict(sealed_env or {})
-    if seal is not None:
-        sealed.update((name, seal(value)) for name, value in request.secret_env.items())
+    if keys is not None:
+        sealed.update((name, keys.encrypt(value)) for name, value in request.secret_env.items())
     job = Job(
         id=run_id,
         experiment_id=request.experiment_id,
@@ -99,6 +119,7 @@ def submit(
         attempt=1,
         submitted_at=utc_now(),
         log_size=0,
+        submission_key=request.submission_key,
     )
     if target.starts_runners:
         compute = computes.get(session, request.compute)
@@ -118,11 +139,77 @@ def submit(
     session.add(job)
     try:
         session.commit()
-    except Exception:
+    except Exception as e:
         session.rollback()
         runs.delete_run(run_id)
+        # The same submission sent twice at once: the other request's job is the one.
+        if (
+            isinstance(e, IntegrityError)
+            and (earlier := _submitted_before(session, request)) is not None
+        ):
+            return earlier, False
         raise
+    return job, True
+
+
+def _submitted_before(session: Session, request: JobSubmit) -> Job | None:
+    """The job an earlier request with this one's submission key made, if any.
+
+    Raises:
+        ConflictError: the key was used for another submission.
+    """
+    if request.submission_key is None:
+        return None
+    job = session.scalars(
+        sa.select(Job).where(Job.user == request.user, Job.submission_key == request.submission_key)
+    ).one_or_none()
+    if job is None:
+        return None
+    if (job.snapshot_id, job.experiment_id, job.entry_point, job.parameters, job.compute) != (
+        request.snapshot_id,
+        request.experiment_id,
+        request.entry_point,
+        request.parameters,
+        request.compute,
+    ):
+        raise ConflictError(
+            f"Submission key {request.submission_key} was used for job {job.id}, a different "
+            "submission; send a new key with each new submission."
+        )
     return job
+
+
+def settle_orphans(session: Session, keys: Keys, started_before_ms: int) -> list[str]:
+    """End and delete the runs that a submission made without its job (the server stopped
+    between creating the run and committing the job, or the commit failed and so did the run's
+    removal). Only runs started before ``started_before_ms``, since a submission in flight has
+    not committed its job yet, and only runs that carry this workspace's mark for their
+    experiment and start time: a tag anyone may write never gets another's run deleted.
+
+    Returns:
+        The ids of the runs settled.
+    """
+    candidates = mlflow_internals.open_tagged_runs(SUBMITTED_TAG, started_before_ms).where(
+        ~sa.exists().where(Job.id == mlflow_internals.run_id_column())
+    )
+    found = [
+        run_id
+        for run_id, experiment_id, start_ms, mark in session.execute(candidates).tuples()
+        if hmac.compare_digest(str(mark), keys.run_mark(str(experiment_id), int(start_ms)))
+    ]
+    session.commit()
+    settled = []
+    for run_id in found:
+        try:
+            runs.settle_orphan(
+                run_id,
+                "the submission that made this run did not complete, and no job runs it; "
+                "submit the project again",
+            )
+        except MlflowException:
+            continue  # another server process settled it first
+        settled.append(run_id)
+    return settled
 
 
 def _locked(session: Session, job_id: str) -> Job:

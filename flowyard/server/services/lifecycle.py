@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from flowyard.errors import ConflictError
 from flowyard.schemas import ErrorInfo
+from flowyard.server import mlflow_internals
 from flowyard.server.db.models import Job, JobEvent, LogChunk, utc_now
 from flowyard.server.services import runs
 from flowyard.server.settings import ServerSettings
@@ -147,18 +149,44 @@ def move(
 
 def mirror(session: Session, done: Move, settings: ServerSettings) -> None:
     """Bring the job's MLflow run to the status a committed move left the job in; a final
-    status ends the run, with the log the workspace holds as `logs/std_log.txt`."""
+    status ends the run (see :func:`end_run`)."""
     if done.run_status is None:
         return
-    runs.set_run_status(done.job_id, done.after)
     if done.after.is_final:
-        job = session.get(Job, done.job_id)
-        runs.upload_log(
-            done.job_id,
-            _log(session, done.job_id),
-            settings.artifacts_destination,
-            job.artifact_uri if job is not None else None,
-        )
+        end_run(session, done.job_id, done.after, settings)
+    else:
+        runs.set_run_status(done.job_id, done.after)
+
+
+def end_run(session: Session, job_id: str, status: JobStatus, settings: ServerSettings) -> None:
+    """End the job's MLflow run as its final ``status`` says, with the log the workspace holds
+    as `logs/std_log.txt`. Repeatable: the log is stored again whole."""
+    runs.set_run_status(job_id, status)
+    job = session.get(Job, job_id)
+    runs.upload_log(
+        job_id,
+        _log(session, job_id),
+        settings.artifacts_destination,
+        job.artifact_uri if job is not None else None,
+    )
+
+
+def repair_runs(session: Session, settings: ServerSettings, ended_before: datetime) -> list[str]:
+    """End the runs of final jobs that are still open: a server stopped between a job's final
+    move and its run's end (killed mid-request), and no report came again. Only jobs that ended
+    before ``ended_before``, so a run being ended right now is left to its own request.
+
+    Returns:
+        The ids of the jobs whose runs it ended.
+    """
+    query = sa.select(Job.id, Job.status).where(
+        Job.status.in_([s.value for s in JobStatus if s.is_final]), Job.ended_at < ended_before
+    )
+    found = session.execute(mlflow_internals.with_open_run(query, Job.id)).tuples().all()
+    session.commit()
+    for job_id, status in found:
+        end_run(session, job_id, JobStatus(status), settings)
+    return [job_id for job_id, _ in found]
 
 
 def _log(session: Session, job_id: str) -> Iterator[bytes]:

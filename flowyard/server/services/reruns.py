@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from flowyard.jobspec import EntryPointSpec
 from flowyard.prepared_project import build_command, check_types, entry_point_spec
 from flowyard.schemas import JobSubmit
 from flowyard.server import mlflow_internals as server_internals
+from flowyard.server.auth.tokens import Keys
 from flowyard.server.db.models import Job
 from flowyard.server.services import computes, jobs, snapshots
 from flowyard.server.settings import ServerSettings
@@ -34,14 +34,14 @@ def rerun(
     settings: ServerSettings,
     user: str | None = None,
     secret_env: dict[str, str] | None = None,
-    seal: Callable[[str], str] | None = None,
+    keys: Keys | None = None,
 ) -> tuple[Job, list[str]]:
     """A new job from ``job_id``'s snapshot, entry point, environment and compute, with its
     parameters replaced by ``parameters`` where given.
 
     Secret ENV_VARS belong to the user who submitted them: a re-run by that user (``user``,
     None where the workspace has no users) keeps them, anyone else's runs without them. Either
-    may send ``secret_env`` of their own, sealed with ``seal`` like a submit's.
+    may send ``secret_env`` of their own, sealed with ``keys`` like a submit's.
 
     Only jobs on a compute whose runners the workspace starts can be re-run: a local job's
     runner would have to start on the machine that submitted it, which the workspace cannot
@@ -90,7 +90,8 @@ def rerun(
         tags={**inherited, "flowyard.rerun_of": job_id},
         secret_env=secret_env or {},
     )
-    return jobs.submit(session, request, submitted_from, seal, sealed_env=kept), dropped
+    job, _ = jobs.submit(session, request, submitted_from, keys, sealed_env=kept)
+    return job, dropped
 
 
 def _from_spec(

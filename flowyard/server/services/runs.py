@@ -26,8 +26,10 @@ def create_run(
     run_name: str | None,
     tags: dict[str, str],
     params: dict[str, str],
+    start_ms: int | None = None,
 ) -> str:
-    """Create the run a job will report into; returns its id."""
+    """Create the run a job will report into, started at ``start_ms`` (default: now); returns
+    its id."""
     store = tracking_store()
     try:
         experiment = store.get_experiment(experiment_id)
@@ -43,7 +45,7 @@ def create_run(
     run = store.create_run(
         experiment_id=experiment_id,
         user_id=user,
-        start_time=int(time.time() * 1000),
+        start_time=int(time.time() * 1000) if start_ms is None else start_ms,
         tags=[RunTag(k, v) for k, v in tags.items()],
         run_name=run_name,
     )
@@ -75,6 +77,16 @@ def set_run_status(run_id: str, status: JobStatus) -> None:
 
 def delete_run(run_id: str) -> None:
     tracking_store().delete_run(run_id)
+
+
+def settle_orphan(run_id: str, reason: str) -> None:
+    """End a run no job will ever report into (its submission did not complete), and delete it
+    as MLflow deletes runs (restorable, gone from every search and UI that does not ask for
+    deleted runs), with ``reason`` in its `flowyard.orphan` tag."""
+    store = tracking_store()
+    store.set_tag(run_id, RunTag("flowyard.orphan", reason))
+    store.update_run_info(run_id, RunStatus.FAILED, end_time=int(time.time() * 1000), run_name=None)
+    store.delete_run(run_id)
 
 
 def upload_log(
