@@ -71,6 +71,19 @@ def test_server_reports_a_bad_database_url(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_server_refuses_an_advertised_url_runners_cannot_reach(tmp_path: Path) -> None:
+    for url in ("ftp://lb:21", "lb:5000", "http://"):
+        result = run_cli(
+            "server",
+            *("--db-url", f"sqlite:///{tmp_path / 'ws.db'}", "--artifacts", str(tmp_path / "a")),
+            *("--advertise-url", url, "--port", str(free_port())),
+            cwd=tmp_path,
+        )
+        assert result.returncode != 0, url
+        assert f"--advertise-url {url!r} is not a URL runners can reach" in result.stderr
+        assert not (tmp_path / "ws.db").exists(), "checked before anything is created"
+
+
 def test_server_without_config_says_what_to_do(tmp_path: Path) -> None:
     result = run_cli("server", cwd=tmp_path)
     assert result.returncode != 0

@@ -35,6 +35,13 @@ from flowyard.workspace import WorkspaceConfig, find_config
 )
 @click.option("--port", type=int, default=None, help=f"[default: {defaults.DEFAULT_PORT}]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--advertise-url",
+    envvar="FLOWYARD_ADVERTISE_URL",
+    default="",
+    help="The URL runners reach the workspace by (a load balancer's in front of replicas); "
+    "default: this server's own. Every replica is also a runner's fallback.",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
     "--no-auth",
@@ -77,6 +84,7 @@ def server(
     host: str | None,
     port: int | None,
     workers: int,
+    advertise_url: str,
     log_level: str,
     auth: bool,
     insecure: bool,
@@ -127,6 +135,7 @@ def server(
         host=host or defaults.DEFAULT_HOST,
         port=port or parts.port or defaults.DEFAULT_PORT,
         workers=workers,
+        advertised_url=_http_url(advertise_url),
         auth=auth,
         insecure=insecure,
         secret_key_file=str(key_file),
@@ -136,3 +145,14 @@ def server(
         **ServerSettings.tunables(os.environ),
     )
     serve(settings, log_level=log_level)
+
+
+def _http_url(url: str) -> str:
+    """``url`` if it is empty or an http(s) URL with a host, else a ConfigError."""
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise ConfigError(
+            f"--advertise-url {url!r} is not a URL runners can reach; give one such as "
+            "http://flowyard.example.com:5000."
+        )
+    return url.rstrip("/")

@@ -32,10 +32,13 @@ class RunnerCommand:
     # The workspace host's files and folders no job may see (its database, secret key and
     # artifacts, the server's config folder): a target starting runners on that host hides them.
     private_paths: tuple[str, ...] = ()
+    # Where else the runner may reach the workspace while ``workspace_url`` is away: the
+    # workspace's other replicas.
+    fallback_urls: tuple[str, ...] = ()
 
     @property
     def argv(self) -> list[str]:
-        return launcher.runner_args(self.workspace_url, self.job_id)
+        return launcher.runner_args(self.workspace_url, self.job_id, self.fallback_urls)
 
     @property
     def env(self) -> dict[str, str]:

@@ -21,10 +21,12 @@ from flowyard.compute import sandbox
 from flowyard.credentials import ENV_TOKEN
 
 
-def runner_args(workspace_url: str, job_id: str) -> list[str]:
-    """The runner's arguments after the Python command. The job's token is never among them:
-    any user of the host can read a process's command line."""
-    return ["-m", "flowyard.runner", "--workspace", workspace_url, "--job", job_id]
+def runner_args(workspace_url: str, job_id: str, fallbacks: Sequence[str] = ()) -> list[str]:
+    """The runner's arguments after the Python command: the workspace's URL, then the URLs it
+    falls back to while that one is away. The job's token is never among them: any user of the
+    host can read a process's command line."""
+    urls = [arg for url in (workspace_url, *fallbacks) for arg in ("--workspace", url)]
+    return ["-m", "flowyard.runner", *urls, "--job", job_id]
 
 
 def token_env(token: str | None) -> dict[str, str]:

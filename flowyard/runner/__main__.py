@@ -18,7 +18,12 @@ from flowyard.runner.settings import RunnerSettings  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m flowyard.runner", description=__doc__)
-    parser.add_argument("--workspace", required=True, help="the workspace's URL")
+    parser.add_argument(
+        "--workspace",
+        required=True,
+        action="append",
+        help="the workspace's URL; given again, a URL to fall back to while the first is away",
+    )
     # The job's token comes in $FLOWYARD_TOKEN (the client reads it), never on the command line.
     parser.add_argument("--job", required=True, help="the job's id (its MLflow run id)")
     args = parser.parse_args()
@@ -26,7 +31,8 @@ def main() -> None:
         settings = RunnerSettings.from_env(os.environ)
     except ConfigError as e:
         sys.exit(e.message)
-    sys.exit(Runner(args.workspace, args.job, settings=settings).run())
+    first, *fallbacks = args.workspace
+    sys.exit(Runner(first, args.job, settings=settings, fallback_urls=fallbacks).run())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import secrets
 import shutil
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -24,7 +26,12 @@ import httpx
 from flowyard import paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
-from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
+from flowyard.errors import (
+    EnvBuildError,
+    FlowyardError,
+    WorkspaceUnavailableError,
+    WorkspaceUnreachableError,
+)
 from flowyard.retries import retrying
 from flowyard.runner.api import ClaimedJob, ErrorReport, RunnerApi
 from flowyard.runner.logship import LogShipper
@@ -63,13 +70,16 @@ class Runner:
         job_id: str,
         token: str | None = None,
         settings: RunnerSettings | None = None,
+        fallback_urls: Sequence[str] = (),
     ) -> None:
         self.settings = settings or RunnerSettings()
-        self.url = workspace_url.rstrip("/")
         self.job_id = job_id
-        # The runner retries each call itself (see _call), for longer and POSTs included.
-        self.client = Client(self.url, token=token, retry_for_s=0)
-        self.api = RunnerApi(self.client, job_id)
+        # The workspace's URL, then its other replicas': a call that cannot reach one moves on
+        # to the next (see _failed).
+        self._urls = [u.rstrip("/") for u in (workspace_url, *fallback_urls)]
+        self._at = 0
+        self._switch = threading.Lock()
+        self._connect(self._urls[0], token)
         if self.client.token:
             # This process acts as its job, MLflow calls included (outputs to a non-proxied store).
             os.environ[ENV_MLFLOW_TOKEN] = self.client.token
@@ -88,19 +98,44 @@ class Runner:
 
     # --- calls to the workspace, each retried with back-off -------------------------------
 
-    def _call(self, fn: Any, *args: Any) -> Any:
+    def _connect(self, url: str, token: str | None) -> None:
+        self.url = url
+        # The runner retries each call itself (see _call), for longer and POSTs included.
+        self.client = Client(url, token=token, retry_for_s=0)
+        self.api = RunnerApi(self.client, self.job_id)
+
+    def _failed(self, url: str, error: BaseException) -> None:
+        """After a call to ``url`` failed with ``error``: where the replica itself is away (no
+        answer, or a proxy's 502/503/504), the next calls go to the next URL. A workspace that
+        answers, even that its database is away, is as good as any other replica."""
+        if len(self._urls) < 2 or not isinstance(
+            error, WorkspaceUnreachableError | WorkspaceUnavailableError
+        ):
+            return
+        with self._switch:
+            if self.url != url:
+                return  # another of the runner's threads has moved on already
+            self._at = (self._at + 1) % len(self._urls)
+            self._connect(self._urls[self._at], self.client.token)
+
+    def _call(self, fn: Callable[[], T]) -> T:
         # Every call of a runner is safe to repeat (its log appends are offset-addressed, its
         # start, beats and reports idempotent), so each is retried, POSTs included. A runner
         # told to stop by a signal still tries to report, but only briefly: it must not linger
-        # for minutes because the workspace is gone too.
+        # for minutes because the workspace is gone too. ``fn`` reads self.api or self.client
+        # anew on each try: a retry may go to another replica.
         for attempt in retrying(self.settings.retry_for_s, give_up=self._signaled):
             with attempt:
-                return fn(*args)
+                url = self.url
+                try:
+                    return fn()
+                except FlowyardError as e:
+                    self._failed(url, e)
+                    raise
         raise AssertionError("unreachable")
 
     def _append(self, offset: int, data: bytes) -> int:
-        size: int = self._call(self.api.append_log, offset, data)
-        return size
+        return self._call(lambda: self.api.append_log(offset, data))
 
     def _status(
         self,
@@ -109,7 +144,7 @@ class Runner:
         error: ErrorReport | None = None,
         exit_code: int | None = None,
     ) -> None:
-        self._call(self.api.report, status, reason, error, exit_code)
+        self._call(lambda: self.api.report(status, reason, error, exit_code))
 
     # --- the job ----------------------------------------------------------------------------
 
@@ -118,8 +153,8 @@ class Runner:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
-            job: ClaimedJob = self._call(
-                self.api.start, socket.gethostname(), os.getpid(), self._instance
+            job = self._call(
+                lambda: self.api.start(socket.gethostname(), os.getpid(), self._instance)
             )
         except FlowyardError as e:
             print(f"flowyard runner: cannot start job {self.job_id}: {e}", file=sys.stderr)
@@ -220,7 +255,8 @@ class Runner:
             return Path(sys.executable).parent
         from flowyard.env import builder
 
-        mlflow_version = str(self._call(self.client.info)["mlflow_version"])
+        info = self._call(lambda: self.client.info())  # noqa: PLW0108 (the client of each try)
+        mlflow_version = str(info["mlflow_version"])
         started = time.monotonic()
         self.log.say(f"environment: {builder.describe(spec)}")
         env = builder.ensure(spec, mlflow_version, self.log.write, self.dir / "project")
@@ -327,9 +363,11 @@ class Runner:
         while not self._stop.wait(self.settings.heartbeat_s):
             if self._proc is not None and self._proc.poll() is not None:
                 return
+            url = self.url
             try:
                 cancel = self.api.heartbeat()
-            except FlowyardError:
+            except FlowyardError as e:
+                self._failed(url, e)
                 continue
             if cancel:
                 self._request_stop(JobStatus.CANCELED, "canceled by the user")
@@ -352,11 +390,13 @@ class Runner:
             base = artifact_uri.removeprefix("mlflow-artifacts:").strip("/")
             for path in files:
                 rel = path.relative_to(outputs).as_posix()
-                self._call(self._put_artifact, f"{base}/outputs/{rel}", path)
+                self._call(functools.partial(self._put_artifact, f"{base}/outputs/{rel}", path))
         else:
             from mlflow import MlflowClient
 
-            self._call(MlflowClient(self.url).log_artifacts, self.job_id, str(outputs), "outputs")
+            self._call(
+                lambda: MlflowClient(self.url).log_artifacts(self.job_id, str(outputs), "outputs")
+            )
         self.log.say(f"uploaded {len(files)} file(s) from ./outputs to the run's outputs/")
 
     def _put_artifact(self, artifact_path: str, path: Path) -> None:

@@ -43,6 +43,8 @@ class ServerSettings:
         reconcile_interval_s: Between two passes of the reconciler over the active jobs.
         heartbeat_timeout_s: A runner silent this long is lost.
         health_interval_s: Between two background health checks of each compute.
+        advertised_url: The workspace's URL as runners reach it when their compute names none:
+            a load balancer's in front of several replicas; default: this server's own.
         repair_after_s: A submission or a job's end left half-done this long (a server killed
             mid-request) is settled by the reconciler: a run without its job is ended and
             deleted, a final job's open run is ended.
@@ -64,6 +66,7 @@ class ServerSettings:
     reconcile_interval_s: float = defaults.RECONCILE_INTERVAL_S
     heartbeat_timeout_s: float = defaults.HEARTBEAT_TIMEOUT_S
     health_interval_s: float = defaults.HEALTH_INTERVAL_S
+    advertised_url: str = ""
     repair_after_s: float = defaults.REPAIR_AFTER_S
 
     def to_env(self) -> str:
@@ -88,5 +91,11 @@ class ServerSettings:
 
     @property
     def url(self) -> str:
+        """This server's own URL, as this host reaches it."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def runners_url(self) -> str:
+        """The URL runners are given first: the advertised one, else this server's own."""
+        return (self.advertised_url or self.url).rstrip("/")

@@ -10,6 +10,7 @@ from pathlib import Path
 from flowyard.compute import launcher
 from flowyard.compute.base import RunnerCommand
 from flowyard.credentials import ENV_TOKEN
+from flowyard.server.services import replicas
 
 SERVER_ENV = {
     "PATH": "/usr/bin",
@@ -31,6 +32,17 @@ def test_the_runner_command_line_names_the_workspace_and_job_and_never_the_token
     assert command.argv == args and "fyj_secret" not in " ".join(command.argv)
     assert command.env == {ENV_TOKEN: "fyj_secret"}
     assert RunnerCommand("j1", 1, "http://ws:5000").env == {}
+
+
+def test_a_runner_is_given_the_other_replicas_after_its_workspace() -> None:
+    command = RunnerCommand("j1", 1, "http://lb:5000", fallback_urls=("http://a:5000",))
+    assert command.argv == [
+        *("-m", "flowyard.runner", "--workspace", "http://lb:5000"),
+        *("--workspace", "http://a:5000", "--job", "j1"),
+    ]
+    seen = ["http://a:5000/", "http://lb:5000", "http://b:5000", "http://a:5000"]
+    assert replicas.fallbacks("http://lb:5000/", seen) == ("http://a:5000", "http://b:5000")
+    assert replicas.fallbacks("http://a:5000", ["http://a:5000"]) == ()
 
 
 def test_a_process_runner_gets_the_allow_list_and_its_job_token_only() -> None:

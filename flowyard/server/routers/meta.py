@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,7 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from flowyard import __version__, defaults
-from flowyard.server.state import AppState
+from flowyard.server.db.models import utc_now
+from flowyard.server.services import replicas
+from flowyard.server.state import AppState, DbSession
 
 router = APIRouter(tags=["workspace"])
 
@@ -18,17 +21,21 @@ CAPABILITIES = ["mlflow-tracking", "mlflow-artifacts", "mlflow-ui"]
 
 
 @router.get("/info")
-def info(request: Request) -> dict[str, Any]:
-    """The workspace's name and version; ``service: flowyard`` marks a Flowyard workspace."""
+def info(request: Request, session: DbSession) -> dict[str, Any]:
+    """The workspace's name and version (``service: flowyard`` marks a Flowyard workspace), the
+    URL its runners are given, and its replicas seen serving within a heartbeat timeout."""
     import mlflow
 
     state = AppState.of(request)
+    since = utc_now() - timedelta(seconds=state.settings.heartbeat_timeout_s)
     return {
         "service": "flowyard",
         "workspace": state.settings.workspace_name,
         "version": __version__,
         "mlflow_version": mlflow.__version__,
         "capabilities": CAPABILITIES,
+        "runners_url": state.settings.runners_url,
+        "replicas": replicas.seen_since(session, since),
     }
 
 

@@ -17,7 +17,7 @@ from flowyard.errors import ComputeUnavailableError, FlowyardError
 from flowyard.schemas import ErrorInfo, JobStatus
 from flowyard.server.auth.tokens import Keys
 from flowyard.server.db.models import Compute, Job, utc_now
-from flowyard.server.services import computes, jobs, lifecycle
+from flowyard.server.services import computes, jobs, lifecycle, replicas
 from flowyard.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -152,13 +152,17 @@ class Dispatcher:
     def _submit(self, session: Session, job: Job) -> None:
         compute = session.get(Compute, job.compute)
         assert compute is not None
+        first = compute.workspace_url or self.settings.runners_url
+        # The replicas seen within a heartbeat timeout: the ones a runner can hope to reach.
+        since = utc_now() - timedelta(seconds=self.settings.heartbeat_timeout_s)
         command = RunnerCommand(
             job_id=job.id,
             attempt=job.attempt,
-            workspace_url=compute.workspace_url or self.settings.url,
+            workspace_url=first,
             resources=job.options.resources.asked(),
             token=self.keys.job_token(job.id, job.attempt),
             private_paths=self.private_paths,
+            fallback_urls=replicas.fallbacks(first, replicas.seen_since(session, since)),
         )
         try:
             external_id = computes.target(compute).submit(command)
@@ -198,6 +202,7 @@ class Dispatcher:
         ones whose runner is gone."""
         now = utc_now()
         with Session(self.engine, expire_on_commit=False) as session:
+            replicas.record(session, self.settings.url)
             active = list(session.scalars(sa.select(Job).where(Job.status.in_(computes.ACTIVE))))
             for job in active:
                 try:
