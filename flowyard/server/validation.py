@@ -50,5 +50,5 @@ def describe(errors: Sequence[Any]) -> str:
     ]
     more = len(errors) - MAX_PROBLEMS
     if more > 0:
-        problems.append(f"and {more} more")
+        problems.append(f"And {more} more problem{'s' if more > 1 else ''}")
     return ". ".join(problems) + "." if problems else "The request does not fit the API's schema."
