@@ -175,7 +175,10 @@ class Client:
         from flowyard.schemas import Digests, Missing
 
         body = Digests(digests=list(digests)).model_dump(mode="json")
-        return Missing.model_validate(self.request("POST", "/blobs/missing", json=body)).missing
+        # A question, not a change: asked again, it gets the same answer.
+        return Missing.model_validate(
+            self.request("POST", "/blobs/missing", json=body, idempotent=True)
+        ).missing
 
     def put_blob(self, digest: str, content: Iterable[bytes]) -> BlobInfo:
         """Store one blob, its content streamed from ``content`` (the server checks its sha256)."""
@@ -196,6 +199,7 @@ class Client:
             content=b"".join(batch.encode(blobs)),
             headers={"Content-Type": batch.MEDIA_TYPE},
             timeout=_blob_timeout(),
+            idempotent=True,  # blobs are stored by their content: a second store is a no-op
         )
         return BlobBatchOut.model_validate(body).blobs
 
@@ -220,7 +224,8 @@ class Client:
 
         body = SnapshotCreate(files=[SnapshotFile(**f.to_json()) for f in files])
         return SnapshotInfo.model_validate(
-            self.request("POST", "/snapshots", json=body.model_dump(mode="json"))
+            # Named by its manifest: recorded again, the same snapshot.
+            self.request("POST", "/snapshots", json=body.model_dump(mode="json"), idempotent=True)
         )
 
     def get_snapshot(self, snapshot_id: str) -> SnapshotDetail:

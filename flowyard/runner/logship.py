@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -36,11 +37,25 @@ class LogShipper:
 
     def write(self, data: bytes) -> None:
         with self._lock:
-            self._local.write(data)
-            self._local.flush()
+            self._keep_locally(data)
             self._buffer += data
         if len(self._buffer) >= MAX_PIECE:
             self._wake.set()
+
+    def _keep_locally(self, data: bytes) -> None:
+        """Add ``data`` to the local copy; a full disk or a failing one ends the copy (said once,
+        in the log), never the log itself, which goes on to the workspace."""
+        if self._local.closed:
+            return
+        try:
+            self._local.write(data)
+            self._local.flush()
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                self._local.close()
+            self._buffer += (
+                f"[flowyard] the runner's local copy of this log stopped: {e}\n".encode()
+            )
 
     def say(self, line: str) -> None:
         """A line from the runner itself, marked so it stands out from the job's own output."""
@@ -80,4 +95,5 @@ class LogShipper:
         self._wake.set()
         self._thread.join()
         self._send_pending()
-        self._local.close()
+        with contextlib.suppress(OSError):
+            self._local.close()

@@ -27,6 +27,7 @@ from flowyard import paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
 from flowyard.errors import (
+    DatabaseUnavailableError,
     EnvBuildError,
     FlowyardError,
     WorkspaceUnavailableError,
@@ -105,11 +106,11 @@ class Runner:
         self.api = RunnerApi(self.client, self.job_id)
 
     def _failed(self, url: str, error: BaseException) -> None:
-        """After a call to ``url`` failed with ``error``: where the replica itself is away (no
-        answer, or a proxy's 502/503/504), the next calls go to the next URL. A workspace that
-        answers, even that its database is away, is as good as any other replica."""
+        """After a call to ``url`` failed with ``error``: where the replica is away (no answer,
+        a proxy's 502/503/504) or cannot reach its database, the next calls go to the next URL,
+        which may have what this one lacks."""
         if len(self._urls) < 2 or not isinstance(
-            error, WorkspaceUnreachableError | WorkspaceUnavailableError
+            error, WorkspaceUnreachableError | WorkspaceUnavailableError | DatabaseUnavailableError
         ):
             return
         with self._switch:

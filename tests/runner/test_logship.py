@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from flowyard.runner import logship
 from flowyard.runner.logship import LogShipper
 
@@ -72,3 +74,20 @@ def test_big_output_goes_in_bounded_pieces(tmp_path: Path) -> None:
     assert len(receiver.log) == logship.MAX_PIECE * 3 + 5
     assert max(size for _, size in receiver.calls) <= logship.MAX_PIECE
     assert [offset for offset, _ in receiver.calls] == sorted(o for o, _ in receiver.calls)
+
+
+def test_a_full_disk_under_the_local_copy_loses_nothing_sent(tmp_path: Path) -> None:
+    """The runner's local copy on a full file system (/dev/full answers every write so): the
+    log still reaches the workspace whole, and says the copy stopped."""
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("this system has no /dev/full to stand for a full disk")
+    receiver = Receiver()
+    shipper = LogShipper(receiver.append, full)
+    shipper.begin(0)
+    for i in range(100):
+        shipper.write(f"line {i}\n".encode())
+    shipper.close()
+    lines = bytes(receiver.log).decode().splitlines()
+    assert [ln for ln in lines if ln.startswith("line ")] == [f"line {i}" for i in range(100)]
+    assert "local copy of this log stopped" in lines[0] and "No space left" in lines[0]

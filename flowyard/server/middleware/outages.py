@@ -35,9 +35,18 @@ UNAVAILABLE = (
 )
 
 
-def unavailable_response() -> JSONResponse:
+FULL = (
+    "The workspace's database has no space left on its disk; retry in a while, and ask the "
+    "workspace's owner to free space."
+)
+# How SQLite (SQLITE_FULL) and PostgreSQL (53100 disk_full) say it.
+_FULL_MARKS = ("database or disk is full", "No space left on device", "could not extend file")
+
+
+def unavailable_response(error: BaseException | None = None) -> JSONResponse:
+    full = error is not None and any(mark in str(error) for mark in _FULL_MARKS)
     return JSONResponse(
-        DatabaseUnavailableError(UNAVAILABLE).to_payload(),
+        DatabaseUnavailableError(FULL if full else UNAVAILABLE).to_payload(),
         status_code=DatabaseUnavailableError.http_status,
         headers={"Retry-After": str(defaults.RETRY_AFTER_S)},
     )
@@ -69,4 +78,4 @@ class DatabaseOutages:
                 scope["path"],
                 str(e).strip().splitlines()[0],
             )
-            await unavailable_response()(scope, receive, send)
+            await unavailable_response(e)(scope, receive, send)

@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from flowyard import defaults
 from flowyard.compute.base import ExternalState, RunnerCommand
 from flowyard.errors import ComputeUnavailableError, FlowyardError
 from flowyard.schemas import ErrorInfo, JobStatus
@@ -95,6 +97,10 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
         self.started_at = utc_now()
+        # When this process last found its database back after an outage: silence until then is
+        # the workspace's, not the runners' (their beats could not be stored).
+        self.database_back_at = self.started_at
+        self._database_down = False
 
     def start(self) -> None:
         self._thread.start()
@@ -113,6 +119,8 @@ class Dispatcher:
         repair_interval = max(self.settings.reconcile_interval_s, self.settings.repair_after_s / 4)
         while not self._stop.is_set():
             try:
+                if self._database_down:
+                    self.database_back_at = utc_now()
                 if time.monotonic() >= next_health:
                     next_health = time.monotonic() + self.settings.health_interval_s
                     self.check_health()
@@ -123,6 +131,10 @@ class Dispatcher:
                     self.repair()
                     next_repair = time.monotonic() + repair_interval
                 self.dispatch()
+                self._database_down = False
+            except DBAPIError as e:
+                self._database_down = True
+                log.warning("dispatcher cycle failed, the database is away (%s); trying again", e)
             except Exception:
                 log.exception("dispatcher cycle failed; trying again")
             self._wake.wait(self.settings.dispatch_interval_s)
@@ -222,10 +234,20 @@ class Dispatcher:
                 job.heartbeat_at = now
                 session.commit()
                 return
-        # Silence while this server was down is the workspace's, not the runner's: a restarted
-        # server gives every runner a whole timeout to get through again.
-        beat = max(_aware(job.heartbeat_at) or _aware(job.submitted_at) or now, self.started_at)
-        silent = now - beat > timedelta(seconds=self.settings.heartbeat_timeout_s)
+        # Silence while this server or its database was down is the workspace's, not the
+        # runner's: a restarted server, or one whose database is back, gives every runner a
+        # whole timeout to get through again.
+        beat = max(
+            _aware(job.heartbeat_at) or _aware(job.submitted_at) or now,
+            self.started_at,
+            self.database_back_at,
+        )
+        timeout = self.settings.heartbeat_timeout_s
+        if state == ExternalState.RUNNING:
+            # The compute sees the runner alive: cut off from the workspace, it retries its
+            # calls for this long before it gives up (and then exits, which settles the job).
+            timeout += defaults.RUNNER_RETRY_FOR_S
+        silent = now - beat > timedelta(seconds=timeout)
         if job.cancel_requested and (silent or now - beat > timedelta(seconds=CANCEL_GRACE_S)):
             if target is not None and job.external_id:
                 target.cancel(job.external_id)

@@ -1,0 +1,58 @@
+"""The chaos suite's cuts: the database away from the workspace, or the workspace away from its
+runners, for 2, 6 and 30 s while jobs are submitted, run and finish. Every job ends as its entry
+point earned, on its first attempt, with every log line once; no run is left without its job."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.chaos.workload import workload
+from tests.factories import create_compute
+from tests.proxy import TcpProxy
+from tests.servers import Server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("seconds", [2, 6, 30])
+def test_a_database_cut_fails_no_good_job_and_loses_no_line(
+    cut_database: tuple[Server, TcpProxy], tmp_path: Path, seconds: int
+) -> None:
+    server, proxy = cut_database
+    with workload(server, tmp_path, "pool") as (load, client):
+        for code in (0, 3, 0, 0):
+            load.submit(code)
+        load.submitted()
+        load.wait_running(client)
+        proxy.cut()
+        # Submitted while the database is away: each waits, retried, until it is back.
+        load.submit(0)
+        load.submit(3)
+        time.sleep(seconds)
+        proxy.restore()
+        load.check(client, MlflowClient())
+
+
+@pytest.mark.parametrize("seconds", [2, 30])
+def test_runners_cut_off_from_the_workspace_end_their_jobs_as_earned(
+    cut_database: tuple[Server, TcpProxy], tmp_path: Path, seconds: int
+) -> None:
+    """Their heartbeats stop for longer than the heartbeat timeout (4 s here); the compute
+    still sees them alive, so they are waited for, not counted lost and run again."""
+    server, _ = cut_database
+    with TcpProxy(target_port=server.port) as proxy:
+        url = f"http://127.0.0.1:{proxy.port}"
+        create_compute(server, "far", "--workspace-url", url, "--max-concurrent-jobs", "3")
+        with workload(server, tmp_path, "far") as (load, client):
+            for code in (0, 3, 0):
+                load.submit(code)
+            load.submitted()
+            load.wait_running(client)
+            proxy.cut()
+            time.sleep(seconds)
+            proxy.restore()
+            load.check(client, MlflowClient())
