@@ -418,7 +418,7 @@ class Client:
                 f"The workspace at {self.url} is unavailable for now ({response.status_code}); "
                 "try again in a moment, and check the server if it persists."
             )
-        if response.status_code in (404, 405) or body is None:
+        if response.status_code in (404, 405) or (body is None and response.status_code < 500):
             raise NotAWorkspaceError(self._not_a_workspace())
         request = response.request
         raise FlowyardError(

@@ -26,6 +26,8 @@ def test_a_database_cut_fails_no_good_job_and_loses_no_line(
     with workload(server, tmp_path, "pool") as (load, client):
         for code in (0, 3, 0, 0):
             load.submit(code)
+        # One on this machine too: no compute vouches for its runner while it cannot beat.
+        load.submit(0, compute="local")
         load.submitted()
         load.wait_running(client)
         proxy.cut()

@@ -54,18 +54,19 @@ class Workload:
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4))
     _pending: list[Future[None]] = field(default_factory=list)
 
-    def submit(self, code: int) -> None:
-        """Submit one job in the background (it retries through an outage, as users' do)."""
-        self._pending.append(self._pool.submit(self._submit, code))
+    def submit(self, code: int, compute: str | None = None) -> None:
+        """Submit one job in the background (it retries through an outage, as users' do), to
+        the workload's compute or ``compute``."""
+        self._pending.append(self._pool.submit(self._submit, code, compute or self.compute))
 
-    def _submit(self, code: int) -> None:
+    def _submit(self, code: int, compute: str) -> None:
         run = mlflow.projects.run(
             str(self.project),
             parameters={"code": code},
             backend="flowyard",
             synchronous=False,
             experiment_id=self.experiment,
-            backend_config={"COMPUTE": self.compute, "USE_CONDA": False, "STREAM_OUTPUT": False},
+            backend_config={"COMPUTE": compute, "USE_CONDA": False, "STREAM_OUTPUT": False},
         )
         with self._lock:
             self.expected[run.run_id] = JobStatus.COMPLETED if code == 0 else JobStatus.FAILED

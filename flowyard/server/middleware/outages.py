@@ -52,6 +52,19 @@ def unavailable_response(error: BaseException | None = None) -> JSONResponse:
     )
 
 
+def outage_in(error: BaseException) -> BaseException | None:
+    """The database outage that caused ``error``, if one did: MLflow's store, for one, raises
+    its own MlflowException from the driver's error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OUTAGES):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class DatabaseOutages:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -69,8 +82,9 @@ class DatabaseOutages:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except OUTAGES as e:
-            if started:  # a streamed answer cut short: nothing better to send
+        except Exception as raised:
+            e = outage_in(raised)
+            if e is None or started:  # not an outage; or a streamed answer cut short
                 raise
             logger.warning(
                 "The database failed %s %s: %s",
