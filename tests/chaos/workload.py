@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -88,9 +88,16 @@ class Workload:
             assert time.monotonic() < deadline, "no job started logging"
             time.sleep(0.2)
 
-    def check(self, client: Client, tracking: MlflowClient, timeout: float = 300) -> None:
+    def check(
+        self,
+        client: Client,
+        tracking: MlflowClient,
+        timeout: float = 300,
+        also: Sequence[str] = (),
+    ) -> None:
         """Every job ends as its entry point earned, on its first attempt, with every line once;
-        its run ended to match; and the experiment holds no run but these jobs'."""
+        its run ended to match; and the experiment holds no run but these jobs' and ``also``
+        (jobs the test submitted and checks itself)."""
         self.submitted()
         deadline = time.monotonic() + timeout
         for run_id, status in self.expected.items():
@@ -103,7 +110,7 @@ class Workload:
             assert lines == [f"line {i}" for i in range(LINES)], log
             assert tracking.get_run(run_id).info.status == RUN_STATUS[status]
         runs = tracking.search_runs([self.experiment], run_view_type=ViewType.ACTIVE_ONLY)
-        assert sorted(r.info.run_id for r in runs) == sorted(self.expected)
+        assert sorted(r.info.run_id for r in runs) == sorted([*self.expected, *also])
 
 
 @contextmanager
