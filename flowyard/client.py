@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         BlobInfo,
         ComputeOut,
         ComputeType,
+        DeletedOut,
+        GcOut,
         JobOut,
         JobSubmit,
         RoleName,
@@ -141,6 +143,48 @@ class Client:
         from flowyard.schemas import JobOut
 
         return JobOut.model_validate(self.request("POST", f"/jobs/{job_id}/cancel"))
+
+    def delete_job(self, job_id: str) -> DeletedOut:
+        """Delete an ended job for good: its run, artifacts, log and events."""
+        from flowyard.schemas import DeletedOut
+
+        return DeletedOut.model_validate(self.request("DELETE", f"/jobs/{job_id}"))
+
+    def delete_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        experiment_id: str | None = None,
+        compute: str | None = None,
+        user: str | None = None,
+        ended_before: datetime | None = None,
+    ) -> DeletedOut:
+        """Delete every ended job the filter (at least one field) matches; the answer names
+        the matching jobs left because they have not ended."""
+        from flowyard.schemas import DeletedOut
+
+        params = _given(
+            status=status,
+            experiment_id=experiment_id,
+            compute=compute,
+            user=user,
+            ended_before=ended_before.isoformat() if ended_before else None,
+        )
+        return DeletedOut.model_validate(self.request("DELETE", "/jobs", params=params))
+
+    def delete_experiment(self, experiment_id: str) -> DeletedOut:
+        """Delete an experiment for good, with its jobs, runs and artifacts."""
+        from flowyard.schemas import DeletedOut
+
+        return DeletedOut.model_validate(self.request("DELETE", f"/experiments/{experiment_id}"))
+
+    def gc(self, *, dry_run: bool = False) -> GcOut:
+        """Collect the workspace's garbage now: unreferenced snapshots and blobs, and the job
+        folders of ended jobs on the server's host; a dry run only counts them."""
+        from flowyard.schemas import GcOut
+
+        params = {"dry_run": "true"} if dry_run else None
+        return GcOut.model_validate(self.request("POST", "/gc", params=params))
 
     def update_status(self, job_id: str, update: StatusUpdate) -> JobOut:
         from flowyard.schemas import JobOut

@@ -103,6 +103,29 @@ class JobList(_Model):
     jobs: list[JobOut]
 
 
+class DeletedOut(_Model):
+    """What a deletion removed for good, and the jobs it left because they have not ended."""
+
+    job_ids: list[str]
+    runs: int
+    artifact_files: int
+    artifact_bytes: int
+    log_bytes: int
+    left_active: list[str] = []
+
+
+class GcOut(_Model):
+    """What a garbage collection freed (or, on a dry run, would free): each kind's count and
+    bytes."""
+
+    dry_run: bool
+    snapshots: int
+    blobs: int
+    blob_bytes: int
+    job_folders: int
+    job_folder_bytes: int
+
+
 class RunnerStart(_Model):
     host: str
     pid: int = Field(ge=0, le=INT32_MAX)

@@ -302,6 +302,25 @@ def test_experiment_reads(engine: sa.Engine, store_with_runs: tuple[Any, str, li
         assert server_internals.experiment_name(session, "123456") is None
 
 
+def test_hard_deletes_remove_soft_deleted_runs_and_experiments(
+    engine: sa.Engine, store_with_runs: tuple[Any, str, list[str]]
+) -> None:
+    store, experiment_id, (first, second) = store_with_runs
+    store.delete_run(first)
+    server_internals.hard_delete_run(store, first)
+    with pytest.raises(MlflowException, match="not found"):
+        store.get_run(first)
+    assert store.get_run(second).info.lifecycle_stage == "active"
+    store.delete_experiment(experiment_id)
+    server_internals.hard_delete_run(store, second)
+    server_internals.hard_delete_experiment(store, experiment_id)
+    with pytest.raises(MlflowException):
+        store.get_experiment(experiment_id)
+    with Session(engine) as session:
+        assert server_internals.experiment_name(session, experiment_id) is None
+        assert server_internals.run_name(session, second) is None
+
+
 # MLflow's server app is configured through its process's environment and keeps its store for the
 # process's life: it is set up once, in a process of its own, as the server does.
 SERVER_APP = r"""

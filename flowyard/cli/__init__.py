@@ -30,6 +30,7 @@ def _register() -> None:
     from flowyard.cli.access import login, logout, token, user, whoami
     from flowyard.cli.compute import compute
     from flowyard.cli.env import env
+    from flowyard.cli.experiment import experiment
     from flowyard.cli.jobs import job, run
     from flowyard.cli.server import server
     from flowyard.cli.snapshot import snapshot
@@ -38,6 +39,7 @@ def _register() -> None:
     cli.add_command(workspace)
     cli.add_command(server)
     cli.add_command(job)
+    cli.add_command(experiment)
     cli.add_command(run)
     cli.add_command(env)
     cli.add_command(compute)

@@ -27,7 +27,7 @@ from flowyard.server.middleware.headers import SecurityHeaders
 from flowyard.server.middleware.inputs import InputGuard, JsonServerErrors
 from flowyard.server.middleware.limits import BodyLimits
 from flowyard.server.middleware.outages import DatabaseOutages
-from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
+from flowyard.server.routers import auth, computes, experiments, jobs, meta, snapshots, studio
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
@@ -125,7 +125,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_middleware(DatabaseOutages)
     app.add_middleware(SecurityHeaders)
-    for module in (meta, snapshots, jobs, computes, auth):
+    for module in (meta, snapshots, jobs, experiments, computes, auth):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")

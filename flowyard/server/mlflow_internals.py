@@ -192,3 +192,21 @@ def experiment_name(session: Session, experiment_id: str) -> str | None:
         sa.select(_EXPERIMENTS.c.name).where(_EXPERIMENTS.c.experiment_id == key)
     )
     return name
+
+
+def hard_delete_run(store: Any, run_id: str) -> None:
+    """Remove a run that is soft-deleted (its metadata, metrics, params and tags) for good, as
+    `mlflow gc` does after deleting its artifacts.
+
+    Wraps ``SqlAlchemyStore._hard_delete_run``, which `mlflow gc` calls.
+    """
+    store._hard_delete_run(run_id)
+
+
+def hard_delete_experiment(store: Any, experiment_id: str) -> None:
+    """Remove a soft-deleted experiment (whose runs are gone already) for good, as `mlflow gc`
+    does.
+
+    Wraps ``SqlAlchemyStore._hard_delete_experiment``, which `mlflow gc` calls.
+    """
+    store._hard_delete_experiment(experiment_id)
