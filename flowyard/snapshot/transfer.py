@@ -2,15 +2,20 @@
 a local blob cache.
 
 Only blobs the workspace lacks are uploaded, and the snapshot's id is the sha256 of its manifest.
-The runner materializes a snapshot from a cache of blobs, hard-linked into the job's folder.
+The runner materializes a snapshot from a cache of blobs into the job's folder: each file a
+copy-on-write clone of its cache blob where the file system makes them (btrfs, XFS, bcachefs,
+ZFS with block cloning), else a plain copy. Never a hard link: a job that rewrites one of its
+project files in place must not change the cache, nor another job's copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,8 +36,9 @@ from flowyard.snapshot.progress import SnapshotProgress
 from flowyard.snapshot.walk import build_manifest, cache_home
 
 _CHUNK = 1 << 20
-# A cache blob's mtime and mode: a job writing into its hard-linked file moves the mtime, or a
-# chmod changes the mode, and the entry then counts as corrupt.
+# A cache blob's mtime and mode: anything that writes into an entry moves the mtime, or a chmod
+# changes the mode, and the entry then counts as corrupt. Its atime says when a job last used it
+# (set on each use, whatever the mount's atime policy), for pruning the cache.
 _BLOB_MTIME_NS = 0
 _BLOB_MODE = 0o644
 _DOWNLOAD_ATTEMPTS = 3
@@ -187,15 +193,13 @@ def materialize(
     dest_dir: str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
-    link: bool = True,
     workers: int = defaults.SNAPSHOT_UPLOAD_WORKERS,
 ) -> MaterializeResult:
     """Create a snapshot's files in ``dest_dir``, fetching only blobs missing from the cache.
 
-    Blobs are cached in ``cache_dir`` (default ``<cache_home()>/blobs``). With ``link``, files
-    are hard links to the cache where possible, so jobs sharing a file share its inode; writing
-    to one marks the cache entry corrupt, and it is fetched again next time. Executable files
-    are always copies, since a hard link shares the mode too.
+    Blobs are cached in ``cache_dir`` (default ``<cache_home()>/blobs``). Each file is a clone
+    (copy-on-write, where the file system can) or a copy of its blob, never a link: what a job
+    writes to its files stays its own.
     """
     files = client.snapshot_files(snapshot_id)
     for f in files:
@@ -208,9 +212,20 @@ def materialize(
     stale = [d for d, size in sizes.items() if not _cached(blobs / d, size)]
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda d: _download_blob(client, d, blobs), stale))
+    now = time.time_ns()
+    for digest in sizes:
+        # Used now: the cache's pruning (flowyard.caches) keeps what was used last.
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(blobs / digest, ns=(now, _BLOB_MTIME_NS))
     dest = Path(dest_dir)
     for f in files:
-        _place(blobs / f.digest, dest / f.path, f.executable, link)
+        try:
+            _place(blobs / f.digest, dest / f.path, f.executable)
+        except FileNotFoundError:
+            # Pruned by another runner meanwhile (it prunes only what no job used for a while,
+            # so this is rare): fetched again.
+            _download_blob(client, f.digest, blobs)
+            _place(blobs / f.digest, dest / f.path, f.executable)
     return MaterializeResult(
         id=snapshot_id,
         file_count=len(files),
@@ -262,14 +277,27 @@ def _download_blob(client: Client, digest: str, blobs: Path) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def _place(blob: Path, target: Path, executable: bool, link: bool) -> None:
+def _place(blob: Path, target: Path, executable: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
-    if link and not executable:
-        try:
-            os.link(blob, target)
-            return
-        except OSError:
-            pass  # another filesystem, too many links, or no hard links at all: copy
-    shutil.copyfile(blob, target)
+    _clone(blob, target)
     os.chmod(target, 0o755 if executable else 0o644)
+
+
+# FICLONE from linux/fs.h: make one file share another's blocks, copy-on-write.
+_FICLONE = 0x40049409
+
+
+def _clone(source: Path, target: Path) -> None:
+    """Copy ``source`` to the new file ``target``: a copy-on-write clone where the file system
+    makes them (no byte is copied until one of the two is written), else a plain copy."""
+    if sys.platform == "linux":
+        import fcntl
+
+        with source.open("rb") as src, target.open("xb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+                return
+            except OSError:
+                pass  # a file system without clones, or across two: copy
+    shutil.copyfile(source, target)
