@@ -179,8 +179,9 @@ class Client:
         return DeletedOut.model_validate(self.request("DELETE", f"/experiments/{experiment_id}"))
 
     def gc(self, *, dry_run: bool = False) -> GcOut:
-        """Collect the workspace's garbage now: unreferenced snapshots and blobs, and the job
-        folders of ended jobs on the server's host; a dry run only counts them."""
+        """Collect the workspace's garbage now: unreferenced snapshots and blobs, the folders of
+        ended jobs on the server's host and its blob cache past its bound; a dry run only
+        counts them."""
         from flowyard.schemas import GcOut
 
         params = {"dry_run": "true"} if dry_run else None

@@ -124,6 +124,8 @@ class GcOut(_Model):
     blob_bytes: int
     job_folders: int
     job_folder_bytes: int
+    cache_blobs: int
+    cache_bytes: int
 
 
 class RunnerStart(_Model):

@@ -31,6 +31,7 @@ def _register() -> None:
     from flowyard.cli.compute import compute
     from flowyard.cli.env import env
     from flowyard.cli.experiment import experiment
+    from flowyard.cli.gc import gc
     from flowyard.cli.jobs import job, run
     from flowyard.cli.server import server
     from flowyard.cli.snapshot import snapshot
@@ -40,6 +41,7 @@ def _register() -> None:
     cli.add_command(server)
     cli.add_command(job)
     cli.add_command(experiment)
+    cli.add_command(gc)
     cli.add_command(run)
     cli.add_command(env)
     cli.add_command(compute)

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from flowyard import paths
+from flowyard import caches, paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
 from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
@@ -142,8 +142,12 @@ class Runner:
         self.log.close()
         # The workspace writes the log it now holds whole to the run's logs/std_log.txt.
         self._status(status, reason, error, exit_code)
-        if status == JobStatus.COMPLETED:
-            shutil.rmtree(self.dir / "project", ignore_errors=True)
+        # Reported: the workspace holds the log, the outputs and the snapshot, so what this
+        # folder holds is spare, whatever the status. What is left (the runner's own output)
+        # goes with the folder when the workspace collects garbage (docs/lifecycle.md).
+        for spare in ("project", "storage"):
+            shutil.rmtree(self.dir / spare, ignore_errors=True)
+        (self.dir / "std_log.txt").unlink(missing_ok=True)
         return 0 if status == JobStatus.COMPLETED else 1
 
     def _run(self, job: ClaimedJob) -> tuple[JobStatus, str, ErrorReport | None, int | None]:
@@ -157,6 +161,9 @@ class Runner:
         project_dir = self.dir / "project"
         self.log.say(f"fetching snapshot {job.snapshot_id[:12]}")
         materialize(self.client, job.snapshot_id, project_dir)
+        pruned = caches.prune_blob_cache(int(self.settings.blob_cache_mb * 1e6))
+        if pruned.count:
+            self.log.say(f"blob cache: pruned {pruned.count} blob(s), {pruned.bytes:,} bytes")
         command = self._command(job, project_dir)
         try:
             bin_dir = self._environment(job)

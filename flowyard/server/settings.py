@@ -18,6 +18,8 @@ TUNABLES = {
     "reconcile_interval_s": ("FLOWYARD_RECONCILE_INTERVAL_S", defaults.RECONCILE_INTERVAL_S),
     "heartbeat_timeout_s": ("FLOWYARD_HEARTBEAT_TIMEOUT_S", defaults.HEARTBEAT_TIMEOUT_S),
     "health_interval_s": ("FLOWYARD_HEALTH_INTERVAL_S", defaults.HEALTH_INTERVAL_S),
+    "gc_interval_s": ("FLOWYARD_GC_INTERVAL_S", defaults.GC_INTERVAL_S),
+    "gc_grace_s": ("FLOWYARD_GC_GRACE_S", defaults.GC_GRACE_S),
 }
 
 
@@ -42,6 +44,13 @@ class ServerSettings:
         reconcile_interval_s: Between two passes of the reconciler over the active jobs.
         heartbeat_timeout_s: A runner silent this long is lost.
         health_interval_s: Between two background health checks of each compute.
+        gc_interval_s: Between two garbage collections in the background.
+        gc_grace_s: How long an unreferenced snapshot or blob is kept after its last use (a
+            submission in flight relies on it).
+        blob_cache_mb: The bound this host's blob cache is pruned back to, in MB.
+        max_log_mb: A job's log is cut here (the cut marked in the log), in MB.
+        disk_warn_percent: Health warns when the disk of the database or the artifact store
+            is fuller than this.
     """
 
     workspace_name: str
@@ -60,6 +69,11 @@ class ServerSettings:
     reconcile_interval_s: float = defaults.RECONCILE_INTERVAL_S
     heartbeat_timeout_s: float = defaults.HEARTBEAT_TIMEOUT_S
     health_interval_s: float = defaults.HEALTH_INTERVAL_S
+    gc_interval_s: float = defaults.GC_INTERVAL_S
+    gc_grace_s: float = defaults.GC_GRACE_S
+    blob_cache_mb: float = defaults.BLOB_CACHE_MB
+    max_log_mb: float = defaults.MAX_LOG_MB
+    disk_warn_percent: float = defaults.DISK_WARN_PERCENT
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

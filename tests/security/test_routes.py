@@ -148,6 +148,9 @@ def test_flowyard_api_keeps_its_table() -> None:
     assert needed_role("GET", f"{API}/jobs/x/logs") is Role.READER
     assert needed_role("GET", f"{API}/tokens") is Role.OWNER
     assert needed_role("POST", f"{API}/computes") is Role.OWNER
+    assert needed_role("POST", f"{API}/gc") is Role.OWNER
+    assert needed_role("DELETE", f"{API}/jobs/x") is Role.OWNER
+    assert needed_role("DELETE", f"{API}/experiments/1") is Role.OWNER
     assert needed_role("GET", "/studio/jobs") is Role.READER
     assert needed_role("POST", "/studio/login") is None
 
@@ -214,6 +217,7 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("DELETE", f"{API}/jobs"): "owner",
     ("DELETE", f"{API}/jobs/<job_id>"): "owner",
     ("DELETE", f"{API}/experiments/<experiment_id>"): "owner",
+    ("POST", f"{API}/gc"): "owner",
     ("GET", f"{API}/jobs/<job_id>"): "reader",
     ("POST", f"{API}/jobs/<job_id>/cancel"): "contributor",
     ("POST", f"{API}/jobs/<job_id>/rerun"): "contributor",

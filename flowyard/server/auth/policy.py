@@ -6,7 +6,7 @@ and UI (which Flowyard mounts unchanged) route by route in :mod:`.mlflow_routes`
 
 - reading (GET, HEAD, and MLflow's POST searches) needs ``reader``;
 - tracking, submitting, cancelling and uploading need ``contributor``;
-- computes, users, tokens and deleting anything need ``owner``.
+- computes, users, tokens, garbage collection and deleting anything need ``owner``.
 
 A job's token acts for the job's submitter as a contributor, and is the only credential that may
 make its runner's calls (claim, status, heartbeat, log appends).
@@ -28,7 +28,7 @@ STUDIO = "/studio"
 # Answered without a credential: a load balancer's probe, and what signing in needs.
 _PUBLIC = re.compile(rf"^(?:{API}/health|{STUDIO}/log(?:in|out)|{STUDIO}/static/.*)$")
 _FLOWYARD = re.compile(rf"^(?:{API}|{STUDIO})(?:/|$)")
-_OWNER_API = re.compile(rf"^{API}/(?:users|tokens)(?:/.*)?$")
+_OWNER_API = re.compile(rf"^{API}/(?:users|tokens|gc)(?:/.*)?$")
 _COMPUTES = re.compile(rf"^{API}/computes(?:/.*)?$")
 # Any job id's shape: the check must not depend on the id being well formed.
 _RUNNER_CALL = re.compile(rf"^{API}/jobs/([^/]+)/(?:start|status|heartbeat|logs)/?$")

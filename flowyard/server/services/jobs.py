@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
-from flowyard.server.db.models import Compute, Job, LogChunk, Snapshot, utc_now
-from flowyard.server.services import computes, lifecycle, runs
+from flowyard.server.db.models import Compute, Job, LogChunk, utc_now
+from flowyard.server.services import computes, lifecycle, runs, snapshots
 from flowyard.server.settings import ServerSettings
 
 # A log read's page when the reader names no limit, and the most one read returns: a big log is
@@ -64,7 +64,8 @@ def submit(
     if request.secret_env and seal is None:
         raise InvalidRequestError("This request cannot carry secret ENV_VARS; submit them anew.")
     target = computes.named_target(session, request.compute)
-    if session.get(Snapshot, request.snapshot_id) is None:
+    # Marked used: the collector keeps it at least its grace period, job or no job yet.
+    if not snapshots.touch_snapshot(session, request.snapshot_id):
         raise InvalidRequestError(
             f"Snapshot {request.snapshot_id} is not in this workspace; upload it first."
         )
