@@ -117,6 +117,14 @@ class PermissionDeniedError(FlowyardError):
     http_status = 403
 
 
+class StorageFullError(FlowyardError):
+    """A file system the workspace or a runner writes to has no room for what was to be
+    written; nothing half-written is left."""
+
+    code = "STORAGE_FULL"
+    http_status = 507
+
+
 class EnvBuildError(FlowyardError):
     """A job's environment could not be built; the message carries the resolver's words."""
 

@@ -24,7 +24,12 @@ import httpx
 from flowyard import caches, paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
-from flowyard.errors import EnvBuildError, FlowyardError, WorkspaceUnreachableError
+from flowyard.errors import (
+    EnvBuildError,
+    FlowyardError,
+    StorageFullError,
+    WorkspaceUnreachableError,
+)
 from flowyard.retries import retrying
 from flowyard.runner.api import ClaimedJob, ErrorReport, RunnerApi
 from flowyard.runner.logship import LogShipper
@@ -373,6 +378,16 @@ class Runner:
                 response = self.client.http.put(url, content=body)
             except httpx.HTTPError as e:
                 raise WorkspaceUnreachableError(f"uploading {artifact_path} failed: {e}") from e
+        if response.status_code == StorageFullError.http_status:
+            # Not worth a retry: the workspace says which store is full and what to do.
+            raise StorageFullError(_message(response, f"uploading {artifact_path}"))
         if response.status_code >= 500:
             raise FlowyardError(f"uploading {artifact_path}: HTTP {response.status_code}")
         response.raise_for_status()
+
+
+def _message(response: httpx.Response, fallback: str) -> str:
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"{fallback}: HTTP {response.status_code}"

@@ -27,6 +27,7 @@ from flowyard.server.middleware.headers import SecurityHeaders
 from flowyard.server.middleware.inputs import InputGuard, JsonServerErrors
 from flowyard.server.middleware.limits import BodyLimits
 from flowyard.server.middleware.outages import DatabaseOutages
+from flowyard.server.middleware.store_space import StoreSpace
 from flowyard.server.routers import (
     auth,
     computes,
@@ -127,6 +128,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # database outage as a 503 (whichever layer met it, the token lookup included), who is
     # asking, then sizes, then paths, then what a JSON body holds. Every request, MLflow's
     # included, is checked before any route sees it.
+    # Innermost, so a full disk's error reaches it as it was raised; inside the path guard, so
+    # an upload's path is checked before a full store looks at it.
+    app.add_middleware(StoreSpace, destination=settings.artifacts_destination)
     app.add_middleware(JsonServerErrors)
     app.add_middleware(InputGuard)
     app.add_middleware(ArtifactPathGuard)

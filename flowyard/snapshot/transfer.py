@@ -23,12 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowyard import defaults
+from flowyard import defaults, disks
 from flowyard.client import Client
 from flowyard.errors import (
     FlowyardError,
     InvalidRequestError,
     PayloadTooLargeError,
+    StorageFullError,
     WorkspaceUnreachableError,
 )
 from flowyard.snapshot.manifest import DIGEST, FileEntry, Manifest, unsafe_path_reason
@@ -210,14 +211,39 @@ def materialize(
     blobs.mkdir(parents=True, exist_ok=True)
     sizes = {f.digest: f.size for f in files}
     stale = [d for d, size in sizes.items() if not _cached(blobs / d, size)]
-    with ThreadPoolExecutor(workers) as pool:
+    with _room(blobs, snapshot_id), ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda d: _download_blob(client, d, blobs), stale))
+    with _room(Path(dest_dir), snapshot_id):
+        return _place_all(client, snapshot_id, files, blobs, Path(dest_dir), sizes, stale)
+
+
+@contextlib.contextmanager
+def _room(folder: Path, snapshot_id: str) -> Iterator[None]:
+    """A full file system under ``folder`` as one sentence that names it."""
+    try:
+        yield
+    except OSError as e:
+        if not disks.is_full(e):
+            raise
+        raise StorageFullError(
+            disks.full_message(folder, f"snapshot {snapshot_id[:12]}'s files")
+        ) from e
+
+
+def _place_all(
+    client: Client,
+    snapshot_id: str,
+    files: list[FileEntry],
+    blobs: Path,
+    dest: Path,
+    sizes: dict[str, int],
+    stale: list[str],
+) -> MaterializeResult:
     now = time.time_ns()
     for digest in sizes:
         # Used now: the cache's pruning (flowyard.caches) keeps what was used last.
         with contextlib.suppress(FileNotFoundError):
             os.utime(blobs / digest, ns=(now, _BLOB_MTIME_NS))
-    dest = Path(dest_dir)
     for f in files:
         try:
             _place(blobs / f.digest, dest / f.path, f.executable)

@@ -206,9 +206,11 @@ async def append_log(
     state: State,
     offset: int = Query(ge=0, le=MAX_OFFSET),
 ) -> LogAppended:
-    """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``."""
+    """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``. A log
+    that reaches the server's ``max_log_mb`` is cut there, the cut marked in it."""
     data = await request.body()
-    size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data)
+    cap = int(state.settings.max_log_mb * 1e6)
+    size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data, cap)
     state.watch.changed(job_id)
     return LogAppended(size=size)
 

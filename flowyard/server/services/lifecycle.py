@@ -8,6 +8,7 @@ as the job's next attempt (a retry). A final status is never left.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from flowyard import disks
 from flowyard.errors import ConflictError
 from flowyard.schemas import ErrorInfo
 from flowyard.server.db.models import Job, JobEvent, LogChunk, utc_now
@@ -29,6 +31,7 @@ _NEXT: dict[JobStatus, JobStatus] = {
     JobStatus.FINALIZING: JobStatus.COMPLETED,
 }
 _ALWAYS = {JobStatus.FAILED, JobStatus.CANCELED}
+log = logging.getLogger(__name__)
 
 # MLflow run statuses that end a run: a job's entry point may not set them on its own run while
 # the job goes on (its outputs are not uploaded yet, and its own end decides the run's).
@@ -153,12 +156,18 @@ def mirror(session: Session, done: Move, settings: ServerSettings) -> None:
     runs.set_run_status(done.job_id, done.after)
     if done.after.is_final:
         job = session.get(Job, done.job_id)
-        runs.upload_log(
-            done.job_id,
-            _log(session, done.job_id),
-            settings.artifacts_destination,
-            job.artifact_uri if job is not None else None,
-        )
+        try:
+            runs.upload_log(
+                done.job_id,
+                _log(session, done.job_id),
+                settings.artifacts_destination,
+                job.artifact_uri if job is not None else None,
+            )
+        except OSError as e:
+            if not disks.is_full(e):
+                raise
+            # The job has ended all the same, and its log is still served from the database.
+            log.warning("job %s: %s", done.job_id, disks.full_message(e.filename or "?", "its log"))
 
 
 def _log(session: Session, job_id: str) -> Iterator[bytes]:
