@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         GcOut,
         JobOut,
         JobSubmit,
+        RetentionOut,
         RoleName,
         SnapshotDetail,
         SnapshotInfo,
@@ -186,6 +187,35 @@ class Client:
 
         params = {"dry_run": "true"} if dry_run else None
         return GcOut.model_validate(self.request("POST", "/gc", params=params))
+
+    def retention(self) -> RetentionOut:
+        """The workspace's retention policy and each experiment's own."""
+        from flowyard.schemas import RetentionOut
+
+        return RetentionOut.model_validate(self.request("GET", "/retention"))
+
+    def set_retention(
+        self,
+        *,
+        keep_days: float | None = None,
+        keep_last: int | None = None,
+        experiment_id: str | None = None,
+    ) -> RetentionOut:
+        """Set the workspace's retention policy, or an experiment's own (replacing the whole
+        policy: a rule not given keeps nothing)."""
+        from flowyard.schemas import RetentionOut
+
+        path = f"/retention/experiments/{experiment_id}" if experiment_id else "/retention"
+        body = {"keep_days": keep_days, "keep_last": keep_last}
+        return RetentionOut.model_validate(self.request("PUT", path, json=body))
+
+    def clear_retention(self, experiment_id: str) -> RetentionOut:
+        """The experiment follows the workspace's policy again."""
+        from flowyard.schemas import RetentionOut
+
+        return RetentionOut.model_validate(
+            self.request("DELETE", f"/retention/experiments/{experiment_id}")
+        )
 
     def update_status(self, job_id: str, update: StatusUpdate) -> JobOut:
         from flowyard.schemas import JobOut

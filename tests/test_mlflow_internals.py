@@ -302,6 +302,24 @@ def test_experiment_reads(engine: sa.Engine, store_with_runs: tuple[Any, str, li
         assert server_internals.experiment_name(session, "123456") is None
 
 
+def test_model_sources_and_tags_of_runs(
+    engine: sa.Engine, store_with_runs: tuple[Any, str, list[str]]
+) -> None:
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+
+    store, _experiment_id, (first, second) = store_with_runs
+    store.set_tag(second, RunTag("flowyard.keep", "true"))
+    registry = RegistryStore(str(engine.url))
+    registry.create_registered_model("contract-model")
+    registry.create_model_version("contract-model", f"runs:/{first}/model", first)
+    with Session(engine) as session:
+        assert server_internals.model_source_runs(session, [first, second]) == {first}
+        assert server_internals.runs_tagged(session, [first, second], "flowyard.keep") == {
+            second: "true"
+        }
+    registry.engine.dispose()
+
+
 def test_hard_deletes_remove_soft_deleted_runs_and_experiments(
     engine: sa.Engine, store_with_runs: tuple[Any, str, list[str]]
 ) -> None:

@@ -33,6 +33,7 @@ def _register() -> None:
     from flowyard.cli.experiment import experiment
     from flowyard.cli.gc import gc
     from flowyard.cli.jobs import job, run
+    from flowyard.cli.retention import retention
     from flowyard.cli.server import server
     from flowyard.cli.snapshot import snapshot
     from flowyard.cli.workspace import workspace
@@ -42,6 +43,7 @@ def _register() -> None:
     cli.add_command(job)
     cli.add_command(experiment)
     cli.add_command(gc)
+    cli.add_command(retention)
     cli.add_command(run)
     cli.add_command(env)
     cli.add_command(compute)

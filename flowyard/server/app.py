@@ -35,6 +35,7 @@ from flowyard.server.routers import (
     gc,
     jobs,
     meta,
+    retention,
     snapshots,
     studio,
 )
@@ -142,7 +143,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_middleware(DatabaseOutages)
     app.add_middleware(SecurityHeaders)
-    for module in (meta, snapshots, jobs, experiments, computes, auth, gc):
+    for module in (meta, snapshots, jobs, experiments, computes, auth, gc, retention):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")

@@ -1,5 +1,6 @@
 """Deleting for good is an owner's: readers, contributors and jobs' own tokens are refused on every
-deletion route and nothing goes; and what a contributor set up cannot turn an owner's deletion
+deletion route, on setting a retention policy (which deletes later) and on running the garbage
+collection, and nothing goes; and what a contributor set up cannot turn an owner's deletion
 against other experiments' artifacts or the snapshot blobs (an experiment whose
 artifact_location is the store's root, or another experiment's folder)."""
 
@@ -44,9 +45,13 @@ def test_only_an_owner_deletes(workspace: Server) -> None:
     httpx.post(f"{workspace.url}{API}/jobs/{job_id}/cancel", headers=auth_headers(workspace))
     experiment = MlflowClient().create_experiment("rights")
     routes = [
-        f"{API}/jobs/{job_id}",
-        f"{API}/jobs?experiment_id=0",
-        f"{API}/experiments/{experiment}",
+        ("DELETE", f"{API}/jobs/{job_id}"),
+        ("DELETE", f"{API}/jobs?experiment_id=0"),
+        ("DELETE", f"{API}/experiments/{experiment}"),
+        ("PUT", f"{API}/retention"),
+        ("PUT", f"{API}/retention/experiments/0"),
+        ("DELETE", f"{API}/retention/experiments/0"),
+        ("POST", f"{API}/gc"),
     ]
     tokens = {
         "none": None,
@@ -56,13 +61,20 @@ def test_only_an_owner_deletes(workspace: Server) -> None:
     }
     for who, token in tokens.items():
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        for route in routes:
-            answer = httpx.delete(f"{workspace.url}{route}", headers=headers)
-            assert answer.status_code in (401, 403), (who, route, answer.status_code)
+        for method, route in routes:
+            answer = httpx.request(
+                method, f"{workspace.url}{route}", headers=headers, json={"keep_last": 0}
+            )
+            assert answer.status_code in (401, 403), (who, method, route, answer.status_code)
     assert httpx.get(
         f"{workspace.url}{API}/jobs/{job_id}", headers=auth_headers(workspace)
     ).is_success
     assert MlflowClient().get_experiment(experiment).lifecycle_stage == "active"
+    policies = httpx.get(f"{workspace.url}{API}/retention", headers=auth_headers(workspace))
+    assert policies.json() == {
+        "workspace": {"keep_days": None, "keep_last": None},
+        "experiments": {},
+    }
     owner = httpx.delete(f"{workspace.url}{API}/jobs/{job_id}", headers=auth_headers(workspace))
     assert owner.status_code == 200, owner.text
     # The deleted job's token is worth nothing now.

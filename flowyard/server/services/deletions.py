@@ -65,11 +65,12 @@ def delete_job(session: Session, job_id: str, settings: ServerSettings) -> Delet
     if not JobStatus(job.status).is_final:
         _refuse_active(job)
     done = Deleted()
-    _delete(session, job, settings, done)
+    delete_ended(session, job, settings, done)
     return done
 
 
-def _delete(session: Session, job: Job, settings: ServerSettings, done: Deleted) -> None:
+def delete_ended(session: Session, job: Job, settings: ServerSettings, done: Deleted) -> None:
+    """Delete an ended job and its run, adding what went to ``done``."""
     job_id, log_size = job.id, job.log_size
     # The run first: a failure here leaves the job, whose deletion can be asked again.
     done.add(runs.purge_run(job_id, settings.artifacts_destination))
@@ -133,11 +134,11 @@ def delete_jobs(session: Session, wanted: JobFilter, settings: ServerSettings) -
     done.left_active = list(
         session.scalars(sa.select(Job.id).where(*wanted.where(), Job.status.notin_(FINAL)))
     )
-    _delete_ended(session, wanted.where(), settings, done)
+    _delete_matching(session, wanted.where(), settings, done)
     return done
 
 
-def _delete_ended(
+def _delete_matching(
     session: Session, where: list[sa.ColumnElement[bool]], settings: ServerSettings, done: Deleted
 ) -> None:
     after = ""
@@ -153,7 +154,7 @@ def _delete_ended(
         if not page:
             return
         for job in page:
-            _delete(session, job, settings, done)
+            delete_ended(session, job, settings, done)
         after = page[-1].id
         session.expunge_all()
 
@@ -183,7 +184,7 @@ def delete_experiment(session: Session, experiment_id: str, settings: ServerSett
             "first, then delete the experiment."
         )
     done = Deleted()
-    _delete_ended(session, [Job.experiment_id == experiment_id], settings, done)
+    _delete_matching(session, [Job.experiment_id == experiment_id], settings, done)
     # Runs that are no job's: made by hand, or nested in a job's.
     for run_id in list(runs.experiment_run_ids(experiment_id)):
         done.add(runs.purge_run(run_id, settings.artifacts_destination))

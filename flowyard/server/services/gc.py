@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from flowyard import caches
 from flowyard.schemas import JobStatus
 from flowyard.server.db.models import Blob, Job, Snapshot, SnapshotBlob, utc_now
-from flowyard.server.services import snapshots
+from flowyard.server.services import retention, snapshots
 from flowyard.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class Collected:
     """What one collection freed (on a dry run: would free)."""
 
     dry_run: bool
+    expired_jobs: int = 0
+    expired_bytes: int = 0
     snapshots: int = 0
     blobs: int = 0
     blob_bytes: int = 0
@@ -61,15 +63,20 @@ class Collected:
 def collect(
     engine: Engine, settings: ServerSettings, *, dry_run: bool = False, now: datetime | None = None
 ) -> Collected:
-    """One collection: snapshots, then blobs, then this host's job folders and blob cache."""
-    cutoff = (now or utc_now()) - timedelta(seconds=settings.gc_grace_s)
+    """One collection: the jobs retention policies let go, then snapshots, then blobs, then
+    this host's job folders and blob cache."""
+    now = now or utc_now()
+    cutoff = now - timedelta(seconds=settings.gc_grace_s)
     with Session(engine) as session:
+        expired = retention.apply(session, settings, dry_run=dry_run, now=now)
         snapshot_count = _snapshots(session, cutoff, dry_run)
         blob_count, blob_bytes = _blobs(session, settings.artifacts_destination, cutoff, dry_run)
         folders = _job_folders(session, dry_run)
     cache = caches.prune_blob_cache(int(settings.blob_cache_mb * 1e6), dry_run=dry_run)
     return Collected(
         dry_run=dry_run,
+        expired_jobs=len(expired.job_ids),
+        expired_bytes=expired.artifact_bytes + expired.log_bytes,
         snapshots=snapshot_count,
         blobs=blob_count,
         blob_bytes=blob_bytes,
