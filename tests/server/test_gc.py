@@ -21,25 +21,50 @@ from flowyard.errors import FlowyardError
 from flowyard.schemas import JobStatus, JobSubmit
 from flowyard.snapshot import build_manifest, materialize, upload
 from tests.factories import create_compute, final_job, make_project
-from tests.servers import Server, fast_workspace, run_cli
+from tests.servers import (
+    FAST,
+    Server,
+    fast_workspace,
+    free_port,
+    fresh_postgres_database,
+    init_workspace,
+    run_cli,
+)
 
 GRACE_S = 4.0
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def workspace(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     # Collected only when asked (the schedule has a test of its own), with a short grace, and
     # an empty bound on the host's blob cache (pruned of what no job used in a while).
-    server = fast_workspace(
-        tmp_path_factory.mktemp("gc"),
-        env={
-            "FLOWYARD_GC_INTERVAL_S": "3600",
-            "FLOWYARD_GC_GRACE_S": str(GRACE_S),
-            "FLOWYARD_BLOB_CACHE_MB": "0",
-        },
-    )
-    yield server
-    server.stop()
+    root = tmp_path_factory.mktemp(f"gc-{request.param}")
+    env = {
+        "FLOWYARD_GC_INTERVAL_S": "3600",
+        "FLOWYARD_GC_GRACE_S": str(GRACE_S),
+        "FLOWYARD_BLOB_CACHE_MB": "0",
+    }
+    if request.param == "sqlite":
+        server = fast_workspace(root, env=env)
+        yield server
+        server.stop()
+        return
+    request.applymarker(pytest.mark.postgres)
+    for db_url in fresh_postgres_database():
+        port = free_port()
+        init_workspace(root, port=port)
+        server = Server(
+            args=["--db-url", db_url, "--artifacts", str(root / "ws" / "artifacts")],
+            cwd=root,
+            port=port,
+            env={**FAST, "XDG_CACHE_HOME": str(root / "cache"), **env},
+        ).start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture

@@ -61,16 +61,21 @@ def blob_key(digest: str) -> str:
 
 
 def missing_blobs(session: Session, digests: Sequence[str]) -> list[str]:
-    """Which of these blobs are not stored. The stored ones are marked used now: the submission
+    """Which of these blobs are not stored. The stored ones are marked used: the submission
     asking will not upload them, so the collector must keep them for its grace period."""
     wanted = list(dict.fromkeys(check_digest(d) for d in digests))
-    stored = _stored_sizes(session, wanted)
-    touch_blobs(session, list(stored))
+    stored = claim_blobs(session, wanted)
     return [d for d in wanted if d not in stored]
 
 
-def touch_blobs(session: Session, digests: Sequence[str]) -> None:
-    """Mark blobs used now, in one commit."""
+def claim_blobs(session: Session, digests: Sequence[str]) -> dict[str, int]:
+    """The sizes of the stored ones of these blobs, each marked used now, in one commit.
+
+    Marked first, then read: a blob the collector deletes before the mark is not read (and so
+    is uploaded again), and one it has not deleted by then it no longer may, since the mark
+    makes it recent (the collector's delete checks again, and waits for the mark's row lock
+    on PostgreSQL; SQLite has one writer at a time).
+    """
     now = utc_now()
     for i in range(0, len(digests), _QUERY_CHUNK):
         session.execute(
@@ -79,7 +84,9 @@ def touch_blobs(session: Session, digests: Sequence[str]) -> None:
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
+    sizes = _stored_sizes(session, digests)
     session.commit()
+    return sizes
 
 
 def _stored_sizes(session: Session, digests: Sequence[str]) -> dict[str, int]:
@@ -116,11 +123,9 @@ class BlobUpload:
         """Keep the blob if its content is what its digest says; idempotent."""
         self._file.close()
         _check_content(self.digest, self._hash.hexdigest())
-        if session.get(Blob, self.digest) is None:
+        if not claim_blobs(session, [self.digest]):
             blob_repository(destination).log_artifact(str(self.path), self.digest[:2])
             _record(session, {self.digest: self.size})
-        else:
-            touch_blobs(session, [self.digest])
         blob = session.get(Blob, self.digest)
         assert blob is not None
         return blob
@@ -141,11 +146,10 @@ def store_batch(
     for digest, content in blobs:
         _check_content(check_digest(digest), hashlib.sha256(content).hexdigest())
     unique = dict(blobs)
-    stored = _stored_sizes(session, list(unique))
+    stored = claim_blobs(session, list(unique))
     new = {d: content for d, content in unique.items() if d not in stored}
     _write_blobs(blob_repository(destination), new)
     _record(session, {d: len(content) for d, content in new.items()})
-    touch_blobs(session, list(stored))
     return [(digest, len(content)) for digest, content in blobs]
 
 
@@ -250,7 +254,7 @@ def create_snapshot(session: Session, files: Iterable[FileEntry]) -> Snapshot:
     """Record a manifest whose blobs are all stored; idempotent, the id being its sha256."""
     entries = sorted(files, key=lambda f: f.path)
     _check_manifest(entries)
-    stored = _stored_sizes(session, list(dict.fromkeys(f.digest for f in entries)))
+    stored = claim_blobs(session, list(dict.fromkeys(f.digest for f in entries)))
     missing = sorted({f.path for f in entries if f.digest not in stored})
     if missing:
         shown = ", ".join(missing[:5]) + (
