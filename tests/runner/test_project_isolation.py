@@ -51,6 +51,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "none",
     )
     mlflow.set_tracking_uri(server.url)
+    # Its own experiment: an earlier test's active one is not in this workspace.
+    mlflow.set_experiment("isolation")
     try:
         yield server
     finally:
