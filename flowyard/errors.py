@@ -91,6 +91,13 @@ class PayloadTooLargeError(InvalidRequestError):
     http_status = 413
 
 
+class BlobsMissingError(InvalidRequestError):
+    """A snapshot names blobs the workspace does not hold (never uploaded, or collected since
+    the submission was told they were there): upload them, then create it again."""
+
+    code = "BLOBS_MISSING"
+
+
 class NotFoundError(FlowyardError):
     code = "NOT_FOUND"
     http_status = 404

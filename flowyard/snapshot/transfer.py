@@ -26,6 +26,7 @@ from pathlib import Path
 from flowyard import defaults, disks
 from flowyard.client import Client
 from flowyard.errors import (
+    BlobsMissingError,
     FlowyardError,
     InvalidRequestError,
     PayloadTooLargeError,
@@ -85,6 +86,35 @@ def upload(
     )
     by_digest = {f.digest: f for f in manifest.files}
     todo = [by_digest[d] for d in client.missing_blobs(sorted(by_digest))]
+    _send(client, manifest, todo, workers, progress)
+    try:
+        info = client.create_snapshot(manifest.files)
+    except BlobsMissingError:
+        # The workspace collected a blob it had said it held (the submission took longer than
+        # its garbage collection's grace period): send what it lacks now, once more.
+        again = [by_digest[d] for d in client.missing_blobs(sorted(by_digest))]
+        _send(client, manifest, again, workers, None)
+        todo += again
+        info = client.create_snapshot(manifest.files)
+    result = SnapshotResult(
+        id=info.id,
+        file_count=info.file_count,
+        total_bytes=info.total_bytes,
+        uploaded_blobs=len(todo),
+        uploaded_bytes=sum(f.size for f in todo),
+    )
+    if progress is not None:
+        progress.done(result)
+    return result
+
+
+def _send(
+    client: Client,
+    manifest: Manifest,
+    todo: list[FileEntry],
+    workers: int,
+    progress: SnapshotProgress | None,
+) -> None:
     if progress is not None:
         sent = {f.digest for f in todo}
         present = [f for f in manifest.files if f.digest not in sent]
@@ -99,17 +129,6 @@ def upload(
                 _groups(todo),
             )
         )
-    info = client.create_snapshot(manifest.files)
-    result = SnapshotResult(
-        id=info.id,
-        file_count=info.file_count,
-        total_bytes=info.total_bytes,
-        uploaded_blobs=len(todo),
-        uploaded_bytes=sum(f.size for f in todo),
-    )
-    if progress is not None:
-        progress.done(result)
-    return result
 
 
 def _groups(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,6 +164,37 @@ def test_a_blob_the_workspace_said_it_has_is_kept_for_the_grace_period(
     client.gc()
     assert digest not in _blob_files(workspace)
     assert client.missing_blobs([digest]) == [digest]
+
+
+class _SlowSubmitter(Client):
+    """A client whose submission stalls between asking which blobs are missing and creating its
+    snapshot, for longer than the grace period, while the workspace collects."""
+
+    stalled = False
+
+    def create_snapshot(self, files: Any) -> Any:
+        if not self.stalled:
+            self.stalled = True
+            time.sleep(GRACE_S + 1)
+            assert self.gc().blobs >= 1
+        return super().create_snapshot(files)
+
+
+def test_a_submission_slower_than_the_grace_period_sends_a_collected_blob_again(
+    workspace: Server, tmp_path: Path
+) -> None:
+    project = make_project(tmp_path / "p", "print('slow')\n", files={"data.txt": str(uuid.uuid4())})
+    with Client(workspace.url) as client:
+        upload(client, project)  # its blobs stored, by a submission long gone
+    time.sleep(GRACE_S + 1)
+    with _SlowSubmitter(workspace.url) as slow:
+        result = upload(slow, project)
+        assert slow.stalled
+        assert result.uploaded_blobs >= 1  # sent again after the workspace had collected it
+        job_id = _submit(slow, result.id)
+        out = materialize(slow, result.id, tmp_path / "out", cache_dir=tmp_path / "cache")
+        assert out.file_count == result.file_count
+        slow.cancel_job(job_id)
 
 
 def test_gc_during_50_concurrent_submissions_loses_nothing(

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flowyard import defaults
-from flowyard.errors import FlowyardError, InvalidRequestError, NotFoundError
+from flowyard.errors import BlobsMissingError, FlowyardError, InvalidRequestError, NotFoundError
 from flowyard.server.db.models import Blob, Snapshot, SnapshotBlob, utc_now
 from flowyard.snapshot import (
     DIGEST,
@@ -260,7 +260,7 @@ def create_snapshot(session: Session, files: Iterable[FileEntry]) -> Snapshot:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
-        raise InvalidRequestError(
+        raise BlobsMissingError(
             f"The blobs of {len(missing)} files are not stored ({shown}); upload them before "
             "creating the snapshot."
         )
