@@ -28,8 +28,11 @@ if TYPE_CHECKING:
         BlobInfo,
         ComputeOut,
         ComputeType,
+        DeletedOut,
+        GcOut,
         JobOut,
         JobSubmit,
+        RetentionOut,
         RoleName,
         SnapshotDetail,
         SnapshotInfo,
@@ -147,6 +150,78 @@ class Client:
         from flowyard.schemas import JobOut
 
         return JobOut.model_validate(self.request("POST", f"/jobs/{job_id}/cancel"))
+
+    def delete_job(self, job_id: str) -> DeletedOut:
+        """Delete an ended job for good: its run, artifacts, log and events."""
+        from flowyard.schemas import DeletedOut
+
+        return DeletedOut.model_validate(self.request("DELETE", f"/jobs/{job_id}"))
+
+    def delete_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        experiment_id: str | None = None,
+        compute: str | None = None,
+        user: str | None = None,
+        ended_before: datetime | None = None,
+    ) -> DeletedOut:
+        """Delete every ended job the filter (at least one field) matches; the answer names
+        the matching jobs left because they have not ended."""
+        from flowyard.schemas import DeletedOut
+
+        params = _given(
+            status=status,
+            experiment_id=experiment_id,
+            compute=compute,
+            user=user,
+            ended_before=ended_before.isoformat() if ended_before else None,
+        )
+        return DeletedOut.model_validate(self.request("DELETE", "/jobs", params=params))
+
+    def delete_experiment(self, experiment_id: str) -> DeletedOut:
+        """Delete an experiment for good, with its jobs, runs and artifacts."""
+        from flowyard.schemas import DeletedOut
+
+        return DeletedOut.model_validate(self.request("DELETE", f"/experiments/{experiment_id}"))
+
+    def gc(self, *, dry_run: bool = False) -> GcOut:
+        """Collect the workspace's garbage now: unreferenced snapshots and blobs, the folders of
+        ended jobs on the server's host and its blob cache past its bound; a dry run only
+        counts them."""
+        from flowyard.schemas import GcOut
+
+        params = {"dry_run": "true"} if dry_run else None
+        return GcOut.model_validate(self.request("POST", "/gc", params=params))
+
+    def retention(self) -> RetentionOut:
+        """The workspace's retention policy and each experiment's own."""
+        from flowyard.schemas import RetentionOut
+
+        return RetentionOut.model_validate(self.request("GET", "/retention"))
+
+    def set_retention(
+        self,
+        *,
+        keep_days: float | None = None,
+        keep_last: int | None = None,
+        experiment_id: str | None = None,
+    ) -> RetentionOut:
+        """Set the workspace's retention policy, or an experiment's own (replacing the whole
+        policy: a rule not given keeps nothing)."""
+        from flowyard.schemas import RetentionOut
+
+        path = f"/retention/experiments/{experiment_id}" if experiment_id else "/retention"
+        body = {"keep_days": keep_days, "keep_last": keep_last}
+        return RetentionOut.model_validate(self.request("PUT", path, json=body))
+
+    def clear_retention(self, experiment_id: str) -> RetentionOut:
+        """The experiment follows the workspace's policy again."""
+        from flowyard.schemas import RetentionOut
+
+        return RetentionOut.model_validate(
+            self.request("DELETE", f"/retention/experiments/{experiment_id}")
+        )
 
     def update_status(self, job_id: str, update: StatusUpdate) -> JobOut:
         from flowyard.schemas import JobOut

@@ -113,3 +113,17 @@ RUNNER_KILL_GRACE_S = 10.0
 # A workspace away for longer than this fails the job's calls for good: ten minutes covers a
 # server restart or upgrade, not an outage nobody is fixing.
 RUNNER_RETRY_FOR_S = 600.0
+
+# The server collects garbage (unreferenced snapshots and blobs, ended jobs' folders, its host's
+# blob cache) this often: often enough that a busy workspace's leftovers never pile up for long.
+GC_INTERVAL_S = 3600.0
+# What a submission in flight relies on (a blob it was told is stored, a snapshot it created) is
+# kept this long after its last use, referenced or not: far beyond any one submission's steps.
+GC_GRACE_S = 3600.0
+# A runner host's blob cache is pruned back to this, the blobs used longest ago first.
+BLOB_CACHE_MB = 5000.0
+# A job's log stops growing here (marked where cut): a runaway print loop must not fill the
+# database, whose log chunks every replica reads.
+MAX_LOG_MB = 1000.0
+# The server's health warns once the disk of its database or artifact store is fuller than this.
+DISK_WARN_PERCENT = 90.0

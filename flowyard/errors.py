@@ -91,6 +91,13 @@ class PayloadTooLargeError(InvalidRequestError):
     http_status = 413
 
 
+class BlobsMissingError(InvalidRequestError):
+    """A snapshot names blobs the workspace does not hold (never uploaded, or collected since
+    the submission was told they were there): upload them, then create it again."""
+
+    code = "BLOBS_MISSING"
+
+
 class NotFoundError(FlowyardError):
     code = "NOT_FOUND"
     http_status = 404
@@ -115,6 +122,14 @@ class PermissionDeniedError(FlowyardError):
 
     code = "PERMISSION_DENIED"
     http_status = 403
+
+
+class StorageFullError(FlowyardError):
+    """A file system the workspace or a runner writes to has no room for what was to be
+    written; nothing half-written is left."""
+
+    code = "STORAGE_FULL"
+    http_status = 507
 
 
 class EnvBuildError(FlowyardError):

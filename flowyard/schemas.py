@@ -108,6 +108,50 @@ class JobList(_Model):
     jobs: list[JobOut]
 
 
+class DeletedOut(_Model):
+    """What a deletion removed for good, and the jobs it left because they have not ended."""
+
+    job_ids: list[str]
+    runs: int
+    artifact_files: int
+    artifact_bytes: int
+    log_bytes: int
+    left_active: list[str] = []
+
+
+class RetentionPolicy(_Model):
+    """How long ended jobs are kept: a job goes once neither rule keeps it (and one is set).
+    Jobs whose run is tagged ``flowyard.keep=true`` and the source runs of registered model
+    versions are always kept."""
+
+    keep_days: float | None = Field(None, gt=0, description="Keep jobs that ended this recently.")
+    keep_last: int | None = Field(None, ge=0, description="Keep the newest N ended jobs.")
+
+
+class RetentionOut(_Model):
+    """The workspace's policy, and each experiment's own where one is set (it replaces the
+    workspace's for that experiment)."""
+
+    workspace: RetentionPolicy
+    experiments: dict[str, RetentionPolicy] = {}
+
+
+class GcOut(_Model):
+    """What a garbage collection freed (or, on a dry run, would free): each kind's count and
+    bytes."""
+
+    dry_run: bool
+    expired_jobs: int
+    expired_bytes: int
+    snapshots: int
+    blobs: int
+    blob_bytes: int
+    job_folders: int
+    job_folder_bytes: int
+    cache_blobs: int
+    cache_bytes: int
+
+
 class RunnerStart(_Model):
     host: str
     pid: int = Field(ge=0, le=INT32_MAX)

@@ -30,7 +30,11 @@ def free_port() -> int:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     # A command typed in a new shell: none of the MLflow state this test process gathered
     # (MLflow's set_experiment exports MLFLOW_EXPERIMENT_ID for child processes).
@@ -43,6 +47,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         check=False,
+        input=input,
     )
 
 

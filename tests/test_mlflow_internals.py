@@ -302,6 +302,43 @@ def test_experiment_reads(engine: sa.Engine, store_with_runs: tuple[Any, str, li
         assert server_internals.experiment_name(session, "123456") is None
 
 
+def test_model_sources_and_tags_of_runs(
+    engine: sa.Engine, store_with_runs: tuple[Any, str, list[str]]
+) -> None:
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+
+    store, _experiment_id, (first, second) = store_with_runs
+    store.set_tag(second, RunTag("flowyard.keep", "true"))
+    registry = RegistryStore(str(engine.url))
+    registry.create_registered_model("contract-model")
+    registry.create_model_version("contract-model", f"runs:/{first}/model", first)
+    with Session(engine) as session:
+        assert server_internals.model_source_runs(session, [first, second]) == {first}
+        assert server_internals.runs_tagged(session, [first, second], "flowyard.keep") == {
+            second: "true"
+        }
+    registry.engine.dispose()
+
+
+def test_hard_deletes_remove_soft_deleted_runs_and_experiments(
+    engine: sa.Engine, store_with_runs: tuple[Any, str, list[str]]
+) -> None:
+    store, experiment_id, (first, second) = store_with_runs
+    store.delete_run(first)
+    server_internals.hard_delete_run(store, first)
+    with pytest.raises(MlflowException, match="not found"):
+        store.get_run(first)
+    assert store.get_run(second).info.lifecycle_stage == "active"
+    store.delete_experiment(experiment_id)
+    server_internals.hard_delete_run(store, second)
+    server_internals.hard_delete_experiment(store, experiment_id)
+    with pytest.raises(MlflowException):
+        store.get_experiment(experiment_id)
+    with Session(engine) as session:
+        assert server_internals.experiment_name(session, experiment_id) is None
+        assert server_internals.run_name(session, second) is None
+
+
 # MLflow's server app is configured through its process's environment and keeps its store for the
 # process's life: it is set up once, in a process of its own, as the server does.
 SERVER_APP = r"""

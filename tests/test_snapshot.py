@@ -359,9 +359,10 @@ def test_materialize_round_trip_reuses_the_cache(client: Client, tmp_path: Path)
         assert os.access(copy, os.X_OK) == f.executable
     second = materialize(client, result.id, tmp_path / "job2")
     assert second.downloaded_blobs == 0
-    linked = tmp_path / "job2" / "train.py"
-    assert linked.stat().st_ino == (tmp_path / "job1" / "train.py").stat().st_ino
-    assert linked.stat().st_nlink == 3
+    # Copies (or copy-on-write clones), never links: each job's file is its own.
+    copy = tmp_path / "job2" / "train.py"
+    assert copy.stat().st_ino != (tmp_path / "job1" / "train.py").stat().st_ino
+    assert copy.stat().st_nlink == 1
 
 
 def test_many_small_files_and_a_big_one_round_trip(client: Client, tmp_path: Path) -> None:
@@ -399,14 +400,31 @@ def test_a_file_changed_after_its_hash_is_not_uploaded(client: Client, tmp_path:
     assert client.missing_blobs([changed.digest]) == [changed.digest]
 
 
-def test_a_cache_blob_changed_through_a_hard_link_is_fetched_again(
+def test_a_job_rewriting_its_file_in_place_changes_neither_the_cache_nor_another_job(
     client: Client, tmp_path: Path
 ) -> None:
     root = make_project(tmp_path / "p")
+    original = (root / "train.py").read_bytes()
     result = upload(client, root)
-    materialize(client, result.id, tmp_path / "job1")
-    (tmp_path / "job1" / "train.py").write_text("user code wrote here")
-    again = materialize(client, result.id, tmp_path / "job2")
+    cache = tmp_path / "blobs"
+    materialize(client, result.id, tmp_path / "job1", cache_dir=cache)
+    materialize(client, result.id, tmp_path / "job2", cache_dir=cache)
+    with (tmp_path / "job1" / "train.py").open("r+b") as f:  # the same inode, written over
+        f.write(b"user code wrote here")
+    assert (tmp_path / "job2" / "train.py").read_bytes() == original
+    again = materialize(client, result.id, tmp_path / "job3", cache_dir=cache)
+    assert again.downloaded_blobs == 0  # the cache is intact
+    assert (tmp_path / "job3" / "train.py").read_bytes() == original
+
+
+def test_a_cache_blob_changed_by_hand_is_fetched_again(client: Client, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p")
+    result = upload(client, root)
+    cache = tmp_path / "blobs"
+    materialize(client, result.id, tmp_path / "job1", cache_dir=cache)
+    digest = next(f.digest for f in build_manifest(root).files if f.path == "train.py")
+    (cache / digest).write_text("damaged")
+    again = materialize(client, result.id, tmp_path / "job2", cache_dir=cache)
     assert again.downloaded_blobs == 1
     assert (tmp_path / "job2" / "train.py").read_bytes() == (root / "train.py").read_bytes()
 

@@ -30,7 +30,10 @@ def _register() -> None:
     from flowyard.cli.access import login, logout, token, user, whoami
     from flowyard.cli.compute import compute
     from flowyard.cli.env import env
+    from flowyard.cli.experiment import experiment
+    from flowyard.cli.gc import gc
     from flowyard.cli.jobs import job, run
+    from flowyard.cli.retention import retention
     from flowyard.cli.server import server
     from flowyard.cli.snapshot import snapshot
     from flowyard.cli.workspace import workspace
@@ -38,6 +41,9 @@ def _register() -> None:
     cli.add_command(workspace)
     cli.add_command(server)
     cli.add_command(job)
+    cli.add_command(experiment)
+    cli.add_command(gc)
+    cli.add_command(retention)
     cli.add_command(run)
     cli.add_command(env)
     cli.add_command(compute)

@@ -108,6 +108,74 @@ def cancel(job_id: str) -> None:
     click.echo(f"{job_id}: {run.job.status}")
 
 
+@job.command("delete")
+@click.argument("job_ids", nargs=-1)
+@click.option("--status", type=click.Choice([s.value for s in JobStatus if s.is_final]))
+@click.option("--experiment-id")
+@click.option("--compute")
+@click.option("--user")
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    metavar="DAYS",
+    help="Only jobs that ended more than DAYS days ago.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
+def delete(
+    job_ids: tuple[str, ...],
+    status: str | None,
+    experiment_id: str | None,
+    compute: str | None,
+    user: str | None,
+    older_than: float | None,
+    yes: bool,
+) -> None:
+    """Delete jobs for good: their MLflow runs, artifacts, logs and events.
+
+    Name the jobs, or choose them by filter (jobs that have not ended are left, and listed).
+    A job that has not ended is refused: cancel it first.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from flowyard.cli.common import confirm, print_deleted
+
+    ended_before = (
+        datetime.now(UTC) - timedelta(days=older_than) if older_than is not None else None
+    )
+    filters = {
+        "status": status,
+        "experiment id": experiment_id,
+        "compute": compute,
+        "user": user,
+        "ended before": ended_before.strftime("%Y-%m-%d %H:%M UTC") if ended_before else None,
+    }
+    given = {k: v for k, v in filters.items() if v is not None}
+    if bool(job_ids) == bool(given):
+        raise click.UsageError(
+            "Name the jobs to delete, or choose them with --status, --experiment-id, "
+            "--compute, --user or --older-than (not both)."
+        )
+    client = workspace_client()
+    if job_ids:
+        what = f"{len(job_ids)} job(s) ({', '.join(job_ids)})"
+    else:
+        shown = ", ".join(f"{k} {v}" for k, v in given.items())
+        what = f"every ended job with {shown}"
+    confirm(f"Delete {what} for good, with their runs, artifacts and logs?", yes)
+    if job_ids:
+        for job_id in job_ids:
+            print_deleted(client.delete_job(job_id))
+    else:
+        done = client.delete_jobs(
+            status=JobStatus(status) if status else None,
+            experiment_id=experiment_id,
+            compute=compute,
+            user=user,
+            ended_before=ended_before,
+        )
+        print_deleted(done)
+
+
 @job.command("watch")
 @click.argument("job_id")
 def watch(job_id: str) -> None:

@@ -76,6 +76,29 @@ from flowyard.workspace import WorkspaceConfig, find_config
     show_default=True,
     help="Largest piece of a job's log sent in one request, in KiB.",
 )
+@click.option(
+    "--max-log-mb",
+    type=click.FloatRange(min=0.1),
+    default=defaults.MAX_LOG_MB,
+    show_default=True,
+    help="A job's log is cut at this size in MB, the cut marked in the log.",
+)
+@click.option(
+    "--blob-cache-mb",
+    type=click.FloatRange(min=0),
+    default=defaults.BLOB_CACHE_MB,
+    show_default=True,
+    envvar="FLOWYARD_BLOB_CACHE_MB",
+    help="This host's blob cache (its process runners') is pruned back to this size in MB; "
+    "its runners read the same variable.",
+)
+@click.option(
+    "--disk-warn-percent",
+    type=click.FloatRange(min=1, max=100),
+    default=defaults.DISK_WARN_PERCENT,
+    show_default=True,
+    help="Health warns when the database's or the artifact store's disk is fuller than this.",
+)
 def server(
     workspace_dir: Path | None,
     db_url: str | None,
@@ -91,6 +114,9 @@ def server(
     max_body_mb: float,
     max_blob_mb: float,
     max_log_append_kib: int,
+    max_log_mb: float,
+    blob_cache_mb: float,
+    disk_warn_percent: float,
 ) -> None:
     """Serve a workspace: MLflow's tracking API, artifacts and UI, and Flowyard's API."""
     _require_server_extra()
@@ -142,6 +168,9 @@ def server(
         max_body_mb=max_body_mb,
         max_blob_mb=max_blob_mb,
         max_log_append_kib=max_log_append_kib,
+        max_log_mb=max_log_mb,
+        blob_cache_mb=blob_cache_mb,
+        disk_warn_percent=disk_warn_percent,
         **ServerSettings.tunables(os.environ),
     )
     serve(settings, log_level=log_level)

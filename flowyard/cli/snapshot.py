@@ -49,7 +49,7 @@ def download(snapshot_id: str, directory: Path) -> None:
     with _client() as client:
         # Copies, not hard links into the blob cache: a user editing the files must not
         # change another download of the same snapshot.
-        result = materialize(client, snapshot_id, directory, link=False)
+        result = materialize(client, snapshot_id, directory)
     click.echo(
         f"Wrote {result.file_count:,} files ({result.total_bytes / MB:,.1f} MB) of snapshot "
         f"{result.id} to {directory}"

@@ -23,13 +23,14 @@ from urllib.parse import quote
 
 import httpx
 
-from flowyard import paths
+from flowyard import caches, paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
 from flowyard.errors import (
     DatabaseUnavailableError,
     EnvBuildError,
     FlowyardError,
+    StorageFullError,
     WorkspaceUnavailableError,
     WorkspaceUnreachableError,
 )
@@ -178,8 +179,12 @@ class Runner:
         self.log.close()
         # The workspace writes the log it now holds whole to the run's logs/std_log.txt.
         self._status(status, reason, error, exit_code)
-        if status == JobStatus.COMPLETED:
-            shutil.rmtree(self.dir / "project", ignore_errors=True)
+        # Reported: the workspace holds the log, the outputs and the snapshot, so what this
+        # folder holds is spare, whatever the status. What is left (the runner's own output)
+        # goes with the folder when the workspace collects garbage (docs/lifecycle.md).
+        for spare in ("project", "storage"):
+            shutil.rmtree(self.dir / spare, ignore_errors=True)
+        (self.dir / "std_log.txt").unlink(missing_ok=True)
         return 0 if status == JobStatus.COMPLETED else 1
 
     def _run(self, job: ClaimedJob) -> tuple[JobStatus, str, ErrorReport | None, int | None]:
@@ -193,6 +198,9 @@ class Runner:
         project_dir = self.dir / "project"
         self.log.say(f"fetching snapshot {job.snapshot_id[:12]}")
         materialize(self.client, job.snapshot_id, project_dir)
+        pruned = caches.prune_blob_cache(int(self.settings.blob_cache_mb * 1e6))
+        if pruned.count:
+            self.log.say(f"blob cache: pruned {pruned.count} blob(s), {pruned.bytes:,} bytes")
         command = self._command(job, project_dir)
         try:
             bin_dir = self._environment(job)
@@ -407,6 +415,16 @@ class Runner:
                 response = self.client.http.put(url, content=body)
             except httpx.HTTPError as e:
                 raise WorkspaceUnreachableError(f"uploading {artifact_path} failed: {e}") from e
+        if response.status_code == StorageFullError.http_status:
+            # Not worth a retry: the workspace says which store is full and what to do.
+            raise StorageFullError(_message(response, f"uploading {artifact_path}"))
         if response.status_code >= 500:
             raise FlowyardError(f"uploading {artifact_path}: HTTP {response.status_code}")
         response.raise_for_status()
+
+
+def _message(response: httpx.Response, fallback: str) -> str:
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"{fallback}: HTTP {response.status_code}"

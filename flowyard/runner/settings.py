@@ -15,6 +15,7 @@ from flowyard.errors import ConfigError
 ENV_HEARTBEAT_S = "FLOWYARD_HEARTBEAT_S"
 ENV_KILL_GRACE_S = "FLOWYARD_KILL_GRACE_S"
 ENV_RETRY_FOR_S = "FLOWYARD_RETRY_FOR_S"
+ENV_BLOB_CACHE_MB = "FLOWYARD_BLOB_CACHE_MB"
 
 
 def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -31,6 +32,20 @@ def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def megabytes(environ: Mapping[str, str], name: str, default: float) -> float:
+    """``environ[name]`` as a number of MB (0 or more), or ``default`` when it is unset."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"${name} is {raw!r}; set it to a number of MB, 0 or more.")
+    return value
+
+
 @dataclass(frozen=True)
 class RunnerSettings:
     """How a runner paces itself.
@@ -39,11 +54,14 @@ class RunnerSettings:
         heartbeat_s: Between two heartbeats (the workspace's heartbeat timeout is many of these).
         kill_grace_s: After SIGTERM, how long the entry point may take to stop before SIGKILL.
         retry_for_s: How long a call to the workspace is retried before the job's call fails.
+        blob_cache_mb: The bound this host's blob cache is pruned back to after each
+            materialization, in MB.
     """
 
     heartbeat_s: float = defaults.RUNNER_HEARTBEAT_S
     kill_grace_s: float = defaults.RUNNER_KILL_GRACE_S
     retry_for_s: float = defaults.RUNNER_RETRY_FOR_S
+    blob_cache_mb: float = defaults.BLOB_CACHE_MB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RunnerSettings:
@@ -51,4 +69,5 @@ class RunnerSettings:
             heartbeat_s=seconds(environ, ENV_HEARTBEAT_S, defaults.RUNNER_HEARTBEAT_S),
             kill_grace_s=seconds(environ, ENV_KILL_GRACE_S, defaults.RUNNER_KILL_GRACE_S),
             retry_for_s=seconds(environ, ENV_RETRY_FOR_S, defaults.RUNNER_RETRY_FOR_S),
+            blob_cache_mb=megabytes(environ, ENV_BLOB_CACHE_MB, defaults.BLOB_CACHE_MB),
         )

@@ -27,8 +27,20 @@ from flowyard.server.middleware.headers import SecurityHeaders
 from flowyard.server.middleware.inputs import InputGuard, JsonServerErrors
 from flowyard.server.middleware.limits import BodyLimits
 from flowyard.server.middleware.outages import DatabaseOutages
-from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
+from flowyard.server.middleware.store_space import StoreSpace
+from flowyard.server.routers import (
+    auth,
+    computes,
+    experiments,
+    gc,
+    jobs,
+    meta,
+    retention,
+    snapshots,
+    studio,
+)
 from flowyard.server.services.dispatch import Dispatcher
+from flowyard.server.services.gc import Collector
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
 from flowyard.server.validation import describe
@@ -85,13 +97,16 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     engine = make_engine(parse_db_url(settings.db_url))
     keys = Keys(load_key_file(Path(settings.secret_key_file or config_dir() / "secret.key")))
     dispatcher = Dispatcher(engine, settings, keys)
+    collector = Collector(engine, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # MLflow's own lifespan only reaps its GenAI assistant's Docker sandboxes, which
         # Flowyard does not run, so it is not entered here.
         dispatcher.start()
+        collector.start()
         yield
+        collector.stop()
         dispatcher.stop()
         engine.dispose()
 
@@ -114,6 +129,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # database outage as a 503 (whichever layer met it, the token lookup included), who is
     # asking, then sizes, then paths, then what a JSON body holds. Every request, MLflow's
     # included, is checked before any route sees it.
+    # Innermost, so a full disk's error reaches it as it was raised; inside the path guard, so
+    # an upload's path is checked before a full store looks at it.
+    app.add_middleware(StoreSpace, destination=settings.artifacts_destination)
     app.add_middleware(JsonServerErrors)
     app.add_middleware(InputGuard)
     app.add_middleware(ArtifactPathGuard)
@@ -125,7 +143,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_middleware(DatabaseOutages)
     app.add_middleware(SecurityHeaders)
-    for module in (meta, snapshots, jobs, computes, auth):
+    for module in (meta, snapshots, jobs, experiments, computes, auth, gc, retention):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")

@@ -47,7 +47,8 @@ _LATEST_METRICS = sa.table(
     sa.column("run_uuid"),
 )
 _TAGS = sa.table("tags", sa.column("key"), sa.column("value"), sa.column("run_uuid"))
-TABLES = (_RUNS, _EXPERIMENTS, _PARAMS, _LATEST_METRICS, _TAGS)
+_MODEL_VERSIONS = sa.table("model_versions", sa.column("run_id"))
+TABLES = (_RUNS, _EXPERIMENTS, _PARAMS, _LATEST_METRICS, _TAGS, _MODEL_VERSIONS)
 
 
 def configure_server_app(db_url: str, artifacts_destination: str) -> None:
@@ -228,3 +229,40 @@ def run_id_column() -> Any:
 def with_open_run(query: Select[*_Row], run_id: Any) -> Select[*_Row]:
     """``query`` joined to MLflow's ``runs`` on ``run_id``, kept where that run has not ended."""
     return query.join(_RUNS, _RUNS.c.run_uuid == run_id).where(_RUNS.c.status.in_(_OPEN_STATUSES))
+
+
+def hard_delete_run(store: Any, run_id: str) -> None:
+    """Remove a run that is soft-deleted (its metadata, metrics, params and tags) for good, as
+    `mlflow gc` does after deleting its artifacts.
+
+    Wraps ``SqlAlchemyStore._hard_delete_run``, which `mlflow gc` calls.
+    """
+    store._hard_delete_run(run_id)
+
+
+def hard_delete_experiment(store: Any, experiment_id: str) -> None:
+    """Remove a soft-deleted experiment (whose runs are gone already) for good, as `mlflow gc`
+    does.
+
+    Wraps ``SqlAlchemyStore._hard_delete_experiment``, which `mlflow gc` calls.
+    """
+    store._hard_delete_experiment(experiment_id)
+
+
+def model_source_runs(session: Session, run_ids: Collection[str]) -> set[str]:
+    """Which of these runs are the source of a registered model version, read from MLflow's
+    ``model_versions`` table."""
+    rows = session.scalars(
+        sa.select(_MODEL_VERSIONS.c.run_id).where(_MODEL_VERSIONS.c.run_id.in_(run_ids)).distinct()
+    )
+    return {r for r in rows if r}
+
+
+def runs_tagged(session: Session, run_ids: Collection[str], key: str) -> dict[str, str]:
+    """The value of tag ``key`` on each of these runs that has it."""
+    rows = session.execute(
+        sa.select(_TAGS.c.run_uuid, _TAGS.c.value).where(
+            _TAGS.c.run_uuid.in_(run_ids), _TAGS.c.key == key
+        )
+    )
+    return dict(rows.tuples().all())

@@ -19,6 +19,8 @@ TUNABLES = {
     "heartbeat_timeout_s": ("FLOWYARD_HEARTBEAT_TIMEOUT_S", defaults.HEARTBEAT_TIMEOUT_S),
     "health_interval_s": ("FLOWYARD_HEALTH_INTERVAL_S", defaults.HEALTH_INTERVAL_S),
     "repair_after_s": ("FLOWYARD_REPAIR_AFTER_S", defaults.REPAIR_AFTER_S),
+    "gc_interval_s": ("FLOWYARD_GC_INTERVAL_S", defaults.GC_INTERVAL_S),
+    "gc_grace_s": ("FLOWYARD_GC_GRACE_S", defaults.GC_GRACE_S),
 }
 
 
@@ -48,6 +50,13 @@ class ServerSettings:
         repair_after_s: A submission or a job's end left half-done this long (a server killed
             mid-request) is settled by the reconciler: a run without its job is ended and
             deleted, a final job's open run is ended.
+        gc_interval_s: Between two garbage collections in the background.
+        gc_grace_s: How long an unreferenced snapshot or blob is kept after its last use (a
+            submission in flight relies on it).
+        blob_cache_mb: The bound this host's blob cache is pruned back to, in MB.
+        max_log_mb: A job's log is cut here (the cut marked in the log), in MB.
+        disk_warn_percent: Health warns when the disk of the database or the artifact store
+            is fuller than this.
     """
 
     workspace_name: str
@@ -68,6 +77,11 @@ class ServerSettings:
     health_interval_s: float = defaults.HEALTH_INTERVAL_S
     advertised_url: str = ""
     repair_after_s: float = defaults.REPAIR_AFTER_S
+    gc_interval_s: float = defaults.GC_INTERVAL_S
+    gc_grace_s: float = defaults.GC_GRACE_S
+    blob_cache_mb: float = defaults.BLOB_CACHE_MB
+    max_log_mb: float = defaults.MAX_LOG_MB
+    disk_warn_percent: float = defaults.DISK_WARN_PERCENT
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

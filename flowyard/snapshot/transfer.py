@@ -2,15 +2,20 @@
 a local blob cache.
 
 Only blobs the workspace lacks are uploaded, and the snapshot's id is the sha256 of its manifest.
-The runner materializes a snapshot from a cache of blobs, hard-linked into the job's folder.
+The runner materializes a snapshot from a cache of blobs into the job's folder: each file a
+copy-on-write clone of its cache blob where the file system makes them (btrfs, XFS, bcachefs,
+ZFS with block cloning), else a plain copy. Never a hard link: a job that rewrites one of its
+project files in place must not change the cache, nor another job's copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,12 +23,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowyard import defaults
+from flowyard import defaults, disks
 from flowyard.client import Client
 from flowyard.errors import (
+    BlobsMissingError,
     FlowyardError,
     InvalidRequestError,
     PayloadTooLargeError,
+    StorageFullError,
     WorkspaceUnreachableError,
 )
 from flowyard.snapshot.manifest import DIGEST, FileEntry, Manifest, unsafe_path_reason
@@ -31,8 +38,9 @@ from flowyard.snapshot.progress import SnapshotProgress
 from flowyard.snapshot.walk import build_manifest, cache_home
 
 _CHUNK = 1 << 20
-# A cache blob's mtime and mode: a job writing into its hard-linked file moves the mtime, or a
-# chmod changes the mode, and the entry then counts as corrupt.
+# A cache blob's mtime and mode: anything that writes into an entry moves the mtime, or a chmod
+# changes the mode, and the entry then counts as corrupt. Its atime says when a job last used it
+# (set on each use, whatever the mount's atime policy), for pruning the cache.
 _BLOB_MTIME_NS = 0
 _BLOB_MODE = 0o644
 _DOWNLOAD_ATTEMPTS = 3
@@ -78,6 +86,35 @@ def upload(
     )
     by_digest = {f.digest: f for f in manifest.files}
     todo = [by_digest[d] for d in client.missing_blobs(sorted(by_digest))]
+    _send(client, manifest, todo, workers, progress)
+    try:
+        info = client.create_snapshot(manifest.files)
+    except BlobsMissingError:
+        # The workspace collected a blob it had said it held (the submission took longer than
+        # its garbage collection's grace period): send what it lacks now, once more.
+        again = [by_digest[d] for d in client.missing_blobs(sorted(by_digest))]
+        _send(client, manifest, again, workers, None)
+        todo += again
+        info = client.create_snapshot(manifest.files)
+    result = SnapshotResult(
+        id=info.id,
+        file_count=info.file_count,
+        total_bytes=info.total_bytes,
+        uploaded_blobs=len(todo),
+        uploaded_bytes=sum(f.size for f in todo),
+    )
+    if progress is not None:
+        progress.done(result)
+    return result
+
+
+def _send(
+    client: Client,
+    manifest: Manifest,
+    todo: list[FileEntry],
+    workers: int,
+    progress: SnapshotProgress | None,
+) -> None:
     if progress is not None:
         sent = {f.digest for f in todo}
         present = [f for f in manifest.files if f.digest not in sent]
@@ -92,17 +129,6 @@ def upload(
                 _groups(todo),
             )
         )
-    info = client.create_snapshot(manifest.files)
-    result = SnapshotResult(
-        id=info.id,
-        file_count=info.file_count,
-        total_bytes=info.total_bytes,
-        uploaded_blobs=len(todo),
-        uploaded_bytes=sum(f.size for f in todo),
-    )
-    if progress is not None:
-        progress.done(result)
-    return result
 
 
 def _groups(entries: list[FileEntry]) -> Iterator[list[FileEntry]]:
@@ -187,15 +213,13 @@ def materialize(
     dest_dir: str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
-    link: bool = True,
     workers: int = defaults.SNAPSHOT_UPLOAD_WORKERS,
 ) -> MaterializeResult:
     """Create a snapshot's files in ``dest_dir``, fetching only blobs missing from the cache.
 
-    Blobs are cached in ``cache_dir`` (default ``<cache_home()>/blobs``). With ``link``, files
-    are hard links to the cache where possible, so jobs sharing a file share its inode; writing
-    to one marks the cache entry corrupt, and it is fetched again next time. Executable files
-    are always copies, since a hard link shares the mode too.
+    Blobs are cached in ``cache_dir`` (default ``<cache_home()>/blobs``). Each file is a clone
+    (copy-on-write, where the file system can) or a copy of its blob, never a link: what a job
+    writes to its files stays its own.
     """
     files = client.snapshot_files(snapshot_id)
     for f in files:
@@ -206,11 +230,47 @@ def materialize(
     blobs.mkdir(parents=True, exist_ok=True)
     sizes = {f.digest: f.size for f in files}
     stale = [d for d, size in sizes.items() if not _cached(blobs / d, size)]
-    with ThreadPoolExecutor(workers) as pool:
+    with _room(blobs, snapshot_id), ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda d: _download_blob(client, d, blobs), stale))
-    dest = Path(dest_dir)
+    with _room(Path(dest_dir), snapshot_id):
+        return _place_all(client, snapshot_id, files, blobs, Path(dest_dir), sizes, stale)
+
+
+@contextlib.contextmanager
+def _room(folder: Path, snapshot_id: str) -> Iterator[None]:
+    """A full file system under ``folder`` as one sentence that names it."""
+    try:
+        yield
+    except OSError as e:
+        if not disks.is_full(e):
+            raise
+        raise StorageFullError(
+            disks.full_message(folder, f"snapshot {snapshot_id[:12]}'s files")
+        ) from e
+
+
+def _place_all(
+    client: Client,
+    snapshot_id: str,
+    files: list[FileEntry],
+    blobs: Path,
+    dest: Path,
+    sizes: dict[str, int],
+    stale: list[str],
+) -> MaterializeResult:
+    now = time.time_ns()
+    for digest in sizes:
+        # Used now: the cache's pruning (flowyard.caches) keeps what was used last.
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(blobs / digest, ns=(now, _BLOB_MTIME_NS))
     for f in files:
-        _place(blobs / f.digest, dest / f.path, f.executable, link)
+        try:
+            _place(blobs / f.digest, dest / f.path, f.executable)
+        except FileNotFoundError:
+            # Pruned by another runner meanwhile (it prunes only what no job used for a while,
+            # so this is rare): fetched again.
+            _download_blob(client, f.digest, blobs)
+            _place(blobs / f.digest, dest / f.path, f.executable)
     return MaterializeResult(
         id=snapshot_id,
         file_count=len(files),
@@ -262,14 +322,27 @@ def _download_blob(client: Client, digest: str, blobs: Path) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def _place(blob: Path, target: Path, executable: bool, link: bool) -> None:
+def _place(blob: Path, target: Path, executable: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
-    if link and not executable:
-        try:
-            os.link(blob, target)
-            return
-        except OSError:
-            pass  # another filesystem, too many links, or no hard links at all: copy
-    shutil.copyfile(blob, target)
+    _clone(blob, target)
     os.chmod(target, 0o755 if executable else 0o644)
+
+
+# FICLONE from linux/fs.h: make one file share another's blocks, copy-on-write.
+_FICLONE = 0x40049409
+
+
+def _clone(source: Path, target: Path) -> None:
+    """Copy ``source`` to the new file ``target``: a copy-on-write clone where the file system
+    makes them (no byte is copied until one of the two is written), else a plain copy."""
+    if sys.platform == "linux":
+        import fcntl
+
+        with source.open("rb") as src, target.open("xb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+                return
+            except OSError:
+                pass  # a file system without clones, or across two: copy
+    shutil.copyfile(source, target)

@@ -148,6 +148,12 @@ def test_flowyard_api_keeps_its_table() -> None:
     assert needed_role("GET", f"{API}/jobs/x/logs") is Role.READER
     assert needed_role("GET", f"{API}/tokens") is Role.OWNER
     assert needed_role("POST", f"{API}/computes") is Role.OWNER
+    assert needed_role("POST", f"{API}/gc") is Role.OWNER
+    assert needed_role("GET", f"{API}/retention") is Role.READER
+    assert needed_role("PUT", f"{API}/retention") is Role.OWNER
+    assert needed_role("PUT", f"{API}/retention/experiments/1") is Role.OWNER
+    assert needed_role("DELETE", f"{API}/jobs/x") is Role.OWNER
+    assert needed_role("DELETE", f"{API}/experiments/1") is Role.OWNER
     assert needed_role("GET", "/studio/jobs") is Role.READER
     assert needed_role("POST", "/studio/login") is None
 
@@ -211,6 +217,14 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("GET", f"{API}/snapshots/<snapshot_id>/files/<path:path>"): "reader",
     ("POST", f"{API}/jobs"): "contributor",
     ("GET", f"{API}/jobs"): "reader",
+    ("DELETE", f"{API}/jobs"): "owner",
+    ("DELETE", f"{API}/jobs/<job_id>"): "owner",
+    ("DELETE", f"{API}/experiments/<experiment_id>"): "owner",
+    ("POST", f"{API}/gc"): "owner",
+    ("GET", f"{API}/retention"): "reader",
+    ("PUT", f"{API}/retention"): "owner",
+    ("PUT", f"{API}/retention/experiments/<experiment_id>"): "owner",
+    ("DELETE", f"{API}/retention/experiments/<experiment_id>"): "owner",
     ("GET", f"{API}/jobs/<job_id>"): "reader",
     ("POST", f"{API}/jobs/<job_id>/cancel"): "contributor",
     ("POST", f"{API}/jobs/<job_id>/rerun"): "contributor",

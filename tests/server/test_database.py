@@ -22,7 +22,7 @@ from flowyard.server.db.engine import (
 )
 from flowyard.server.db.models import Job
 
-HEAD = "0006"
+HEAD = "0008"
 
 
 def _tables(url: str) -> set[str]:
@@ -215,5 +215,49 @@ def test_jobs_stored_before_0006_read_with_their_secrets_out_of_their_options(
         with engine.connect() as conn:
             stored = conn.execute(sa.select(old.c.options).where(old.c.id == "full")).scalar_one()
         assert set(stored) == {"timeout", "env_vars", "resources", "command", "entry_point_spec"}
+    finally:
+        engine.dispose()
+
+
+def test_snapshots_stored_before_0008_have_their_blob_references(empty_db: str) -> None:
+    """0008 reads each snapshot's manifest into the references the garbage collection counts,
+    and marks what was stored as used when it was created."""
+    from flowyard.server.db.models import Blob, Snapshot, SnapshotBlob
+
+    engine = make_engine(parse_db_url(empty_db))
+    a, b, c = ("a" * 64, "b" * 64, "c" * 64)
+    manifests = {
+        "1" * 64: [
+            {"path": "x", "digest": a},
+            {"path": "y", "digest": b},
+            {"path": "z", "digest": a},
+        ],
+        "2" * 64: [{"path": "x", "digest": c}],
+        "3" * 64: [],
+    }
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    try:
+        migrate(engine, "0006")
+        with engine.begin() as conn:
+            for sid, manifest in manifests.items():
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO flowyard_snapshots (id, file_count, total_bytes, manifest, "
+                        "created_at) VALUES (:id, 0, 0, :manifest, :at)"
+                    ).bindparams(sa.bindparam("manifest", type_=sa.JSON)),
+                    {"id": sid, "manifest": manifest, "at": created},
+                )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO flowyard_blobs (digest, size, created_at) VALUES (:d, 1, :at)"
+                ),
+                [{"d": d, "at": created} for d in (a, b, c)],
+            )
+        migrate(engine)
+        with Session(engine) as session:
+            refs = {(r.snapshot_id, r.digest) for r in session.scalars(sa.select(SnapshotBlob))}
+            assert refs == {("1" * 64, a), ("1" * 64, b), ("2" * 64, c)}
+            assert {s.used_at for s in session.scalars(sa.select(Snapshot))} == {created}
+            assert {s.used_at for s in session.scalars(sa.select(Blob))} == {created}
     finally:
         engine.dispose()

@@ -187,7 +187,7 @@ def test_a_manifest_naming_blobs_never_uploaded_is_refused(
     ]
     with hostile.writes_nothing():
         response = api.post("/snapshots", json={"files": files})
-    message = _error(response, 400, "INVALID_REQUEST")
+    message = _error(response, 400, "BLOBS_MISSING")
     assert "The blobs of 1 files are not stored (ghost.py)" in message
     assert "upload them before creating the snapshot" in message
 

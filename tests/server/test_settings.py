@@ -17,9 +17,12 @@ def test_the_dispatcher_tunables_default_and_come_from_their_variables() -> None
         "heartbeat_timeout_s": defaults.HEARTBEAT_TIMEOUT_S,
         "health_interval_s": defaults.HEALTH_INTERVAL_S,
         "repair_after_s": defaults.REPAIR_AFTER_S,
+        "gc_interval_s": defaults.GC_INTERVAL_S,
+        "gc_grace_s": defaults.GC_GRACE_S,
     }
     found = ServerSettings.tunables(
         {
+            "FLOWYARD_GC_GRACE_S": "30",
             "FLOWYARD_HEARTBEAT_TIMEOUT_S": "4",
             "FLOWYARD_RECONCILE_INTERVAL_S": " 1 ",
             "FLOWYARD_DISPATCH_INTERVAL_S": "0.2",
@@ -31,6 +34,7 @@ def test_the_dispatcher_tunables_default_and_come_from_their_variables() -> None
     assert found["dispatch_interval_s"] == 0.2
     assert found["health_interval_s"] == defaults.HEALTH_INTERVAL_S
     assert found["repair_after_s"] == 2.0
+    assert found["gc_grace_s"] == 30.0
 
 
 def test_the_tunables_reach_the_server_workers_with_the_other_settings(
@@ -61,3 +65,12 @@ def test_the_runner_settings_default_and_come_from_their_variables() -> None:
         {"FLOWYARD_HEARTBEAT_S": "2", "FLOWYARD_KILL_GRACE_S": "3", "FLOWYARD_RETRY_FOR_S": "60"}
     )
     assert found == RunnerSettings(heartbeat_s=2.0, kill_grace_s=3.0, retry_for_s=60.0)
+
+
+def test_the_runners_blob_cache_bound_comes_from_its_variable() -> None:
+    assert RunnerSettings().blob_cache_mb == defaults.BLOB_CACHE_MB
+    assert RunnerSettings.from_env({"FLOWYARD_BLOB_CACHE_MB": "0"}).blob_cache_mb == 0.0
+    assert RunnerSettings.from_env({"FLOWYARD_BLOB_CACHE_MB": "250.5"}).blob_cache_mb == 250.5
+    for raw in ("lots", "-1", "nan", "inf"):
+        with pytest.raises(ConfigError, match=r"\$FLOWYARD_BLOB_CACHE_MB is .*number of MB"):
+            RunnerSettings.from_env({"FLOWYARD_BLOB_CACHE_MB": raw})

@@ -7,6 +7,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import mlflow
@@ -15,10 +16,10 @@ from mlflow import MlflowClient
 from playwright.sync_api import Page, expect
 
 from flowyard.client import Client
-from flowyard.errors import InvalidRequestError
+from flowyard.errors import InvalidRequestError, NotFoundError
 from flowyard.schemas import JobStatus
-from tests.factories import make_project
-from tests.servers import Server, fast_workspace
+from tests.factories import make_project, unstarted_job
+from tests.servers import Server, auth_headers, fast_workspace
 from tests.studio.conftest import Jobs, sign_in
 
 
@@ -309,3 +310,29 @@ def test_mlflow_ui_works_with_the_studio_sign_in(page: Page, workspace: Server) 
     page.goto(f"{workspace.url}/")
     expect(page.get_by_role("link", name="Default")).to_be_visible(timeout=60_000)
     assert denied == []
+
+
+def test_delete_from_the_job_page_asks_first(
+    page: Page, workspace: Server, client: Client, screenshots: Path
+) -> None:
+    run_id, _token = unstarted_job(workspace.url, auth_headers(workspace))
+    page.goto(f"{workspace.url}/studio/jobs/{run_id}")
+    # A job that has not ended offers a cancel, never a delete.
+    expect(page.locator("#delete")).to_have_count(0)
+    client.cancel_job(run_id)
+    page.reload()
+    asked: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss() if len(asked) == 1 else dialog.accept()
+
+    page.on("dialog", answer)
+    page.click("#delete")
+    assert asked and "cannot be undone" in asked[0]
+    assert client.get_job(run_id).status == JobStatus.CANCELED  # dismissed: nothing deleted
+    shot(page, screenshots, "job-delete")
+    page.click("#delete")
+    page.wait_for_url(f"{workspace.url}/studio/jobs")
+    with pytest.raises(NotFoundError):
+        client.get_job(run_id)

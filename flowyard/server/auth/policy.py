@@ -6,7 +6,8 @@ and UI (which Flowyard mounts unchanged) route by route in :mod:`.mlflow_routes`
 
 - reading (GET, HEAD, and MLflow's POST searches) needs ``reader``;
 - tracking, submitting, cancelling and uploading need ``contributor``;
-- computes, users, tokens and deleting anything need ``owner``.
+- computes, users, tokens, garbage collection, retention policies and deleting anything need
+  ``owner`` (reading the policies, a reader).
 
 A job's token acts for the job's submitter as a contributor, and is the only credential that may
 make its runner's calls (claim, status, heartbeat, log appends).
@@ -28,8 +29,9 @@ STUDIO = "/studio"
 # Answered without a credential: a load balancer's probe, and what signing in needs.
 _PUBLIC = re.compile(rf"^(?:{API}/health|{STUDIO}/log(?:in|out)|{STUDIO}/static/.*)$")
 _FLOWYARD = re.compile(rf"^(?:{API}|{STUDIO})(?:/|$)")
-_OWNER_API = re.compile(rf"^{API}/(?:users|tokens)(?:/.*)?$")
+_OWNER_API = re.compile(rf"^{API}/(?:users|tokens|gc)(?:/.*)?$")
 _COMPUTES = re.compile(rf"^{API}/computes(?:/.*)?$")
+_RETENTION = re.compile(rf"^{API}/retention(?:/.*)?$")
 # Any job id's shape: the check must not depend on the id being well formed.
 _RUNNER_CALL = re.compile(rf"^{API}/jobs/([^/]+)/(?:start|status|heartbeat|logs)/?$")
 
@@ -47,7 +49,7 @@ def needed_role(method: str, path: str) -> Role | None:
         return Role.OWNER
     if method in SAFE_METHODS:
         return Role.READER
-    if _COMPUTES.match(path) or method == "DELETE":
+    if _COMPUTES.match(path) or _RETENTION.match(path) or method == "DELETE":
         return Role.OWNER
     return Role.CONTRIBUTOR
 

@@ -98,6 +98,9 @@ class Blob(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
+    # When a submission last asked for it, uploaded it or named it in a snapshot: an
+    # unreferenced blob is collected only once this is older than the collector's grace period.
+    used_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
 
 
 class Snapshot(Base):
@@ -111,6 +114,19 @@ class Snapshot(Base):
     # [{"path": "src/train.py", "digest": "<sha256>", "size": 123, "executable": false}, ...]
     manifest: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
+    # When it was last created or submitted: a snapshot no job refers to is collected only once
+    # this is older than the collector's grace period.
+    used_at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
+
+
+class SnapshotBlob(Base):
+    """A snapshot's reference to a blob (one row per distinct blob): the references the garbage
+    collection counts, where the manifest's JSON cannot be searched."""
+
+    __tablename__ = "flowyard_snapshot_blobs"
+
+    snapshot_id: Mapped[str] = mapped_column(ForeignKey("flowyard_snapshots.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class Job(Base):
@@ -120,7 +136,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     experiment_id: Mapped[str] = mapped_column(String(32), index=True)
-    snapshot_id: Mapped[str] = mapped_column(ForeignKey("flowyard_snapshots.id"))
+    snapshot_id: Mapped[str] = mapped_column(ForeignKey("flowyard_snapshots.id"), index=True)
     project_uri: Mapped[str] = mapped_column(Text)
     entry_point: Mapped[str] = mapped_column(String(255))
     parameters: Mapped[dict[str, str]] = mapped_column(JSON)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
+from datetime import datetime
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -11,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from flowyard.schemas import (
+    DeletedOut,
     Heartbeat,
     JobList,
     JobOut,
@@ -22,7 +25,7 @@ from flowyard.schemas import (
 )
 from flowyard.server.db.models import Job
 from flowyard.server.middleware.auth import principal_of
-from flowyard.server.services import computes, jobs, reruns, watch
+from flowyard.server.services import computes, deletions, jobs, reruns, watch
 from flowyard.server.state import DbSession, State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -95,6 +98,29 @@ def list_jobs(
         session, status=status, experiment_id=experiment_id, compute=compute, limit=limit
     )
     return JobList(jobs=[job_out(j) for j in found])
+
+
+@router.delete("")
+def delete_jobs(
+    session: DbSession,
+    state: State,
+    status: JobStatus | None = None,
+    experiment_id: str | None = None,
+    compute: str | None = None,
+    user: str | None = None,
+    ended_before: datetime | None = None,
+) -> DeletedOut:
+    """Delete for good every ended job the filter matches (at least one filter), with its run,
+    artifacts and log; the answer names the matching jobs left because they have not ended."""
+    wanted = deletions.JobFilter(status, experiment_id, compute, user, ended_before)
+    return DeletedOut(**asdict(deletions.delete_jobs(session, wanted, state.settings)))
+
+
+@router.delete("/{job_id}")
+def delete_job(job_id: str, session: DbSession, state: State) -> DeletedOut:
+    """Delete an ended job for good: its MLflow run and artifacts, its log and events (409 for
+    a job that has not ended: cancel it first)."""
+    return DeletedOut(**asdict(deletions.delete_job(session, job_id, state.settings)))
 
 
 @router.get("/{job_id}")
@@ -181,9 +207,11 @@ async def append_log(
     state: State,
     offset: int = Query(ge=0, le=MAX_OFFSET),
 ) -> LogAppended:
-    """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``."""
+    """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``. A log
+    that reaches the server's ``max_log_mb`` is cut there, the cut marked in it."""
     data = await request.body()
-    size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data)
+    cap = int(state.settings.max_log_mb * 1e6)
+    size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data, cap)
     state.watch.changed(job_id)
     return LogAppended(size=size)
 

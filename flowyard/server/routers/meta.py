@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from flowyard import __version__, defaults
 from flowyard.server.db.models import utc_now
-from flowyard.server.services import replicas
+from flowyard.server.services import replicas, storage
 from flowyard.server.state import AppState, DbSession
 
 router = APIRouter(tags=["workspace"])
@@ -41,8 +41,9 @@ def info(request: Request, session: DbSession) -> dict[str, Any]:
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 when the database answers; 503 naming what is down (the database) and why when it
-    does not, with ``Retry-After``."""
+    """200 when the database answers, with how full the disks of the database and the artifact
+    store are, and a warning for each fuller than the server's ``--disk-warn-percent``; 503
+    naming what is down (the database) and why when it does not answer, with ``Retry-After``."""
     state = AppState.of(request)
 
     def ping() -> None:
@@ -57,4 +58,13 @@ async def health(request: Request) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": str(defaults.RETRY_AFTER_S)},
         )
-    return JSONResponse({"status": "ok", "database": "ok"})
+    shown, warnings = await run_in_threadpool(storage.report, state.settings)
+    # Still 200: the workspace serves; the warnings say what will stop it soon.
+    return JSONResponse(
+        {
+            "status": "warning" if warnings else "ok",
+            "database": "ok",
+            "disks": shown,
+            "warnings": warnings,
+        }
+    )

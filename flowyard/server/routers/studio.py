@@ -31,6 +31,7 @@ from starlette.requests import cookie_parser
 from flowyard import __version__, defaults
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
+from flowyard.server.auth.tokens import Role
 from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
@@ -96,6 +97,8 @@ def _page(request: Request, name: str, status_code: int = 200, **context: Any) -
     principal = request.scope.get(PRINCIPAL)
     context.setdefault("csrf", request.scope.get(CSRF, ""))
     context.setdefault("signed_in", principal.label if principal and CSRF in request.scope else "")
+    # Deleting is an owner's (the API refuses anyone else): others are not offered the button.
+    context.setdefault("owner", principal is None or principal.role >= Role.OWNER)
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 

@@ -15,8 +15,8 @@ from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
 from flowyard.server import mlflow_internals
 from flowyard.server.auth.tokens import Keys
-from flowyard.server.db.models import Compute, Job, LogChunk, Snapshot, utc_now
-from flowyard.server.services import computes, lifecycle, runs
+from flowyard.server.db.models import Compute, Job, LogChunk, utc_now
+from flowyard.server.services import computes, lifecycle, runs, snapshots
 from flowyard.server.settings import ServerSettings
 
 # A log read's page when the reader names no limit, and the most one read returns: a big log is
@@ -81,7 +81,8 @@ def submit(
     if (earlier := _submitted_before(session, request)) is not None:
         return earlier, False
     target = computes.named_target(session, request.compute)
-    if session.get(Snapshot, request.snapshot_id) is None:
+    # Marked used: the collector keeps it at least its grace period, job or no job yet.
+    if not snapshots.touch_snapshot(session, request.snapshot_id):
         raise InvalidRequestError(
             f"Snapshot {request.snapshot_id} is not in this workspace; upload it first."
         )
@@ -287,9 +288,23 @@ def cancel(
     return job
 
 
-def append_log(session: Session, job_id: str, offset: int, data: bytes) -> int:
+def cut_mark(max_bytes: int) -> bytes:
+    """The line that ends a log cut at ``max_bytes``."""
+    return (
+        f"\n[flowyard] log cut here: it reached the workspace's limit of {max_bytes:,} bytes "
+        "(flowyard server --max-log-mb); the rest of the job's output is not kept\n"
+    ).encode()
+
+
+def append_log(
+    session: Session, job_id: str, offset: int, data: bytes, max_bytes: int | None = None
+) -> int:
     """Append ``data`` at byte ``offset``; bytes already stored at their offset (a retry) are
     not stored again.
+
+    A log reaching ``max_bytes`` is cut there, with :func:`cut_mark` after the cut; from then on
+    appends are answered as taken and store nothing (the runner goes on counting its offsets,
+    so they are no longer the stored log's).
 
     Returns:
         The log's size after the append.
@@ -297,6 +312,9 @@ def append_log(session: Session, job_id: str, offset: int, data: bytes) -> int:
     for _ in range(10):
         job = _locked(session, job_id)
         size = job.log_size
+        if max_bytes is not None and size >= max_bytes:
+            session.commit()
+            return size  # cut: the rest goes nowhere
         if offset > size:
             raise ConflictError(
                 f"Log append at {offset} would leave a gap in job {job_id}'s log "
@@ -308,6 +326,8 @@ def append_log(session: Session, job_id: str, offset: int, data: bytes) -> int:
         if not new:
             session.commit()
             return size
+        if max_bytes is not None and size + len(new) >= max_bytes:
+            new = new[: max_bytes - size] + cut_mark(max_bytes)
         try:
             # Conditional on the size read above, so two writers (a runner and the workspace's
             # own note) never both take one offset, on SQLite too, where rows are not locked.

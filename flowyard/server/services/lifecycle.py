@@ -8,6 +8,7 @@ as the job's next attempt (a retry). A final status is never left.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from flowyard import disks
 from flowyard.errors import ConflictError
 from flowyard.schemas import ErrorInfo
 from flowyard.server import mlflow_internals
@@ -31,6 +33,7 @@ _NEXT: dict[JobStatus, JobStatus] = {
     JobStatus.FINALIZING: JobStatus.COMPLETED,
 }
 _ALWAYS = {JobStatus.FAILED, JobStatus.CANCELED}
+log = logging.getLogger(__name__)
 
 # MLflow run statuses that end a run: a job's entry point may not set them on its own run while
 # the job goes on (its outputs are not uploaded yet, and its own end decides the run's).
@@ -163,12 +166,18 @@ def end_run(session: Session, job_id: str, status: JobStatus, settings: ServerSe
     as `logs/std_log.txt`. Repeatable: the log is stored again whole."""
     runs.set_run_status(job_id, status)
     job = session.get(Job, job_id)
-    runs.upload_log(
-        job_id,
-        _log(session, job_id),
-        settings.artifacts_destination,
-        job.artifact_uri if job is not None else None,
-    )
+    try:
+        runs.upload_log(
+            job_id,
+            _log(session, job_id),
+            settings.artifacts_destination,
+            job.artifact_uri if job is not None else None,
+        )
+    except OSError as e:
+        if not disks.is_full(e):
+            raise
+        # The job has ended all the same, and its log is still served from the database.
+        log.warning("job %s: %s", job_id, disks.full_message(e.filename or "?", "its log"))
 
 
 def repair_runs(session: Session, settings: ServerSettings, ended_before: datetime) -> list[str]:

@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flowyard import defaults
-from flowyard.errors import FlowyardError, InvalidRequestError, NotFoundError
-from flowyard.server.db.models import Blob, Snapshot
+from flowyard.errors import BlobsMissingError, FlowyardError, InvalidRequestError, NotFoundError
+from flowyard.server.db.models import Blob, Snapshot, SnapshotBlob, utc_now
 from flowyard.snapshot import (
     DIGEST,
     FileEntry,
@@ -49,21 +49,44 @@ def check_digest(digest: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _repository(destination: str) -> Any:
+def blob_repository(destination: str) -> Any:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     return get_artifact_repository(destination.rstrip("/") + "/" + BLOB_PREFIX)
 
 
-def _key(digest: str) -> str:
+def blob_key(digest: str) -> str:
     # Two hex characters of fan-out keep a local folder's listing small.
     return f"{digest[:2]}/{digest}"
 
 
 def missing_blobs(session: Session, digests: Sequence[str]) -> list[str]:
+    """Which of these blobs are not stored. The stored ones are marked used: the submission
+    asking will not upload them, so the collector must keep them for its grace period."""
     wanted = list(dict.fromkeys(check_digest(d) for d in digests))
-    stored = _stored_sizes(session, wanted)
+    stored = claim_blobs(session, wanted)
     return [d for d in wanted if d not in stored]
+
+
+def claim_blobs(session: Session, digests: Sequence[str]) -> dict[str, int]:
+    """The sizes of the stored ones of these blobs, each marked used now, in one commit.
+
+    Marked first, then read: a blob the collector deletes before the mark is not read (and so
+    is uploaded again), and one it has not deleted by then it no longer may, since the mark
+    makes it recent (the collector's delete checks again, and waits for the mark's row lock
+    on PostgreSQL; SQLite has one writer at a time).
+    """
+    now = utc_now()
+    for i in range(0, len(digests), _QUERY_CHUNK):
+        session.execute(
+            sa.update(Blob)
+            .where(Blob.digest.in_(digests[i : i + _QUERY_CHUNK]))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    sizes = _stored_sizes(session, digests)
+    session.commit()
+    return sizes
 
 
 def _stored_sizes(session: Session, digests: Sequence[str]) -> dict[str, int]:
@@ -100,8 +123,8 @@ class BlobUpload:
         """Keep the blob if its content is what its digest says; idempotent."""
         self._file.close()
         _check_content(self.digest, self._hash.hexdigest())
-        if session.get(Blob, self.digest) is None:
-            _repository(destination).log_artifact(str(self.path), self.digest[:2])
+        if not claim_blobs(session, [self.digest]):
+            blob_repository(destination).log_artifact(str(self.path), self.digest[:2])
             _record(session, {self.digest: self.size})
         blob = session.get(Blob, self.digest)
         assert blob is not None
@@ -123,9 +146,9 @@ def store_batch(
     for digest, content in blobs:
         _check_content(check_digest(digest), hashlib.sha256(content).hexdigest())
     unique = dict(blobs)
-    stored = _stored_sizes(session, list(unique))
+    stored = claim_blobs(session, list(unique))
     new = {d: content for d, content in unique.items() if d not in stored}
-    _write_blobs(_repository(destination), new)
+    _write_blobs(blob_repository(destination), new)
     _record(session, {d: len(content) for d, content in new.items()})
     return [(digest, len(content)) for digest, content in blobs]
 
@@ -168,7 +191,7 @@ def write_blobs_through_files(repository: Any, blobs: Mapping[str, memoryview]) 
     local one takes a stream)."""
     with tempfile.TemporaryDirectory(prefix="flowyard-blobs-") as tmp:
         for digest, content in blobs.items():
-            path = Path(tmp, _key(digest))
+            path = Path(tmp, blob_key(digest))
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(content)
         repository.log_artifacts(tmp)
@@ -208,14 +231,14 @@ def open_blob(session: Session, destination: str, digest: str) -> BlobFile:
 
     if session.get(Blob, check_digest(digest)) is None:
         raise NotFoundError(f"No blob {digest} in this workspace; upload it first.")
-    repository = _repository(destination)
+    repository = blob_repository(destination)
     try:
         if isinstance(repository, LocalArtifactRepository):
-            return BlobFile(Path(repository.download_artifacts(_key(digest))), None)
+            return BlobFile(Path(repository.download_artifacts(blob_key(digest))), None)
         temp_dir = Path(tempfile.mkdtemp(prefix="flowyard-blob-"))
         try:
             return BlobFile(
-                Path(repository.download_artifacts(_key(digest), str(temp_dir))), temp_dir
+                Path(repository.download_artifacts(blob_key(digest), str(temp_dir))), temp_dir
             )
         except BaseException:
             shutil.rmtree(temp_dir, ignore_errors=True)
@@ -231,13 +254,13 @@ def create_snapshot(session: Session, files: Iterable[FileEntry]) -> Snapshot:
     """Record a manifest whose blobs are all stored; idempotent, the id being its sha256."""
     entries = sorted(files, key=lambda f: f.path)
     _check_manifest(entries)
-    stored = _stored_sizes(session, list(dict.fromkeys(f.digest for f in entries)))
+    stored = claim_blobs(session, list(dict.fromkeys(f.digest for f in entries)))
     missing = sorted({f.path for f in entries if f.digest not in stored})
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
-        raise InvalidRequestError(
+        raise BlobsMissingError(
             f"The blobs of {len(missing)} files are not stored ({shown}); upload them before "
             "creating the snapshot."
         )
@@ -249,9 +272,10 @@ def create_snapshot(session: Session, files: Iterable[FileEntry]) -> Snapshot:
             )
     manifest = [f.to_json() for f in entries]
     sid = snapshot_id(manifest)
-    snapshot = session.get(Snapshot, sid)
-    if snapshot is not None:
-        return snapshot
+    if touch_snapshot(session, sid):
+        snapshot = session.get(Snapshot, sid)
+        if snapshot is not None:
+            return snapshot
     snapshot = Snapshot(
         id=sid,
         file_count=len(entries),
@@ -259,6 +283,8 @@ def create_snapshot(session: Session, files: Iterable[FileEntry]) -> Snapshot:
         manifest=manifest,
     )
     session.add(snapshot)
+    # Its references, with it in one commit: from then on its blobs are referenced.
+    session.add_all(SnapshotBlob(snapshot_id=sid, digest=d) for d in sorted(stored))
     try:
         session.commit()
     except IntegrityError:  # another request created it meanwhile
@@ -266,6 +292,18 @@ def create_snapshot(session: Session, files: Iterable[FileEntry]) -> Snapshot:
         snapshot = session.get(Snapshot, sid)
         assert snapshot is not None
     return snapshot
+
+
+def touch_snapshot(session: Session, sid: str) -> bool:
+    """Mark a snapshot used now (about to be submitted); False where there is none."""
+    moved = session.execute(
+        sa.update(Snapshot)
+        .where(Snapshot.id == sid)
+        .values(used_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return bool(getattr(moved, "rowcount", 1))
 
 
 def _check_manifest(entries: Sequence[FileEntry]) -> None:

@@ -60,6 +60,21 @@
     }
   });
 
+  const del = document.getElementById("delete");
+  if (del) del.addEventListener("click", async () => {
+    const question = `Delete job ${id} for good, with its MLflow run, artifacts and log? ` +
+      "This cannot be undone.";
+    if (!confirm(question)) return;
+    del.disabled = true;
+    try {
+      await FY.json(jobUrl, { method: "DELETE" });
+      window.location.assign(`${FY.prefix}/jobs`);
+    } catch (e) {
+      del.disabled = false;
+      alert(`The job could not be deleted: ${e.message}`);
+    }
+  });
+
   const rerun = document.getElementById("rerun-form");
   if (rerun) rerun.addEventListener("submit", async (event) => {
     event.preventDefault();
