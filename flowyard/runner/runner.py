@@ -192,7 +192,8 @@ class Runner:
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         project_dir = self.dir / "project"
         self.log.say(f"fetching snapshot {job.snapshot_id[:12]}")
-        materialize(self.client, job.snapshot_id, project_dir)
+        # Repeatable (blobs already fetched stay in the cache): retried like every other call.
+        self._call(lambda: materialize(self.client, job.snapshot_id, project_dir))
         command = self._command(job, project_dir)
         try:
             bin_dir = self._environment(job)
