@@ -197,7 +197,8 @@ class Runner:
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         project_dir = self.dir / "project"
         self.log.say(f"fetching snapshot {job.snapshot_id[:12]}")
-        materialize(self.client, job.snapshot_id, project_dir)
+        # Repeatable (blobs already fetched stay in the cache): retried like every other call.
+        self._call(lambda: materialize(self.client, job.snapshot_id, project_dir))
         pruned = caches.prune_blob_cache(int(self.settings.blob_cache_mb * 1e6))
         if pruned.count:
             self.log.say(f"blob cache: pruned {pruned.count} blob(s), {pruned.bytes:,} bytes")
