@@ -212,6 +212,16 @@ class Dimension(_Json):
                     f"{low:g}..{high:g}; use a smaller q."
                 )
 
+    def example(self) -> Choice:
+        """A value of the space (to check an entry point's parameter types with)."""
+        if self.type == Distribution.CHOICE:
+            return self.values[0]
+        if self.type == Distribution.NORMAL:
+            assert self.mu is not None
+            return self.mu
+        assert self.low is not None
+        return int(self.low) if self.type == Distribution.RANDINT else self.low
+
     @property
     def finite(self) -> bool:
         """Whether grid sampling can list every value."""

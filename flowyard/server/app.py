@@ -27,8 +27,10 @@ from flowyard.server.middleware.headers import SecurityHeaders
 from flowyard.server.middleware.inputs import InputGuard, JsonServerErrors
 from flowyard.server.middleware.limits import BodyLimits
 from flowyard.server.middleware.outages import DatabaseOutages
-from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio
+from flowyard.server.routers import auth, computes, jobs, meta, snapshots, studio, sweeps
 from flowyard.server.services.dispatch import Dispatcher
+from flowyard.server.services.sweeps import SweepController
+from flowyard.server.services.watch import JobWatch
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
 from flowyard.server.validation import describe
@@ -85,13 +87,19 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     engine = make_engine(parse_db_url(settings.db_url))
     keys = Keys(load_key_file(Path(settings.secret_key_file or config_dir() / "secret.key")))
     dispatcher = Dispatcher(engine, settings, keys)
+    watch = JobWatch()
+    sweep_controller = SweepController(
+        engine, settings, wake_dispatcher=dispatcher.wake, changed=watch.changed
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # MLflow's own lifespan only reaps its GenAI assistant's Docker sandboxes, which
         # Flowyard does not run, so it is not entered here.
         dispatcher.start()
+        sweep_controller.start()
         yield
+        sweep_controller.stop()
         dispatcher.stop()
         engine.dispose()
 
@@ -105,7 +113,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     sessions = Sessions(keys, settings.port)
     app.state.flowyard = AppState(
-        settings=settings, engine=engine, dispatcher=dispatcher, keys=keys, sessions=sessions
+        settings=settings,
+        engine=engine,
+        dispatcher=dispatcher,
+        sweeps=sweep_controller,
+        keys=keys,
+        sessions=sessions,
+        watch=watch,
     )
     app.add_exception_handler(FlowyardError, _flowyard_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -125,7 +139,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_middleware(DatabaseOutages)
     app.add_middleware(SecurityHeaders)
-    for module in (meta, snapshots, jobs, computes, auth):
+    for module in (meta, snapshots, jobs, sweeps, computes, auth):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")

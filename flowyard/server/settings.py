@@ -18,6 +18,7 @@ TUNABLES = {
     "reconcile_interval_s": ("FLOWYARD_RECONCILE_INTERVAL_S", defaults.RECONCILE_INTERVAL_S),
     "heartbeat_timeout_s": ("FLOWYARD_HEARTBEAT_TIMEOUT_S", defaults.HEARTBEAT_TIMEOUT_S),
     "health_interval_s": ("FLOWYARD_HEALTH_INTERVAL_S", defaults.HEALTH_INTERVAL_S),
+    "sweep_lease_s": ("FLOWYARD_SWEEP_LEASE_S", defaults.SWEEP_LEASE_S),
 }
 
 
@@ -42,6 +43,8 @@ class ServerSettings:
         reconcile_interval_s: Between two passes of the reconciler over the active jobs.
         heartbeat_timeout_s: A runner silent this long is lost.
         health_interval_s: Between two background health checks of each compute.
+        sweep_lease_s: How long a server process's sweep controller keeps a sweep after its
+            last tick before another process may take it over.
     """
 
     workspace_name: str
@@ -60,6 +63,7 @@ class ServerSettings:
     reconcile_interval_s: float = defaults.RECONCILE_INTERVAL_S
     heartbeat_timeout_s: float = defaults.HEARTBEAT_TIMEOUT_S
     health_interval_s: float = defaults.HEALTH_INTERVAL_S
+    sweep_lease_s: float = defaults.SWEEP_LEASE_S
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -148,6 +148,8 @@ def test_flowyard_api_keeps_its_table() -> None:
     assert needed_role("GET", f"{API}/jobs/x/logs") is Role.READER
     assert needed_role("GET", f"{API}/tokens") is Role.OWNER
     assert needed_role("POST", f"{API}/computes") is Role.OWNER
+    assert needed_role("POST", f"{API}/sweeps") is Role.CONTRIBUTOR
+    assert needed_role("GET", f"{API}/sweeps/x") is Role.READER
     assert needed_role("GET", "/studio/jobs") is Role.READER
     assert needed_role("POST", "/studio/login") is None
 
@@ -219,6 +221,8 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("POST", f"{API}/jobs/<job_id>/heartbeat"): RUNNER,
     ("POST", f"{API}/jobs/<job_id>/logs"): RUNNER,
     ("GET", f"{API}/jobs/<job_id>/logs"): "reader",
+    ("POST", f"{API}/sweeps"): "contributor",
+    ("GET", f"{API}/sweeps/<sweep_id>"): "reader",
     ("GET", f"{API}/computes"): "reader",
     ("POST", f"{API}/computes"): "owner",
     ("GET", f"{API}/computes/<name>"): "reader",

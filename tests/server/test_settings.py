@@ -16,6 +16,7 @@ def test_the_dispatcher_tunables_default_and_come_from_their_variables() -> None
         "reconcile_interval_s": defaults.RECONCILE_INTERVAL_S,
         "heartbeat_timeout_s": defaults.HEARTBEAT_TIMEOUT_S,
         "health_interval_s": defaults.HEALTH_INTERVAL_S,
+        "sweep_lease_s": defaults.SWEEP_LEASE_S,
     }
     found = ServerSettings.tunables(
         {
@@ -23,8 +24,10 @@ def test_the_dispatcher_tunables_default_and_come_from_their_variables() -> None
             "FLOWYARD_RECONCILE_INTERVAL_S": " 1 ",
             "FLOWYARD_DISPATCH_INTERVAL_S": "0.2",
             "FLOWYARD_HEALTH_INTERVAL_S": "",
+            "FLOWYARD_SWEEP_LEASE_S": "2",
         }
     )
+    assert found["sweep_lease_s"] == 2.0
     assert found["heartbeat_timeout_s"] == 4.0 and found["reconcile_interval_s"] == 1.0
     assert found["dispatch_interval_s"] == 0.2
     assert found["health_interval_s"] == defaults.HEALTH_INTERVAL_S

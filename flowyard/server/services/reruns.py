@@ -59,7 +59,7 @@ def rerun(
             "a compute."
         )
     spec = old.options.entry_point_spec or _spec_from_snapshot(session, old, settings)
-    resolved, command = _from_spec(spec, old.parameters, parameters)
+    resolved, command = with_parameters(spec, old.parameters, parameters)
     tags = server_internals.run_tags(session, job_id)
     inherited = {k: v for k, v in tags.items() if k.startswith(_RERUN_TAGS)}
     by = user or old.user
@@ -93,7 +93,7 @@ def rerun(
     return jobs.submit(session, request, submitted_from, seal, sealed_env=kept), dropped
 
 
-def _from_spec(
+def with_parameters(
     spec: EntryPointSpec, stored: dict[str, str], changed: dict[str, str]
 ) -> tuple[dict[str, str], str | None]:
     """The parameters and command from the entry point stored at submit: only the changed

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from mlflow.entities import Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from flowyard.errors import NotFoundError
@@ -104,3 +104,30 @@ def upload_log(
         path = uri.removeprefix("mlflow-artifacts:").lstrip("/")
         repo = get_artifact_repository(f"{artifacts_destination.rstrip('/')}/{path}")
         repo.log_artifact(str(local), "logs")
+
+
+def log(
+    run_id: str,
+    *,
+    params: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    step: int = 0,
+) -> None:
+    """Log onto a run the workspace writes itself (a sweep's)."""
+    now = int(time.time() * 1000)
+    tracking_store().log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
+        params=[Param(k, v) for k, v in (params or {}).items()],
+        tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+    )
+
+
+def metric_history(run_id: str, key: str) -> dict[int, float]:
+    """A run's values of metric ``key`` by step (the last one logged at each step)."""
+    history = tracking_store().get_metric_history(run_id, key)
+    values: dict[int, float] = {}
+    for metric in sorted(history, key=lambda m: (m.step, m.timestamp)):
+        values[int(metric.step)] = float(metric.value)
+    return values
