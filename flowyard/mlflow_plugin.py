@@ -80,8 +80,17 @@ def submit(
         for name, dimension in options.sweep.search_space.items():
             checked.setdefault(name, dimension.example())
     prepared = prepare(
-        project_uri, version, entry_point, checked, build_env=options.builds_environment
+        project_uri,
+        version,
+        entry_point,
+        checked,
+        build_env=options.builds_environment,
+        searched=options.sweep.search_space if options.sweep else (),
     )
+    if options.sweep is not None:
+        options.sweep.check_types(
+            {name: p.type for name, p in prepared.entry_point_spec.parameters.items()}
+        )
     if options.compute == LOCAL:
         builder.check_python(prepared.environment, str(info["mlflow_version"]))
     with display.snapshot_progress(sys.stderr, quiet=not options.stream_output) as progress:

@@ -330,6 +330,35 @@ class SweepSpec(_Json):
     def grid(self) -> dict[str, list[Choice]]:
         return {name: d.points() for name, d in self.search_space.items()}
 
+    def check_types(self, declared: Mapping[str, str]) -> None:
+        """Refuse a space whose values an entry point's parameter (``declared``: its MLproject
+        types by name) cannot take.
+
+        Raises:
+            InvalidRequestError: naming the parameter and the fix.
+        """
+        for name, dimension in self.search_space.items():
+            kind = declared.get(name)
+            values = dimension.values
+            if kind == "int" and not (
+                dimension.type == Distribution.RANDINT
+                or (
+                    dimension.type == Distribution.CHOICE
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+                )
+            ):
+                raise _refuse(
+                    f"Parameter {name!r} is an int in the MLproject, but search_space.{name} is "
+                    f"{dimension.type}; make it randint or a choice of integers."
+                )
+            if kind == "float" and dimension.type == Distribution.CHOICE:
+                for value in values:
+                    if isinstance(value, bool) or not isinstance(value, int | float):
+                        raise _refuse(
+                            f"Parameter {name!r} is a float in the MLproject, but "
+                            f"search_space.{name} offers {value!r}; offer numbers only."
+                        )
+
     def parameter_values(self, drawn: Mapping[str, Any]) -> dict[str, str]:
         """A trial's parameters as its job gets them (MLflow passes parameters as text), from
         what Optuna drew (a normal dimension's quantile becomes its value)."""

@@ -194,3 +194,14 @@ def test_a_grid_too_big_to_run_is_refused() -> None:
     dimension = {"type": "randint", "low": 0, "high": 1000}
     data = _with(sampling="grid", search_space={"a": dimension, "b": dimension})
     assert "1000000 points" in _refused(data)
+
+
+def test_a_space_must_fit_the_entry_points_parameter_types() -> None:
+    spec = SweepSpec.parse(FULL)
+    spec.check_types({"layers": "int", "x": "float", "kernel": "string", "lr": "float"})
+    with pytest.raises(InvalidRequestError, match="'x' is an int in the MLproject"):
+        spec.check_types({"x": "int"})
+    with pytest.raises(InvalidRequestError, match="offers 'rbf'; offer numbers only"):
+        spec.check_types({"kernel": "float"})
+    ints = SweepSpec.parse(_with(search_space={"n": {"type": "choice", "values": [1, 2]}}))
+    ints.check_types({"n": "int"})

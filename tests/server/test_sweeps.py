@@ -140,3 +140,142 @@ def test_seeded_tpe_finds_a_better_objective_than_seeded_random(client: Client) 
     tpe = _best(client, "bayesian", seed=11)
     random = _best(client, "random", seed=11)
     assert tpe < random, (tpe, random)
+
+
+def test_median_pruning_stops_hopeless_trials_early_saying_why(client: Client) -> None:
+    steps = 8
+    spec = {
+        "search_space": {"x": {"type": "uniform", "low": -8, "high": 8}},
+        "sampling": {"algorithm": "random", "seed": 5},
+        "objective": {"metric": "loss", "goal": "minimize"},
+        "limits": {"max_trials": 16, "max_concurrent_trials": 4},
+        "early_termination": {
+            "policy": "median",
+            "delay_evaluation": 2,
+            "evaluation_interval": 1,
+            "startup_trials": 3,
+        },
+    }
+    sweep_id = _sweep(spec, y=-1, steps=steps, step_s=0.4)
+    sweep = client.get_sweep(sweep_id)
+    assert sweep.job.status == JobStatus.COMPLETED
+    assert len(sweep.trials) == 16
+    # Hopeless: a trial whose known loss is worse than the median of all the sweep's trials.
+    known = {t.number: (float(t.parameters["x"]) - 2) ** 2 for t in sweep.trials}
+    median = sorted(known.values())[len(known) // 2]
+    hopeless = [t for t in sweep.trials if known[t.number] > median]
+    stopped = [t for t in hopeless if t.state == "pruned"]
+    assert len(stopped) * 3 >= len(hopeless), [(t.number, t.state, t.last_step) for t in hopeless]
+    for trial in (t for t in sweep.trials if t.state == "pruned"):
+        assert trial.status == JobStatus.CANCELED
+        assert trial.last_step is not None and trial.last_step < steps - 1
+        assert trial.reason is not None
+        assert trial.reason.startswith("stopped early by median policy at step "), trial.reason
+        assert " worse than median " in trial.reason
+        assert MlflowClient().get_run(trial.run_id).info.status == "KILLED"
+    # No good trial is stopped: the best one ran to its end.
+    assert sweep.trials[0].state == "complete"
+
+
+@pytest.mark.slow
+def test_a_sweep_survives_kill_9_with_exactly_max_trials(client: Client, workspace: Server) -> None:
+    """kill -9 the server mid-sweep; while it is down, a trial is drawn and never submitted (as
+    a controller killed between Optuna's ask and the trial's job leaves it); restart: the sweep
+    ends with exactly max_trials trials, each run once."""
+    import optuna
+
+    spec = {
+        "search_space": {"x": {"type": "uniform", "low": -5, "high": 5}},
+        "sampling": {"algorithm": "bayesian", "seed": 2},
+        "objective": {"metric": "loss", "goal": "minimize"},
+        "limits": {"max_trials": 12, "max_concurrent_trials": 4},
+    }
+    sweep_id = _sweep(spec, wait=False, steps=3, step_s=0.3)
+    deadline = time.monotonic() + 120
+    while sum(t.status.is_final for t in client.get_sweep(sweep_id).trials) < 2:
+        assert time.monotonic() < deadline, "no trial ended"
+        time.sleep(0.2)
+    workspace.kill()
+    db = f"sqlite:///{workspace.cwd / 'ws' / 'flowyard.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(db, skip_compatibility_check=True)
+    study = optuna.load_study(study_name=f"flowyard-sweep-{sweep_id}", storage=storage)
+    drawn = study.ask()  # and never submitted
+    storage.engine.dispose()
+    workspace.start()
+    sweep = _done(client, sweep_id)
+    assert sweep.job.status == JobStatus.COMPLETED, sweep.job.events[-1].reason
+    assert sorted(t.number for t in sweep.trials) == list(range(12))
+    assert drawn.number in {t.number for t in sweep.trials}
+    assert all(t.status == JobStatus.COMPLETED for t in sweep.trials)
+    runs = MlflowClient().search_runs(
+        [sweep.job.experiment_id], f"tags.mlflow.parentRunId = '{sweep_id}'"
+    )
+    assert len(runs) == 12
+    log = client.read_log(sweep_id, 0)[0].decode()
+    assert log.count("queued:") == 12
+
+
+def test_canceling_a_sweep_cancels_its_trials(client: Client) -> None:
+    spec = {
+        "search_space": {"x": {"type": "uniform", "low": -5, "high": 5}},
+        "objective": {"metric": "loss"},
+        "limits": {"max_trials": 50, "max_concurrent_trials": 3},
+    }
+    sweep_id = _sweep(spec, wait=False, steps=100, step_s=0.5)
+    deadline = time.monotonic() + 60
+    while sum(t.status == JobStatus.RUNNING for t in client.get_sweep(sweep_id).trials) < 1:
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.2)
+    client.cancel_job(sweep_id)
+    sweep = _done(client, sweep_id, timeout=90)
+    assert sweep.job.status == JobStatus.CANCELED
+    assert len(sweep.trials) == 3  # none drawn after the cancel
+    assert all(t.status == JobStatus.CANCELED for t in sweep.trials)
+    assert all(t.reason and "the sweep was canceled" in t.reason for t in sweep.trials)
+    assert MlflowClient().get_run(sweep_id).info.status == "KILLED"
+
+
+def test_a_sweep_fails_after_max_failed_trials(client: Client) -> None:
+    spec = {
+        "search_space": {"x": {"type": "choice", "values": [10, 11, 12, 13, 14, 15]}},
+        "sampling": "grid",
+        "objective": {"metric": "loss"},
+        "limits": {"max_concurrent_trials": 1, "max_failed_trials": 2},
+    }
+    sweep_id = _sweep(spec, wait=False, fail_if_over=1)
+    sweep = _done(client, sweep_id)
+    assert sweep.job.status == JobStatus.FAILED
+    assert len(sweep.trials) == 2 and all(t.state == "fail" for t in sweep.trials)
+    assert sweep.job.error is not None and sweep.job.error.message is not None
+    assert "2 trials failed" in sweep.job.error.message
+
+
+def test_what_cannot_sweep_is_refused_before_anything_is_created(client: Client) -> None:
+    from mlflow.exceptions import ExecutionException
+
+    before = len(client.list_jobs(limit=1000))
+    cases = [
+        ({"COMPUTE": "local"}, {}, "set backend_config COMPUTE"),
+        ({}, {"search_space": {"steps": {"type": "uniform", "low": 1, "high": 9}}}, "is an int"),
+        ({}, {"search_space": {"x": {"type": "choice", "values": ["a"]}}}, "offers 'a'"),
+        ({}, {"limits": {}}, "limits.max_trials is needed"),
+    ]
+    base = {
+        "search_space": {"x": {"type": "uniform", "low": 0, "high": 1}},
+        "objective": {"metric": "loss"},
+        "limits": {"max_trials": 2},
+    }
+    for config, spec, words in cases:
+        with pytest.raises(ExecutionException, match=words):
+            mlflow.projects.run(
+                str(PROJECT),
+                backend="flowyard",
+                backend_config={
+                    "COMPUTE": COMPUTE,
+                    "USE_CONDA": False,
+                    "SWEEP": {**base, **spec},
+                    **config,
+                },
+            )
+    assert len(client.list_jobs(limit=1000)) == before

@@ -37,7 +37,7 @@ from flowyard.server.db import studies
 from flowyard.server.db.models import Compute, Job, Sweep, utc_now
 from flowyard.server.services import computes, jobs, lifecycle, reruns, runs, search
 from flowyard.server.settings import ServerSettings
-from flowyard.sweepspec import Distribution, SweepSpec
+from flowyard.sweepspec import SweepSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -51,7 +51,6 @@ TRIAL_TAG = "flowyard.sweep.trial"
 BEST_TAG = "flowyard.sweep.best_trial"
 # The parent's tags a trial does not inherit: its own name, and the workspace's own tags.
 _NOT_INHERITED = ("mlflow.runName", PARENT_TAG, "flowyard.")
-_INT_KINDS = (Distribution.RANDINT,)
 
 
 # --- submitting --------------------------------------------------------------------------------
@@ -72,28 +71,7 @@ def _check(session: Session, request: JobSubmit, spec: SweepSpec) -> None:
             "A sweep needs the entry point stored with its submission (options."
             "entry_point_spec); submit it with this version's client."
         )
-    for name, dimension in spec.search_space.items():
-        declared = entry.parameters.get(name)
-        if declared is None:
-            continue
-        if declared.type == "int" and not (
-            dimension.type in _INT_KINDS
-            or (
-                dimension.type == Distribution.CHOICE
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in dimension.values)
-            )
-        ):
-            raise InvalidRequestError(
-                f"Parameter {name!r} is an int in the MLproject, but search_space.{name} is "
-                f"{dimension.type}; make it randint or a choice of integers."
-            )
-        if declared.type == "float" and dimension.type == Distribution.CHOICE:
-            for value in dimension.values:
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise InvalidRequestError(
-                        f"Parameter {name!r} is a float in the MLproject, but "
-                        f"search_space.{name} offers {value!r}; offer numbers only."
-                    )
+    spec.check_types({name: p.type for name, p in entry.parameters.items()})
 
 
 def submit(
