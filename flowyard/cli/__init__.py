@@ -33,6 +33,7 @@ def _register() -> None:
     from flowyard.cli.jobs import job, run
     from flowyard.cli.server import server
     from flowyard.cli.snapshot import snapshot
+    from flowyard.cli.sweep import sweep
     from flowyard.cli.workspace import workspace
 
     cli.add_command(workspace)
@@ -42,6 +43,7 @@ def _register() -> None:
     cli.add_command(env)
     cli.add_command(compute)
     cli.add_command(snapshot)
+    cli.add_command(sweep)
     for command in (user, token, login, logout, whoami):
         cli.add_command(command)
 

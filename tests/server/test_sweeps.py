@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from flowyard.client import Client
 from flowyard.schemas import JobStatus, SweepOut
+from flowyard.sweep import TRIAL_HEADER
 from tests.servers import Server, fast_workspace, run_cli
 
 PROJECT = Path(__file__).resolve().parents[1] / "projects" / "sweep"
@@ -279,3 +280,40 @@ def test_what_cannot_sweep_is_refused_before_anything_is_created(client: Client)
                 },
             )
     assert len(client.list_jobs(limit=1000)) == before
+
+
+def test_the_cli_runs_a_spec_file_waits_for_the_best_and_shows_the_trials(
+    workspace: Server, tmp_path: Path
+) -> None:
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        f"project: {PROJECT}\n"
+        "experiment: cli-sweep\n"
+        f"compute: {COMPUTE}\n"
+        "parameters: {y: -1, steps: 2}\n"
+        "backend_config: {USE_CONDA: false}\n"
+        "search_space:\n"
+        "  x: {type: quniform, low: 0, high: 3, q: 1}\n"
+        "sampling: grid\n"
+        "objective: {metric: loss, goal: minimize}\n"
+    )
+    done = run_cli("sweep", str(spec), cwd=workspace.cwd, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert "completed: 4 of 4 trials, 4 completed." in done.stdout
+    assert "Best: trial " in done.stdout and "loss=0 with x=2.0." in done.stdout
+    sweep_id = done.stdout.split("Sweep ", 1)[1].split()[0]
+    shown = run_cli("sweep", "show", sweep_id, cwd=workspace.cwd)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith(f"Sweep {sweep_id} completed: 4 of 4 trials")
+    header = lines.index("\t".join(TRIAL_HEADER))
+    rows = [line.split("\t") for line in lines[header + 1 :]]
+    # Best first; the two trials of equal loss by their number.
+    assert rows[0][5] == "x=2.0" and rows[-1][5] == "x=0.0"
+    assert [float(r[3]) for r in rows] == [0.0, 1.0, 1.0, 4.0]
+    assert all(r[2] == "completed" for r in rows)
+    # A mistake in the spec is one line, before anything is uploaded.
+    spec.write_text(f"project: {PROJECT}\ncompute: {COMPUTE}\nsearch_space: {{}}\n")
+    refused = run_cli("sweep", str(spec), cwd=workspace.cwd)
+    assert refused.returncode == 1
+    assert "needs a search_space naming at least one parameter" in refused.stderr
