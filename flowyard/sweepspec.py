@@ -18,6 +18,7 @@ imports Optuna: the client side checks a spec before anything is uploaded.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ Choice = str | int | float | bool
 MAX_GRID = 100_000
 # A sweep of more trials than this is a typo; split it into several sweeps.
 MAX_TRIALS = 10_000
+# A searched parameter's name: MLflow passes a parameter the MLproject does not declare as
+# `--NAME value` unquoted, so a name is a plain word, never shell text.
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
 
 class Distribution(StrEnum):
@@ -387,6 +391,13 @@ class SweepSpec(_Json):
                 "The sweep needs a search_space naming at least one parameter, like "
                 f"search_space: {{alpha: {_EXAMPLE[Distribution.UNIFORM]}}}."
             )
+        for name in space:
+            if not (isinstance(name, str) and NAME.match(name)):
+                raise _refuse(
+                    f"The sweep's search_space names the parameter {str(name)[:100]!r}; a "
+                    "parameter's name starts with a letter or underscore and has only letters, "
+                    "digits, underscores, dots and dashes; rename it."
+                )
         dimensions = {str(name): Dimension.parse(str(name), d) for name, d in space.items()}
         sampling = _sampling(spec.get("sampling", {}))
         objective = _objective(spec.get("objective"))

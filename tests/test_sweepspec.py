@@ -132,6 +132,7 @@ def test_a_trials_parameters_are_text_as_mlflow_passes_them() -> None:
         (_with(searchspace={}), "unknown key(s) searchspace"),
         (_with(search_space={}), "needs a search_space naming at least one parameter"),
         (_with(search_space={"x": {"type": "gauss"}}), "search_space.x has type 'gauss'"),
+        (_with(search_space={"x;rm -rf ~": {"type": "uniform"}}), "names the parameter 'x;rm"),
         (_with(search_space={"x": {"type": "uniform", "low": 0}}), "needs high, like"),
         (_with(search_space={"x": {"type": "uniform", "low": 1, "high": 0}}), "low < high"),
         (
