@@ -283,7 +283,8 @@ class Objective(_Json):
 @dataclass(frozen=True)
 class Limits(_Json):
     max_trials: int
-    # None: as many at once as the compute has slots.
+    # None: as many at once as the compute has slots (and one more queued, to fill a freed slot
+    # at once).
     max_concurrent_trials: int | None = None
     # The sweep fails once this many trials failed; None: it never fails for its trials.
     max_failed_trials: int | None = None

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Trials kept queued beyond a compute's slots when no max_concurrent_trials is set: a freed slot
+# then waits for the dispatcher alone, not for the controller to tell Optuna and draw.
+QUEUED_AHEAD = 1
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "flowyard.sweep"
 TRIAL_TAG = "flowyard.sweep.trial"
@@ -206,6 +209,7 @@ class _Tick:
         self.trials: dict[int, FrozenTrial] = {
             t.number: t for t in self.study.get_trials(deepcopy=False)
         }
+        self._parent_run: tuple[dict[str, str], str] | None = None
         self.jobs: dict[int, Job] = {
             j.trial_number: j
             for j in session.scalars(sa.select(Job).where(Job.sweep_id == sweep_id))
@@ -245,20 +249,28 @@ class _Tick:
         for number in sorted(self.trials):
             if self._running(number) and number not in self.jobs:
                 self._submit_drawn(number, stop)
-        for number, job in sorted(self.jobs.items()):
-            if number in self.trials and self._running(number) and JobStatus(job.status).is_final:
-                self._settle(number, job)
-        if self.spec.early_termination is not None and stop is None:
-            for number, job in sorted(self.jobs.items()):
-                if job.status == JobStatus.RUNNING and self._running(number):
-                    self._watch(number, job)
-        self._refresh()
-        self._best()
+        # A slot that a trial's end freed is filled first (what a sweep's pace hangs on); what
+        # only the log and the parent's run show comes after.
+        ended = [
+            (number, job)
+            for number, job in sorted(self.jobs.items())
+            if number in self.trials and self._running(number) and JobStatus(job.status).is_final
+        ]
+        told = [self._settle(number, job) for number, job in ended]
+        if ended:
+            self._refresh()
         stop = stop or self._stop_reason()
         if stop is not None:
             self._cancel_trials(stop[0])
         elif not JobStatus(self.parent.status).is_final:
             self._draw()
+        for text in told:
+            self.note(text)
+        if self.spec.early_termination is not None and stop is None:
+            for number, job in sorted(self.jobs.items()):
+                if job.status == JobStatus.RUNNING and self._running(number):
+                    self._watch(number, job)
+        self._best()
         self._end(stop)
 
     def _stop_reason(self) -> tuple[str, JobStatus | None] | None:
@@ -295,8 +307,12 @@ class _Tick:
         spec = parent.options.entry_point_spec
         assert spec is not None
         resolved, command = reruns.with_parameters(spec, parent.parameters, parameters)
-        tags = mlflow_internals.run_tags(self.session, parent.id)
-        name = mlflow_internals.run_name(self.session, parent.id) or parent.id[:8]
+        if self._parent_run is None:
+            self._parent_run = (
+                mlflow_internals.run_tags(self.session, parent.id),
+                mlflow_internals.run_name(self.session, parent.id) or parent.id[:8],
+            )
+        tags, name = self._parent_run
         request = JobSubmit(
             experiment_id=parent.experiment_id,
             snapshot_id=parent.snapshot_id,
@@ -330,12 +346,12 @@ class _Tick:
             self.session.rollback()
             return
         self.jobs[number] = job
+        self.c.wake_dispatcher()
         shown = ", ".join(f"{k}={v}" for k, v in parameters.items())
         self.note(f"trial {number} (run {job.id}) queued: {shown}")
-        self.c.wake_dispatcher()
 
-    def _settle(self, number: int, job: Job) -> None:
-        """Tell Optuna how a trial whose job ended went."""
+    def _settle(self, number: int, job: Job) -> str:
+        """Tell Optuna how a trial whose job ended went; the line for the sweep's log."""
         status = JobStatus(job.status)
         metric = self.spec.objective.metric
         if status == JobStatus.COMPLETED:
@@ -343,8 +359,7 @@ class _Tick:
             if values:
                 value = values[max(values)]
                 self.study.tell(number, value, skip_if_finished=True)
-                self.note(f"trial {number} (run {job.id}) completed: {metric}={value:.6g}")
-                return
+                return f"trial {number} (run {job.id}) completed: {metric}={value:.6g}"
             reason = f"it completed without logging the objective metric {metric!r}"
         elif status == JobStatus.CANCELED and job.cancel_reason:
             # Pruned trials are told when stopped; any other cancel counts as a failure.
@@ -352,7 +367,7 @@ class _Tick:
         else:
             reason = (job.error or {}).get("message") or f"its job ended {status}"
         self.study.tell(number, state=search.state("FAIL"), skip_if_finished=True)
-        self.note(f"trial {number} (run {job.id}) failed: {reason}")
+        return f"trial {number} (run {job.id}) failed: {reason}"
 
     def _watch(self, number: int, job: Job) -> None:
         """Report the trial's new steps of the objective metric; stop it where the policy says."""
@@ -411,24 +426,26 @@ class _Tick:
         self.c.wake_dispatcher()
 
     def _slots(self) -> int:
+        """How many trials may be unfinished at once: max_concurrent_trials; without it, the
+        compute's slots and one trial more, queued, which the dispatcher starts the moment a
+        slot frees (the compute's slot limit still holds)."""
         limit = self.spec.limits.max_concurrent_trials
         if limit is not None:
             return limit
         compute = self.session.get(Compute, self.parent.compute)
-        return compute.max_concurrent_jobs if compute is not None else 1
+        return (compute.max_concurrent_jobs if compute is not None else 1) + QUEUED_AHEAD
 
     def _draw(self) -> None:
         """Draw and submit new trials while the limits allow."""
         active = sum(1 for j in self.jobs.values() if not JobStatus(j.status).is_final)
         slots = self._slots()
+        # The trials drawn here are queued: nothing below this tick reads their Optuna state.
         number = len(self.trials)
         while number < self.spec.limits.max_trials and active < slots:
             self.study.sampler = search.sampler(self.spec, number)
             trial = self.study.ask()
             self._submit(trial.number, search.suggest(trial, self.spec))
             number, active = trial.number + 1, active + 1
-        if number > len(self.trials):
-            self._refresh()
 
     def _end(self, stop: tuple[str, JobStatus | None] | None) -> None:
         """End the sweep once every trial has ended and been told; settle it when nothing of it
