@@ -5,19 +5,22 @@ its server."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from flowyard.client import Client
+from flowyard.credentials import find_token
 from flowyard.schemas import JobStatus, SweepOut
 from flowyard.sweep import TRIAL_HEADER
-from tests.servers import Server, fast_workspace, run_cli
+from tests.servers import FAST, Server, fast_workspace, run_cli
 
 PROJECT = Path(__file__).resolve().parents[1] / "projects" / "sweep"
 COMPUTE = "sweeps"
@@ -117,6 +120,25 @@ def test_a_grid_sweep_covers_the_grid_and_its_parent_holds_the_best(client: Clie
     # The sweep's log says what happened, ending with the best trial.
     log = client.read_log(sweep_id, 0)[0].decode()
     assert log.count("queued:") == 8 and "best: trial" in log
+    # The studio's sweep page: progress, best so far, parallel coordinates, the trials best first.
+    page = httpx.get(
+        f"{client.url}/studio/sweeps/{sweep_id}",
+        headers={"Authorization": f"Bearer {find_token(client.url)}"},
+        timeout=30,
+    )
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert "8 of 8 trials:" in html and "8 completed" in html
+    assert 'id="best-so-far"' in html and html.count("<polyline data-trial=") == 8
+    rows = re.findall(r'<tr data-trial="(\d+)" data-state="(\w+)">', html)
+    assert [int(n) for n, _ in rows] == [t.number for t in sweep.trials]
+    assert 'stroke="#dc2626"' in html  # the best trial's line
+    job_page = httpx.get(
+        f"{client.url}/studio/jobs/{sweep.trials[0].run_id}",
+        headers={"Authorization": f"Bearer {find_token(client.url)}"},
+        timeout=30,
+    )
+    assert f'href="/studio/sweeps/{sweep_id}">Trial ' in job_page.text
 
 
 def _best(client: Client, algorithm: str, seed: int) -> float:
@@ -317,3 +339,76 @@ def test_the_cli_runs_a_spec_file_waits_for_the_best_and_shows_the_trials(
     refused = run_cli("sweep", str(spec), cwd=workspace.cwd)
     assert refused.returncode == 1
     assert "needs a search_space naming at least one parameter" in refused.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_second_replica_takes_a_sweep_over_on_postgres(
+    postgres_empty_db: str, tmp_path: Path
+) -> None:
+    """Two servers on one PostgreSQL database; the one driving a sweep is killed (-9): the other
+    takes the sweep over once its lease runs out, and it ends with exactly max_trials trials."""
+    import sqlalchemy as sa
+
+    from flowyard.credentials import save_token
+
+    env = {**FAST, **ENV, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    args = ["--db-url", postgres_empty_db, "--artifacts", str(tmp_path / "artifacts")]
+    first, second = (Server(args=args, cwd=tmp_path, env=env).start() for _ in range(2))
+    assert first.token
+    save_token(second.url, first.token)
+    try:
+        created = run_cli(
+            "compute", "create", "shared", "--type", "process", "--max-concurrent-jobs", "3",
+            cwd=tmp_path, env={"FLOWYARD_WORKSPACE_URL": first.url},
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        mlflow.set_tracking_uri(first.url)
+        mlflow.set_experiment("replicas")
+        run = mlflow.projects.run(
+            str(PROJECT),
+            parameters={"steps": 2, "step_s": 0.3},
+            backend="flowyard",
+            synchronous=False,
+            backend_config={
+                "COMPUTE": "shared",
+                "USE_CONDA": False,
+                "SWEEP": {
+                    "search_space": {"x": {"type": "uniform", "low": -3, "high": 3}},
+                    "sampling": {"algorithm": "random", "seed": 9},
+                    "objective": {"metric": "loss"},
+                    "limits": {"max_trials": 9, "max_concurrent_trials": 3},
+                },
+            },
+        )
+        sweep_id = run.run_id
+        engine = sa.create_engine(postgres_empty_db)
+        deadline = time.monotonic() + 60
+        owner = None
+        while owner is None:
+            assert time.monotonic() < deadline, "no server took the sweep"
+            with engine.connect() as conn:
+                owner = conn.execute(
+                    sa.text("SELECT lease_owner FROM flowyard_sweeps WHERE id = :id"),
+                    {"id": sweep_id},
+                ).scalar()
+            time.sleep(0.2)
+        engine.dispose()
+        pids = {server.proc.pid: server for server in (first, second) if server.proc}
+        holder = pids.get(int(owner.split(":")[1]), first)
+        other = second if holder is first else first
+        holder.kill()
+        with Client(other.url, token=first.token) as client:
+            deadline = time.monotonic() + 60
+            while "took over from" not in client.read_log(sweep_id, 0)[0].decode():
+                assert time.monotonic() < deadline, "the other server never took the sweep over"
+                time.sleep(0.3)
+            holder.start()  # its runners report to it again
+            sweep = _done(client, sweep_id)
+        assert sweep.job.status == JobStatus.COMPLETED, sweep.job.events[-1].reason
+        assert sorted(t.number for t in sweep.trials) == list(range(9))
+        assert all(t.status == JobStatus.COMPLETED for t in sweep.trials)
+    finally:
+        mlflow.set_tracking_uri(None)
+        for server in (first, second):
+            server.stop()

@@ -16,6 +16,7 @@ job for one trial, so however servers die, restart or take over, no trial is los
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -28,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from flowyard.errors import InvalidRequestError, NotFoundError
-from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit
+from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, TrialOut
 from flowyard.server import mlflow_internals
 from flowyard.server.db import studies
 from flowyard.server.db.models import Compute, Job, Sweep, utc_now
@@ -40,7 +41,6 @@ from flowyard.server.settings import ServerSettings
 from flowyard.sweepspec import SweepSpec
 
 if TYPE_CHECKING:
-    import optuna
     from optuna.trial import FrozenTrial
 
 log = logging.getLogger(__name__)
@@ -151,13 +151,21 @@ class SweepController:
         for sweep_id in open_sweeps:
             try:
                 with Session(self.engine, expire_on_commit=False) as session:
-                    if self._hold(session, sweep_id):
-                        _Tick(self, session, sweep_id).run()
+                    held, before = self._hold(session, sweep_id)
+                    if held:
+                        tick = _Tick(self, session, sweep_id)
+                        if before not in (None, self.owner):
+                            tick.note(
+                                f"the sweep controller on {self.owner} took over from {before}"
+                            )
+                        tick.run()
             except Exception:
                 log.exception("sweep %s: tick failed; trying again", sweep_id)
 
-    def _hold(self, session: Session, sweep_id: str) -> bool:
-        """Take or renew the lease on the sweep; False when another process holds it."""
+    def _hold(self, session: Session, sweep_id: str) -> tuple[bool, str | None]:
+        """Take or renew the lease on the sweep: whether this process holds it now, and who
+        held it before (a server that died or stopped, when another)."""
+        before = session.scalar(sa.select(Sweep.lease_owner).where(Sweep.id == sweep_id))
         now = utc_now()
         taken = session.execute(
             sa.update(Sweep)
@@ -176,7 +184,7 @@ class SweepController:
             .execution_options(synchronize_session=False)
         )
         session.commit()
-        return getattr(taken, "rowcount", 0) == 1
+        return getattr(taken, "rowcount", 0) == 1, before
 
     def release(self) -> None:
         """Give up this process's leases (a clean stop): another process takes over at once."""
@@ -510,11 +518,6 @@ class _Tick:
         self.c.changed(self.parent.id)
 
 
-def trials_query(sweep_id: str) -> sa.Select[Job]:
-    """The sweep's trial jobs, by trial number."""
-    return sa.select(Job).where(Job.sweep_id == sweep_id).order_by(Job.trial_number)
-
-
 def get(session: Session, sweep_id: str) -> tuple[Sweep, Job]:
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
@@ -524,7 +527,48 @@ def get(session: Session, sweep_id: str) -> tuple[Sweep, Job]:
     return sweep, jobs.get(session, sweep_id, events=True)
 
 
-def study_trials(settings: ServerSettings, sweep: Sweep) -> dict[int, optuna.trial.FrozenTrial]:
-    """What Optuna holds of each trial (state, value, steps reported)."""
+def trials(session: Session, settings: ServerSettings, sweep: Sweep) -> list[TrialOut]:
+    """The sweep's trials with what Optuna holds of each, best first (by the objective's
+    goal), then those without a value, by number."""
     study = search.study(studies.storage(settings.db_url), sweep.study_name, sweep.spec)
-    return {t.number: t for t in study.get_trials(deepcopy=False)}
+    found = {t.number: t for t in study.get_trials(deepcopy=False)}
+    rows = session.scalars(
+        sa.select(Job)
+        .where(Job.sweep_id == sweep.id)
+        .order_by(Job.trial_number)
+        .options(selectinload(Job.events))
+    ).all()
+    out = []
+    for row in rows:
+        assert row.trial_number is not None
+        frozen = found.get(row.trial_number)
+        value = None
+        if frozen is not None:
+            value = frozen.value
+            if value is None and frozen.intermediate_values:
+                value = frozen.intermediate_values[max(frozen.intermediate_values)]
+        out.append(
+            TrialOut(
+                number=row.trial_number,
+                run_id=row.id,
+                status=JobStatus(row.status),
+                parameters={
+                    k: v for k, v in row.parameters.items() if k in sweep.spec.search_space
+                },
+                value=value,
+                state=frozen.state.name.lower() if frozen is not None else "running",
+                last_step=frozen.last_step if frozen is not None else None,
+                reason=row.events[-1].reason if row.events else None,
+                submitted_at=row.submitted_at,
+                ended_at=row.ended_at,
+            )
+        )
+    sign = 1.0 if sweep.spec.objective.minimize else -1.0
+    out.sort(
+        key=lambda t: (
+            t.value is None or math.isnan(t.value),
+            sign * t.value if t.value is not None else 0.0,
+            t.number,
+        )
+    )
+    return out
