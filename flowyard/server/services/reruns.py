@@ -18,7 +18,7 @@ from flowyard.jobspec import EntryPointSpec
 from flowyard.prepared_project import build_command, check_types, entry_point_spec
 from flowyard.schemas import JobSubmit
 from flowyard.server import mlflow_internals as server_internals
-from flowyard.server.db.models import Job
+from flowyard.server.db.models import Job, JobKind
 from flowyard.server.services import computes, jobs, snapshots
 from flowyard.server.settings import ServerSettings
 
@@ -51,6 +51,11 @@ def rerun(
         The new job, and the names of the old job's secrets it runs without.
     """
     old = jobs.get(session, job_id)
+    if old.kind == JobKind.SWEEP:
+        raise InvalidRequestError(
+            f"Job {job_id} is a sweep, whose trials are the runs; re-run one of its trials, or "
+            "submit the sweep again (`flowyard sweep SPEC.yaml`)."
+        )
     target = computes.lookup(session, old.compute)
     if target is not None and not target.starts_runners:
         raise InvalidRequestError(
