@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 
 from flowyard.client import Client
 from flowyard.credentials import find_token
+from flowyard.errors import InvalidRequestError
 from flowyard.schemas import JobStatus, SweepOut
 from flowyard.sweep import TRIAL_HEADER
 from tests.servers import FAST, Server, fast_workspace, run_cli
@@ -149,7 +150,10 @@ def _best(client: Client, algorithm: str, seed: int) -> float:
         },
         "sampling": {"algorithm": algorithm, "seed": seed},
         "objective": {"metric": "loss", "goal": "minimize"},
-        "limits": {"max_trials": 30, "max_concurrent_trials": 4},
+        # One at a time: each draw then sees every earlier result, whatever the machine's
+        # speed, so the seeded search is the same on every run (in parallel, which results a
+        # draw sees depends on timing).
+        "limits": {"max_trials": 30, "max_concurrent_trials": 1},
     }
     sweep = client.get_sweep(_sweep(spec, steps=1))
     assert sweep.job.status == JobStatus.COMPLETED
@@ -257,6 +261,26 @@ def test_canceling_a_sweep_cancels_its_trials(client: Client) -> None:
     assert all(t.status == JobStatus.CANCELED for t in sweep.trials)
     assert all(t.reason and "the sweep was canceled" in t.reason for t in sweep.trials)
     assert MlflowClient().get_run(sweep_id).info.status == "KILLED"
+    # A sweep is not re-run as one run.
+    with pytest.raises(InvalidRequestError, match="is a sweep, whose trials are the runs"):
+        client.request("POST", f"/jobs/{sweep_id}/rerun", json={})
+
+
+def test_a_sweep_stops_at_its_timeout(client: Client) -> None:
+    spec = {
+        "search_space": {"x": {"type": "uniform", "low": -5, "high": 5}},
+        "objective": {"metric": "loss"},
+        "limits": {"max_trials": 20, "max_concurrent_trials": 2, "timeout": 6},
+    }
+    sweep_id = _sweep(spec, wait=False, steps=100, step_s=0.5)
+    sweep = _done(client, sweep_id, timeout=90)
+    # No trial finished in time: nothing to call the best, so the sweep failed, saying why.
+    assert sweep.job.status == JobStatus.FAILED
+    assert sweep.job.error is not None and sweep.job.error.message is not None
+    assert "the sweep's limits.timeout of 6 s passed" in sweep.job.error.message
+    assert 1 <= len(sweep.trials) <= 2
+    assert all(t.status == JobStatus.CANCELED for t in sweep.trials)
+    assert all(t.reason and "limits.timeout of 6 s passed" in t.reason for t in sweep.trials)
 
 
 def test_a_sweep_fails_after_max_failed_trials(client: Client) -> None:
