@@ -19,7 +19,7 @@ the two sides. Measured per side:
 
     python bench/sweep.py             # full run: 100 trials, 2 rounds per side
     python bench/sweep.py --quick     # smoke run: 16 trials, 1 round
-    python bench/sweep.py --trials 40 --json results.json
+    python bench/sweep.py --trials 40 --rounds 1 --json results.json
 """
 
 from __future__ import annotations
@@ -201,10 +201,13 @@ def optuna_loop(project: Path, trials: int, seed: int) -> dict[str, Any]:
 def main() -> int:
     parser = bench_parser(__doc__, f"{QUICK.trials} trials, {QUICK.rounds} round")
     parser.add_argument("--trials", type=int, help=f"trials per sweep (default {FULL.trials})")
+    parser.add_argument("--rounds", type=int, help=f"rounds per side (default {FULL.rounds})")
     args = parser.parse_args()
     counts = QUICK if args.quick else FULL
     if args.trials:
         counts = replace(counts, trials=args.trials)
+    if args.rounds:
+        counts = replace(counts, rounds=args.rounds)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console.print(
         header_line(

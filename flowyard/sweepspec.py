@@ -34,6 +34,10 @@ Choice = str | int | float | bool
 MAX_GRID = 100_000
 # A sweep of more trials than this is a typo; split it into several sweeps.
 MAX_TRIALS = 10_000
+# What a seed may be (Optuna's samplers seed NumPy, which takes 32 bits).
+MAX_SEED = 2**31 - 1
+# A year: a longer timeout is a typo (and past Python's timedelta, an error).
+MAX_TIMEOUT_S = 365 * 24 * 3600
 # A searched parameter's name: MLflow passes a parameter the MLproject does not declare as
 # `--NAME value` unquoted, so a name is a plain word, never shell text.
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
@@ -198,6 +202,11 @@ class Dimension(_Json):
                 f"A {self.type} search space needs low < high, not low={low:g}, high={high:g}; "
                 "swap them or widen the range."
             )
+        if not math.isfinite(high - low):
+            raise _refuse(
+                f"A {self.type} search space from {low:g} to {high:g} is wider than a float "
+                "holds; narrow it."
+            )
         if self.type == Distribution.LOGUNIFORM and low <= 0:
             raise _refuse(
                 f"A loguniform search space needs a low over 0, not {low:g}; its values are "
@@ -210,6 +219,11 @@ class Dimension(_Json):
         if self.type == Distribution.QUNIFORM:
             if not (self.q is not None and self.q > 0):
                 raise _refuse(f"A quniform search space needs q over 0, not {self.q}.")
+            if not math.isfinite((high - low) / self.q):
+                raise _refuse(
+                    f"A quniform search space's q ({self.q:g}) is too small for its range; "
+                    "use a larger q."
+                )
             if self.q > high - low:
                 raise _refuse(
                     f"A quniform search space's q ({self.q:g}) is wider than its range "
@@ -231,16 +245,33 @@ class Dimension(_Json):
         """Whether grid sampling can list every value."""
         return self.type in (Distribution.CHOICE, Distribution.QUNIFORM, Distribution.RANDINT)
 
+    def count(self) -> int:
+        """How many values a finite dimension has, worked out without listing them (a hostile
+        spec's range may be astronomically long)."""
+        if self.type == Distribution.CHOICE:
+            return len(self.values)
+        assert self.low is not None and self.high is not None
+        if self.type == Distribution.RANDINT:
+            return int(self.high) - int(self.low)
+        assert self.type == Distribution.QUNIFORM and self.q is not None
+        return math.floor((self.high - self.low) / self.q + 1e-9) + 1
+
+    def last(self) -> float:
+        """A quniform dimension's highest value."""
+        assert self.type == Distribution.QUNIFORM
+        assert self.low is not None and self.q is not None
+        return _tidy(self.low + (self.count() - 1) * self.q)
+
     def points(self) -> list[Choice]:
-        """Every value, for grid sampling (choice, quniform and randint only)."""
+        """Every value, for grid sampling (choice, quniform and randint only; the caller
+        checks :meth:`count` first)."""
         if self.type == Distribution.CHOICE:
             return list(self.values)
         assert self.low is not None and self.high is not None
         if self.type == Distribution.RANDINT:
             return list(range(int(self.low), int(self.high)))
         assert self.type == Distribution.QUNIFORM and self.q is not None
-        steps = math.floor((self.high - self.low) / self.q + 1e-9)
-        return [_tidy(self.low + i * self.q) for i in range(steps + 1)]
+        return [_tidy(self.low + i * self.q) for i in range(self.count())]
 
     def normal_value(self, quantile: float) -> float:
         """A normal dimension's value at ``quantile`` (Optuna draws the quantile, uniformly, in
@@ -330,7 +361,7 @@ class SweepSpec(_Json):
 
     @property
     def grid_size(self) -> int:
-        return math.prod(len(d.points()) for d in self.search_space.values())
+        return math.prod(d.count() for d in self.search_space.values())
 
     def grid(self) -> dict[str, list[Choice]]:
         return {name: d.points() for name, d in self.search_space.items()}
@@ -411,7 +442,7 @@ class SweepSpec(_Json):
                         "sampling: random or bayesian."
                     )
         grid = (
-            math.prod(len(d.points()) for d in dimensions.values())
+            math.prod(d.count() for d in dimensions.values())
             if sampling.algorithm == Algorithm.GRID
             else None
         )
@@ -486,10 +517,10 @@ def _sampling(data: Any) -> Sampling:
             f"The sweep's sampling.algorithm is {algorithm!r}; use one of {', '.join(Algorithm)}."
         )
     seed = spec.get("seed")
-    return Sampling(
-        algorithm=Algorithm(algorithm),
-        seed=None if seed is None else _whole("sampling.seed", seed, 0),
-    )
+    number = None if seed is None else _whole("sampling.seed", seed, 0)
+    if number is not None and number > MAX_SEED:
+        raise _refuse(f"The sweep's sampling.seed must be at most {MAX_SEED}, not {seed!r}.")
+    return Sampling(algorithm=Algorithm(algorithm), seed=number)
 
 
 def _objective(data: Any) -> Objective:
@@ -535,12 +566,20 @@ def _limits(data: Any, grid: int | None) -> Limits:
         max_trials = grid
 
     def optional(key: str, least: int) -> int | None:
-        return None if spec.get(key) is None else _whole(f"limits.{key}", spec[key], least)
+        if spec.get(key) is None:
+            return None
+        number = _whole(f"limits.{key}", spec[key], least)
+        if number > MAX_TRIALS:
+            raise _refuse(f"The sweep's limits.{key} must be at most {MAX_TRIALS}, not {number}.")
+        return number
 
     timeout = spec.get("timeout")
     seconds = None if timeout is None else _real("limits.timeout", timeout)
-    if seconds is not None and seconds <= 0:
-        raise _refuse(f"The sweep's limits.timeout must be seconds over 0, not {timeout!r}.")
+    if seconds is not None and not 0 < seconds <= MAX_TIMEOUT_S:
+        raise _refuse(
+            f"The sweep's limits.timeout must be seconds over 0 and at most {MAX_TIMEOUT_S} "
+            f"(a year), not {timeout!r}."
+        )
     return Limits(
         max_trials=max_trials,
         max_concurrent_trials=optional("max_concurrent_trials", 1),

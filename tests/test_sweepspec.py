@@ -197,6 +197,38 @@ def test_a_grid_too_big_to_run_is_refused() -> None:
     assert "1000000 points" in _refused(data)
 
 
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        # Counted, never listed: a range of 10**15 points is refused at once.
+        (
+            _with(sampling="grid", search_space={"a": {"type": "randint", "high": 10**15}}),
+            "1000000000000000 points",
+        ),
+        (
+            _with(
+                sampling="grid",
+                search_space={"a": {"type": "quniform", "low": 0, "high": 1e9, "q": 1e-6}},
+            ),
+            "points, over the",
+        ),
+        (
+            _with(search_space={"a": {"type": "uniform", "low": -1e308, "high": 1e308}}),
+            "wider than a float holds",
+        ),
+        (
+            _with(search_space={"a": {"type": "quniform", "low": 0, "high": 1e300, "q": 1e-300}}),
+            "too small for its range",
+        ),
+        (_with(sampling={"algorithm": "random", "seed": 2**40}), "seed must be at most"),
+        (_with(limits={"max_trials": 5, "timeout": 1e300}), "at most 31536000 (a year)"),
+        (_with(limits={"max_trials": 5, "max_concurrent_trials": 10**12}), "at most 10000"),
+    ],
+)
+def test_a_hostile_spec_is_refused_without_working_through_it(data: Any, words: str) -> None:
+    assert words in _refused(data)
+
+
 def test_a_space_must_fit_the_entry_points_parameter_types() -> None:
     spec = SweepSpec.parse(FULL)
     spec.check_types({"layers": "int", "x": "float", "kernel": "string", "lr": "float"})

@@ -45,7 +45,7 @@ def sampler(spec: SweepSpec, number: int) -> optuna.samplers.BaseSampler:
     """The sampler that draws trial ``number``."""
     import optuna
 
-    seed = None if spec.sampling.seed is None else spec.sampling.seed * 100_003 + number
+    seed = None if spec.sampling.seed is None else (spec.sampling.seed * 100_003 + number) % 2**32
     algorithm = spec.sampling.algorithm
     if algorithm == Algorithm.GRID:
         # The grid's order is shuffled once for the sweep (by its seed alone): trial n takes the
@@ -107,7 +107,7 @@ def _draw(trial: optuna.Trial, name: str, dimension: Dimension) -> Any:
     if kind == Distribution.RANDINT:
         return trial.suggest_int(name, int(low), int(high) - 1)
     if kind == Distribution.QUNIFORM:
-        return trial.suggest_float(name, low, float(dimension.points()[-1]), step=dimension.q)
+        return trial.suggest_float(name, low, dimension.last(), step=dimension.q)
     return trial.suggest_float(name, low, high, log=kind == Distribution.LOGUNIFORM)
 
 

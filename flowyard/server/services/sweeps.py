@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from flowyard.errors import InvalidRequestError, NotFoundError
+from flowyard.errors import FlowyardError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, TrialOut
 from flowyard.server import mlflow_internals
 from flowyard.server.db import studies
@@ -201,8 +201,9 @@ class SweepController:
 
 
 class _Tick:
-    """One pass over one sweep, in the order that never loses a trial: submit what was drawn,
-    settle what ended, prune what lags, stop or draw more, end the sweep."""
+    """One pass over one sweep, in the order that never loses a trial: submit what was drawn
+    and never submitted, tell Optuna what ended, stop or draw more, then prune what lags, keep
+    the best on the parent's run and end the sweep once nothing of it is left running."""
 
     def __init__(self, controller: SweepController, session: Session, sweep_id: str) -> None:
         self.c = controller
@@ -352,6 +353,13 @@ class _Tick:
         except IntegrityError:
             # Another controller submitted it first (its lease ran out mid-tick): it is there.
             self.session.rollback()
+            return
+        except FlowyardError as e:
+            # What the workspace refuses now (the experiment deleted, the compute gone) fails
+            # this trial, and the sweep goes on as its limits say.
+            self.session.rollback()
+            self.study.tell(number, state=search.state("FAIL"), skip_if_finished=True)
+            self.note(f"trial {number} could not be submitted: {e.message}")
             return
         self.jobs[number] = job
         self.c.wake_dispatcher()
