@@ -12,6 +12,7 @@ from typing import Any
 
 from flowyard.errors import InvalidRequestError
 from flowyard.jobspec import EntryPointSpec, JobOptions, Resources
+from flowyard.sweepspec import SweepSpec
 
 LOCAL = "local"
 
@@ -30,6 +31,8 @@ KNOWN_KEYS = {
     "MEMORY": "bytes of memory to reserve for the job on a ray compute",
     "SNAPSHOT_MAX_MB": "largest snapshot allowed (default 300)",
     "SNAPSHOT_MAX_FILES": "most files a snapshot may hold (default 2000)",
+    "SWEEP": "a hyperparameter sweep of the project: search_space, sampling, objective, limits, "
+    "early_termination (docs/sweeps.md)",
 }
 # Keys MLflow itself puts into every backend_config before calling a plugin.
 MLFLOW_KEYS = {
@@ -97,6 +100,30 @@ def _env_vars(value: Any) -> tuple[dict[str, str], dict[str, str]]:
     return plain, secret
 
 
+def _sweep(value: Any, compute: str) -> SweepSpec | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        path = Path(value)
+        if not path.is_file():
+            raise InvalidRequestError(
+                f"backend_config SWEEP must be the sweep's spec, as a dict or a YAML or JSON "
+                f"file; {value!r} is neither."
+            )
+        import yaml
+
+        try:
+            value = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise InvalidRequestError(f"The sweep spec {path} cannot be read ({e}).") from e
+    if compute == LOCAL:
+        raise InvalidRequestError(
+            "A sweep runs its trials on a compute the workspace starts runners on; set "
+            "backend_config COMPUTE to one (`flowyard compute list` shows them)."
+        )
+    return SweepSpec.parse(value)
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     """``backend_config`` as Flowyard understands it."""
@@ -114,6 +141,8 @@ class BackendOptions:
     resources: dict[str, float] = field(default_factory=dict)
     snapshot_max_mb: float = 300
     snapshot_max_files: int = 2000
+    # SWEEP: run the project as a sweep of trials rather than once.
+    sweep: SweepSpec | None = None
 
     def __post_init__(self) -> None:
         # What no job can run with (a TIMEOUT of 0, an ENV_VARS name with '='), as the job's
@@ -184,6 +213,7 @@ class BackendOptions:
             },
             snapshot_max_mb=_number("SNAPSHOT_MAX_MB", get("SNAPSHOT_MAX_MB", 300), float),
             snapshot_max_files=_number("SNAPSHOT_MAX_FILES", get("SNAPSHOT_MAX_FILES", 2000), int),
+            sweep=_sweep(get("SWEEP"), compute),
         )
 
     @property

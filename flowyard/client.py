@@ -37,6 +37,8 @@ if TYPE_CHECKING:
         SnapshotDetail,
         SnapshotInfo,
         StatusUpdate,
+        SweepOut,
+        SweepSubmit,
         TokenCreated,
         TokenOut,
         UserOut,
@@ -134,6 +136,19 @@ class Client:
         return JobOut.model_validate(
             self.request("POST", "/jobs", json=body.model_dump(mode="json"), idempotent=True)
         )
+
+    def submit_sweep(self, body: SweepSubmit) -> JobOut:
+        """Create a sweep; the answer is its job (the trials' parent)."""
+        from flowyard.schemas import JobOut
+
+        return JobOut.model_validate(
+            self.request("POST", "/sweeps", json=body.model_dump(mode="json"))
+        )
+
+    def get_sweep(self, sweep_id: str) -> SweepOut:
+        from flowyard.schemas import SweepOut
+
+        return SweepOut.model_validate(self.request("GET", f"/sweeps/{sweep_id}"))
 
     def get_job(self, job_id: str) -> JobOut:
         from flowyard.schemas import JobOut

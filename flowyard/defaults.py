@@ -94,6 +94,9 @@ RECONCILE_INTERVAL_S = 5.0
 # A runner beats every HEARTBEAT_S; a minute of silence is many missed beats, and long enough for
 # a workspace restart or a short network outage not to fail a healthy job.
 HEARTBEAT_TIMEOUT_S = 60.0
+# A server process's sweep controller holds a sweep this long past its last tick; a process that
+# dies (or hangs) leaves the sweep to another process, or to itself restarted, after that.
+SWEEP_LEASE_S = 15.0
 # Each compute's health is checked in the background this often, never inside a request (a Ray
 # check is a network round trip to the dashboard, which may hang).
 HEALTH_INTERVAL_S = 30.0

@@ -101,6 +101,10 @@ class Job:
             self._follow(view)
             self._job = self._client.get_job(self.run_id)
             view.end(self._job)
+            if self._job.kind == "sweep":
+                from flowyard.sweep import summary
+
+                print(summary(self._client.get_sweep(self.run_id)), file=self._out, flush=True)
         except KeyboardInterrupt:
             view.close()
             print(f"\nCanceling job {self.run_id} ...", file=self._out, flush=True)

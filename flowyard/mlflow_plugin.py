@@ -16,7 +16,7 @@ from flowyard.env import builder
 from flowyard.errors import ConfigError, FlowyardError, NotAWorkspaceError
 from flowyard.mlflow_errors import as_execution_exception
 from flowyard.prepared_project import PreparedProject, prepare
-from flowyard.schemas import JobStatus, JobSubmit, StatusUpdate
+from flowyard.schemas import JobStatus, JobSubmit, StatusUpdate, SweepSubmit
 from flowyard.submitted_run import FlowyardSubmittedRun
 
 
@@ -73,9 +73,24 @@ def submit(
     client, info = connect(tracking_uri)
     if options.compute != LOCAL:
         client.get_compute(options.compute)  # unknown → lists the known ones
+    checked = dict(params or {})
+    if options.sweep is not None:
+        # The entry point is checked with a value of each searched parameter's space (its
+        # trials get theirs); the sweep's own run keeps only the parameters trials share.
+        for name, dimension in options.sweep.search_space.items():
+            checked.setdefault(name, dimension.example())
     prepared = prepare(
-        project_uri, version, entry_point, params, build_env=options.builds_environment
+        project_uri,
+        version,
+        entry_point,
+        checked,
+        build_env=options.builds_environment,
+        searched=options.sweep.search_space if options.sweep else (),
     )
+    if options.sweep is not None:
+        options.sweep.check_types(
+            {name: p.type for name, p in prepared.entry_point_spec.parameters.items()}
+        )
     if options.compute == LOCAL:
         builder.check_python(prepared.environment, str(info["mlflow_version"]))
     with display.snapshot_progress(sys.stderr, quiet=not options.stream_output) as progress:
@@ -89,24 +104,28 @@ def submit(
             print(report, file=sys.stderr)
         tags = _run_tags(prepared, options, version)
         snapshot = upload(client, manifest, progress=progress)
-    job = client.submit_job(
-        JobSubmit(
-            experiment_id=str(experiment_id),
-            snapshot_id=snapshot.id,
-            project_uri=project_uri,
-            entry_point=prepared.entry_point,
-            parameters=prepared.parameters,
-            environment=prepared.environment,
-            options=options.job_options(prepared.command, prepared.entry_point_spec),
-            compute=options.compute,
-            priority=options.priority,
-            max_retries=options.max_retries,
-            run_name=run_name,
-            user=tags["mlflow.user"],
-            tags=tags,
-            secret_env=options.secret_env,
-        )
+    body = JobSubmit(
+        experiment_id=str(experiment_id),
+        snapshot_id=snapshot.id,
+        project_uri=project_uri,
+        entry_point=prepared.entry_point,
+        parameters=prepared.parameters,
+        environment=prepared.environment,
+        options=options.job_options(prepared.command, prepared.entry_point_spec),
+        compute=options.compute,
+        priority=options.priority,
+        max_retries=options.max_retries,
+        run_name=run_name,
+        user=tags["mlflow.user"],
+        tags=tags,
+        secret_env=options.secret_env,
     )
+    if options.sweep is not None:
+        job = client.submit_sweep(SweepSubmit(job=body, spec=options.sweep.to_json()))
+        return FlowyardSubmittedRun(
+            client, job, stream_output=options.stream_output, snapshot=snapshot
+        )
+    job = client.submit_job(body)
     try:
         if options.compute == LOCAL:
             launcher.start_here(client.url, job.id, job.runner_token)

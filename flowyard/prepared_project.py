@@ -5,6 +5,7 @@ workspace. The entry-point rules here also serve a re-run, which has no project 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,14 @@ def prepare(
     parameters: dict[str, Any] | None,
     *,
     build_env: bool = False,
+    searched: Collection[str] = (),
 ) -> PreparedProject:
     """Fetch the project (a folder, or a git URI at ``version``) and check everything a user can
-    get wrong, with MLflow's own rules."""
+    get wrong, with MLflow's own rules.
+
+    ``searched`` are a sweep's parameters: ``parameters`` holds a stand-in for each, which must
+    be there but whose type the sweep's spec checks against the entry point instead
+    (:meth:`flowyard.sweepspec.SweepSpec.check_types`)."""
     parameters = dict(parameters or {})
     try:
         work_dir = mlflow_internals.fetch_project(uri, version)
@@ -113,7 +119,7 @@ def prepare(
         raise InvalidRequestError(
             f"{e.message}; pass them with parameters={{...}} or -P name=value."
         ) from e
-    check_types(entry, parameters)
+    check_types(entry, {k: v for k, v in parameters.items() if k not in searched})
     # As MLflow logs them: the entry point's parameters with defaults filled in, then the extras;
     # unquoted here, since the runner hands them to MLflow's command builder, which quotes.
     resolved = {

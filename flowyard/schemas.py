@@ -46,6 +46,14 @@ class JobSubmit(_Model):
     submission_key: str | None = Field(default=None, pattern=SUBMISSION_KEY_PATTERN)
 
 
+class SweepSubmit(_Model):
+    """A sweep: the job every trial is made from (its parameters are the ones all trials share)
+    and the spec (:class:`flowyard.sweepspec.SweepSpec`'s form), checked by the workspace."""
+
+    job: JobSubmit
+    spec: dict[str, Any]
+
+
 class ErrorInfo(_Model):
     """Why a job failed, as the runner parsed it from the process and its log."""
 
@@ -93,6 +101,10 @@ class JobOut(_Model):
     log_size: int
     waiting_reason: str | None = None
     external_id: str | None = None
+    # "run", or "sweep" for a sweep (its trials are runs with their sweep and trial number).
+    kind: str = "run"
+    sweep_id: str | None = None
+    trial_number: int | None = None
     events: list[JobEventOut] = []
     # Only in the answer to a submission that runs on the submitter's machine (compute "local"):
     # the token its runner uses, valid for this job only and until it ends.
@@ -150,6 +162,33 @@ class GcOut(_Model):
     job_folder_bytes: int
     cache_blobs: int
     cache_bytes: int
+
+
+class TrialOut(_Model):
+    """One trial of a sweep: its job, and what Optuna holds of it."""
+
+    number: int
+    run_id: str
+    status: JobStatus
+    parameters: dict[str, str]
+    # The objective: its final value, or a stopped trial's last reported one.
+    value: float | None = None
+    # Optuna's word for it: running, complete, pruned or fail.
+    state: str
+    last_step: int | None = None
+    # Why its job is where it is (its last event's reason).
+    reason: str | None = None
+    submitted_at: datetime
+    ended_at: datetime | None = None
+
+
+class SweepOut(_Model):
+    job: JobOut
+    spec: dict[str, Any]
+    # Best first (by the objective's goal), then trials without a value, by number.
+    trials: list[TrialOut]
+    best_trial_id: str | None = None
+    best_value: float | None = None
 
 
 class RunnerStart(_Model):

@@ -36,6 +36,7 @@ def _register() -> None:
     from flowyard.cli.retention import retention
     from flowyard.cli.server import server
     from flowyard.cli.snapshot import snapshot
+    from flowyard.cli.sweep import sweep
     from flowyard.cli.workspace import workspace
 
     cli.add_command(workspace)
@@ -48,6 +49,7 @@ def _register() -> None:
     cli.add_command(env)
     cli.add_command(compute)
     cli.add_command(snapshot)
+    cli.add_command(sweep)
     for command in (user, token, login, logout, whoami):
         cli.add_command(command)
 

@@ -38,9 +38,12 @@ from flowyard.server.routers import (
     retention,
     snapshots,
     studio,
+    sweeps,
 )
 from flowyard.server.services.dispatch import Dispatcher
 from flowyard.server.services.gc import Collector
+from flowyard.server.services.sweeps import SweepController
+from flowyard.server.services.watch import JobWatch
 from flowyard.server.settings import ServerSettings
 from flowyard.server.state import AppState
 from flowyard.server.validation import describe
@@ -98,6 +101,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     keys = Keys(load_key_file(Path(settings.secret_key_file or config_dir() / "secret.key")))
     dispatcher = Dispatcher(engine, settings, keys)
     collector = Collector(engine, settings)
+    watch = JobWatch()
+    sweep_controller = SweepController(
+        engine, settings, wake_dispatcher=dispatcher.wake, changed=watch.changed, keys=keys
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -105,7 +112,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         # Flowyard does not run, so it is not entered here.
         dispatcher.start()
         collector.start()
+        sweep_controller.start()
         yield
+        sweep_controller.stop()
         collector.stop()
         dispatcher.stop()
         engine.dispose()
@@ -120,7 +129,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     sessions = Sessions(keys, settings.port)
     app.state.flowyard = AppState(
-        settings=settings, engine=engine, dispatcher=dispatcher, keys=keys, sessions=sessions
+        settings=settings,
+        engine=engine,
+        dispatcher=dispatcher,
+        sweeps=sweep_controller,
+        keys=keys,
+        sessions=sessions,
+        watch=watch,
     )
     app.add_exception_handler(FlowyardError, _flowyard_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -143,7 +158,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_middleware(DatabaseOutages)
     app.add_middleware(SecurityHeaders)
-    for module in (meta, snapshots, jobs, experiments, computes, auth, gc, retention):
+    for module in (meta, snapshots, jobs, sweeps, experiments, computes, auth, gc, retention):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")

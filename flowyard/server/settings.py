@@ -21,6 +21,7 @@ TUNABLES = {
     "repair_after_s": ("FLOWYARD_REPAIR_AFTER_S", defaults.REPAIR_AFTER_S),
     "gc_interval_s": ("FLOWYARD_GC_INTERVAL_S", defaults.GC_INTERVAL_S),
     "gc_grace_s": ("FLOWYARD_GC_GRACE_S", defaults.GC_GRACE_S),
+    "sweep_lease_s": ("FLOWYARD_SWEEP_LEASE_S", defaults.SWEEP_LEASE_S),
 }
 
 
@@ -57,6 +58,8 @@ class ServerSettings:
         max_log_mb: A job's log is cut here (the cut marked in the log), in MB.
         disk_warn_percent: Health warns when the disk of the database or the artifact store
             is fuller than this.
+        sweep_lease_s: How long a server process's sweep controller keeps a sweep after its
+            last tick before another process may take it over.
     """
 
     workspace_name: str
@@ -82,6 +85,7 @@ class ServerSettings:
     blob_cache_mb: float = defaults.BLOB_CACHE_MB
     max_log_mb: float = defaults.MAX_LOG_MB
     disk_warn_percent: float = defaults.DISK_WARN_PERCENT
+    sweep_lease_s: float = defaults.SWEEP_LEASE_S
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from flowyard.server.auth.tokens import Keys
 from flowyard.server.middleware.auth import Sessions
 from flowyard.server.services.dispatch import Dispatcher
+from flowyard.server.services.sweeps import SweepController
 from flowyard.server.services.watch import JobWatch
 from flowyard.server.settings import ServerSettings
 
@@ -22,9 +23,10 @@ class AppState:
     settings: ServerSettings
     engine: Engine
     dispatcher: Dispatcher
+    sweeps: SweepController
     keys: Keys
     sessions: Sessions
-    watch: JobWatch = field(default_factory=JobWatch)
+    watch: JobWatch
 
     @staticmethod
     def of(request: Request) -> AppState:

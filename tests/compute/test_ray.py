@@ -221,3 +221,31 @@ def _ray_runner_pid(job_id: str) -> int:
         if b"flowyard.runner" in cmdline and job_id.encode() in cmdline:
             return int(entry.name)
     raise AssertionError(f"no runner process for job {job_id}")
+
+
+def test_a_sweep_runs_its_trials_on_ray(client: Client) -> None:
+    """Sweeps run on a ray compute as on a process one: the trials are Ray jobs, nested under
+    the sweep's run, which holds the best."""
+    project = Path(__file__).resolve().parents[1] / "projects" / "sweep"
+    run = mlflow.projects.run(
+        str(project),
+        parameters={"y": -1, "steps": 2},
+        backend="flowyard",
+        backend_config={
+            "COMPUTE": "ray-cluster",
+            "USE_CONDA": False,
+            "STREAM_OUTPUT": False,
+            "SWEEP": {
+                "search_space": {"x": {"type": "choice", "values": [1, 2, 4]}},
+                "sampling": "grid",
+                "objective": {"metric": "loss"},
+                "limits": {"max_concurrent_trials": 2},
+            },
+        },
+    )
+    sweep = client.get_sweep(run.run_id)
+    assert sweep.job.status == JobStatus.COMPLETED
+    assert [t.parameters["x"] for t in sweep.trials] == ["2", "1", "4"]
+    assert all(client.get_job(t.run_id).external_id for t in sweep.trials)
+    parent = MlflowClient().get_run(run.run_id)
+    assert parent.data.params["x"] == "2" and parent.data.metrics["loss"] == 0.0

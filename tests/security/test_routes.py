@@ -154,6 +154,8 @@ def test_flowyard_api_keeps_its_table() -> None:
     assert needed_role("PUT", f"{API}/retention/experiments/1") is Role.OWNER
     assert needed_role("DELETE", f"{API}/jobs/x") is Role.OWNER
     assert needed_role("DELETE", f"{API}/experiments/1") is Role.OWNER
+    assert needed_role("POST", f"{API}/sweeps") is Role.CONTRIBUTOR
+    assert needed_role("GET", f"{API}/sweeps/x") is Role.READER
     assert needed_role("GET", "/studio/jobs") is Role.READER
     assert needed_role("POST", "/studio/login") is None
 
@@ -233,6 +235,8 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("POST", f"{API}/jobs/<job_id>/heartbeat"): RUNNER,
     ("POST", f"{API}/jobs/<job_id>/logs"): RUNNER,
     ("GET", f"{API}/jobs/<job_id>/logs"): "reader",
+    ("POST", f"{API}/sweeps"): "contributor",
+    ("GET", f"{API}/sweeps/<sweep_id>"): "reader",
     ("GET", f"{API}/computes"): "reader",
     ("POST", f"{API}/computes"): "owner",
     ("GET", f"{API}/computes/<name>"): "reader",
@@ -252,6 +256,7 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("GET", "/studio/jobs/<job_id>/snapshot.zip"): "reader",
     ("GET", "/studio/jobs/<job_id>/snapshot/<path:path>"): "reader",
     ("GET", "/studio/compare"): "reader",
+    ("GET", "/studio/sweeps/<sweep_id>"): "reader",
     ("GET", "/studio/computes"): "reader",
     ("GET", "/studio/login"): "public",
     ("POST", "/studio/login"): "public",

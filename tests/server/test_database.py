@@ -22,7 +22,7 @@ from flowyard.server.db.engine import (
 )
 from flowyard.server.db.models import Job
 
-HEAD = "0008"
+HEAD = "0009"
 
 
 def _tables(url: str) -> set[str]:
@@ -49,6 +49,9 @@ def test_fresh_sqlite_gets_mlflow_and_flowyard_tables_in_wal_mode(tmp_path: Path
     tables = _tables(url)
     assert {"runs", "metrics", "alembic_version", "flowyard_settings", VERSION_TABLE} <= tables
     assert _scalar_rows(url, f"SELECT version_num FROM {VERSION_TABLE}") == [HEAD]
+    # Optuna's tables for sweeps' studies, beside MLflow's, whose version table it left alone.
+    assert {"studies", "trials", "trial_intermediate_values", "version_info"} <= tables
+    assert len(_scalar_rows(url, "SELECT version_num FROM alembic_version")) == 1
     assert _scalar_rows(url, "PRAGMA journal_mode") == ["wal"]
 
 

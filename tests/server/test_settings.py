@@ -19,6 +19,7 @@ def test_the_dispatcher_tunables_default_and_come_from_their_variables() -> None
         "repair_after_s": defaults.REPAIR_AFTER_S,
         "gc_interval_s": defaults.GC_INTERVAL_S,
         "gc_grace_s": defaults.GC_GRACE_S,
+        "sweep_lease_s": defaults.SWEEP_LEASE_S,
     }
     found = ServerSettings.tunables(
         {
@@ -28,8 +29,10 @@ def test_the_dispatcher_tunables_default_and_come_from_their_variables() -> None
             "FLOWYARD_DISPATCH_INTERVAL_S": "0.2",
             "FLOWYARD_HEALTH_INTERVAL_S": "",
             "FLOWYARD_REPAIR_AFTER_S": "2",
+            "FLOWYARD_SWEEP_LEASE_S": "2",
         }
     )
+    assert found["sweep_lease_s"] == 2.0
     assert found["heartbeat_timeout_s"] == 4.0 and found["reconcile_interval_s"] == 1.0
     assert found["dispatch_interval_s"] == 0.2
     assert found["health_interval_s"] == defaults.HEALTH_INTERVAL_S

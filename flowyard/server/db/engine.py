@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from flowyard.errors import DatabaseError
 from flowyard.server import mlflow_internals
+from flowyard.server.db import studies
 from flowyard.server.db.models import Setting
 
 VERSION_TABLE = "flowyard_alembic_version"
@@ -134,6 +135,7 @@ def prepare_database(raw_url: str, workspace_name: str) -> tuple[str, str]:
         with schema_lock(engine):
             mlflow_internals.prepare_tables(engine)
             migrate(engine)
+            studies.prepare(url.render_as_string(hide_password=False))
             with Session(engine) as session, session.begin():
                 stored = session.get(Setting, "workspace_name")
                 if stored is None:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -17,11 +18,13 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flowyard.jobspec import EnvironmentSpec, JobOptions
+from flowyard.sweepspec import SweepSpec
 
 # Every table is prefixed so it never meets one of MLflow's, and constraint names are fixed so
 # Alembic migrations read the same on SQLite and PostgreSQL.
@@ -129,10 +132,20 @@ class SnapshotBlob(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
+class JobKind:
+    """What a job is: a run of the project (which takes a slot on its compute), or a sweep (run
+    by the workspace's sweep controller, taking no slot; its trials are runs)."""
+
+    RUN = "run"
+    SWEEP = "sweep"
+
+
 class Job(Base):
     """A submitted run of an MLflow project; its id is its MLflow run id."""
 
     __tablename__ = "flowyard_jobs"
+    # One job per trial of a sweep, whoever submits it (two controllers, a retried tick).
+    __table_args__ = (UniqueConstraint("sweep_id", "trial_number"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     experiment_id: Mapped[str] = mapped_column(String(32), index=True)
@@ -173,10 +186,34 @@ class Job(Base):
     # The client's key for this submission: the same key from the same user again (a retry of a
     # request whose answer was lost) gets this job back instead of a second one.
     submission_key: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default=JobKind.RUN, server_default=text("'run'"))
+    # A trial's sweep (the sweep job's id) and its Optuna trial number.
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer)
+    # Why it was asked to stop, when not by its user (a sweep's early termination policy).
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
 
     events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan"
     )
+
+
+class Sweep(Base):
+    """A sweep's spec and controller state; its job (same id) has its status, log and run."""
+
+    __tablename__ = "flowyard_sweeps"
+
+    id: Mapped[str] = mapped_column(ForeignKey("flowyard_jobs.id"), primary_key=True)
+    spec: Mapped[SweepSpec] = mapped_column(_Stored(SweepSpec))
+    # Its study in Optuna's tables.
+    study_name: Mapped[str] = mapped_column(String(255))
+    # The server process whose controller runs it, until when: another takes over after that.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(_Time)
+    best_trial_id: Mapped[str | None] = mapped_column(String(32))
+    best_value: Mapped[float | None] = mapped_column(Float)
+    # When the sweep and every trial of it had ended and Optuna had been told: nothing left to do.
+    settled_at: Mapped[datetime | None] = mapped_column(_Time)
 
 
 class JobEvent(Base):

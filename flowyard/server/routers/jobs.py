@@ -134,6 +134,7 @@ def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
     job = jobs.cancel(session, job_id, state.settings)
     state.watch.changed(job_id)
     state.dispatcher.wake()  # a canceled queued job may let another move up
+    state.sweeps.wake()  # a canceled sweep stops its trials
     return job_out(job)
 
 
@@ -190,6 +191,8 @@ def update_status(job_id: str, body: StatusUpdate, session: DbSession, state: St
     state.watch.changed(job_id)
     if body.status.is_final and _starts_runners(session, job):
         state.dispatcher.wake()  # a slot is free: the next queued job need not wait for a tick
+    if body.status.is_final and job.sweep_id is not None:
+        state.sweeps.wake()  # its sweep tells Optuna and draws the next trial
     return job_out(job)
 
 

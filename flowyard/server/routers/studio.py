@@ -31,6 +31,7 @@ from starlette.requests import cookie_parser
 from flowyard import __version__, defaults
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
+from flowyard.server import mlflow_internals
 from flowyard.server.auth.tokens import Role
 from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
 from flowyard.server.services import auth as auth_service
@@ -38,6 +39,8 @@ from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
 from flowyard.server.services import snapshots as snapshot_service
 from flowyard.server.services import studio
+from flowyard.server.services import sweep_page as sweep_page_service
+from flowyard.server.services import sweeps as sweep_service
 from flowyard.server.services.auth import Principal
 from flowyard.server.state import DbSession, State
 
@@ -148,6 +151,30 @@ def job_page(job_id: str, request: Request, session: DbSession) -> Response:
     tree = studio.snapshot_tree(detail.snapshot.manifest) if detail.snapshot else {}
     waiting = job_service.waiting_reason(session, detail.job)
     return _page(request, "job.html", d=detail, job=detail.job, tree=tree, waiting=waiting)
+
+
+@router.get("/sweeps/{sweep_id}")
+def sweep_page(sweep_id: str, request: Request, session: DbSession, state: State) -> Response:
+    """A sweep: its progress, the best so far, its trials as parallel coordinates and as a
+    table, best first, each with why it ended."""
+    try:
+        sweep, job = sweep_service.get(session, sweep_id)
+    except NotFoundError as e:
+        return not_found(request, e.message)
+    trials = sweep_service.trials(session, state.settings, sweep)
+    return _page(
+        request,
+        "sweep.html",
+        job=job,
+        spec=sweep.spec,
+        trials=trials,
+        best=next((t for t in trials if t.run_id == sweep.best_trial_id), None),
+        page=sweep_page_service.build(sweep.spec, trials, sweep.best_trial_id),
+        run_name=mlflow_internals.run_name(session, job.id),
+        width=sweep_page_service.WIDTH,
+        height=sweep_page_service.HEIGHT,
+        pad=sweep_page_service.PAD,
+    )
 
 
 @router.get("/jobs/{job_id}/log.txt")

@@ -22,7 +22,7 @@ from flowyard.compute.base import ComputeTarget, Health
 from flowyard.compute.local import NAME, LocalTarget
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ComputeCreate, ComputeOut, ComputeType, ComputeUpdate, JobStatus
-from flowyard.server.db.models import Compute, Job, utc_now
+from flowyard.server.db.models import Compute, Job, JobKind, utc_now
 from flowyard.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 LOCAL = NAME
 
 ACTIVE = (JobStatus.PREPARING, JobStatus.RUNNING, JobStatus.FINALIZING)
+
+
+def takes_slot() -> sa.ColumnElement[bool]:
+    """Jobs that hold one of their compute's slots: active runs (a sweep, which the workspace's
+    sweep controller runs, holds none; its trials do)."""
+    return sa.and_(Job.status.in_(ACTIVE), Job.kind == JobKind.RUN)
 
 
 def names(session: Session) -> list[str]:
@@ -239,7 +245,7 @@ def counts(session: Session) -> dict[str, dict[str, int]]:
     """Active and queued jobs per compute."""
     rows = session.execute(
         sa.select(Job.compute, Job.status, sa.func.count())
-        .where(Job.status.in_([JobStatus.QUEUED, *ACTIVE]))
+        .where(Job.status.in_([JobStatus.QUEUED, *ACTIVE]), Job.kind == JobKind.RUN)
         .group_by(Job.compute, Job.status)
     )
     found: dict[str, dict[str, int]] = {}

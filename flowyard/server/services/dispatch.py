@@ -49,9 +49,7 @@ def claim(session: Session, compute_name: str, limit: int = CLAIM_BATCH) -> list
     session.refresh(compute)
     active = (
         session.scalar(
-            sa.select(sa.func.count()).where(
-                Job.compute == compute_name, Job.status.in_(computes.ACTIVE)
-            )
+            sa.select(sa.func.count()).where(Job.compute == compute_name, computes.takes_slot())
         )
         or 0
     )
@@ -215,7 +213,8 @@ class Dispatcher:
         now = utc_now()
         with Session(self.engine, expire_on_commit=False) as session:
             replicas.record(session, self.settings.url)
-            active = list(session.scalars(sa.select(Job).where(Job.status.in_(computes.ACTIVE))))
+            # A sweep has no runner to lose: the sweep controller settles it.
+            active = list(session.scalars(sa.select(Job).where(computes.takes_slot())))
             for job in active:
                 try:
                     self._reconcile_one(session, job, now)
@@ -257,7 +256,7 @@ class Dispatcher:
                     session,
                     fresh,
                     JobStatus.CANCELED,
-                    "canceled by the user; stopped through its compute",
+                    f"{fresh.cancel_reason or jobs.CANCELED_BY_USER}; stopped through its compute",
                     self.settings,
                 )
             return

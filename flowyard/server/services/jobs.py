@@ -15,7 +15,7 @@ from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
 from flowyard.server import mlflow_internals
 from flowyard.server.auth.tokens import Keys
-from flowyard.server.db.models import Compute, Job, LogChunk, utc_now
+from flowyard.server.db.models import Compute, Job, JobKind, LogChunk, Sweep, utc_now
 from flowyard.server.services import computes, lifecycle, runs, snapshots
 from flowyard.server.settings import ServerSettings
 
@@ -62,6 +62,9 @@ def submit(
     submitted_from: str,
     keys: Keys | None = None,
     sealed_env: Mapping[str, str] | None = None,
+    *,
+    sweep: Sweep | None = None,
+    trial: tuple[str, int] | None = None,
 ) -> tuple[Job, bool]:
     """Create the job and its MLflow run (one id for both). Nothing is left if a check fails.
 
@@ -72,6 +75,11 @@ def submit(
     a submission's (see :func:`settle_orphans`); ``sealed_env`` are secrets sealed already (a
     re-run's, kept from the job it repeats), which the request's own replace where the names
     meet.
+
+    With ``sweep`` the job is that sweep (stored with it, in the same transaction): the sweep
+    controller runs it, and it takes no slot. ``trial`` makes the job that trial (sweep id,
+    trial number) of a sweep: a second job for one trial is refused by the database
+    (IntegrityError), and nothing of it is left.
 
     Returns:
         The job, and whether this request created it.
@@ -122,7 +130,18 @@ def submit(
         log_size=0,
         submission_key=request.submission_key,
     )
-    if target.starts_runners:
+    if trial is not None:
+        job.sweep_id, job.trial_number = trial
+    if sweep is not None:
+        job.kind = JobKind.SWEEP
+        sweep.id = run_id
+        session.add(sweep)
+        reason = (
+            f"sweep submitted from {submitted_from}; its trials run on {request.compute}, "
+            "started by the workspace's sweep controller"
+        )
+        status = JobStatus.PREPARING
+    elif target.starts_runners:
         compute = computes.get(session, request.compute)
         load = computes.counts(session).get(compute.name, {"active": 0, "queued": 0})
         reason = (
@@ -214,8 +233,16 @@ def settle_orphans(session: Session, keys: Keys, started_before_ms: int) -> list
 
 
 def _locked(session: Session, job_id: str) -> Job:
-    """The job row, locked until commit where the database can lock rows."""
-    job = session.scalars(sa.select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
+    """The job row, locked until commit where the database can lock rows, as it is now (not as
+    the session last saw it: a session that keeps its objects across commits, like the
+    background loops', would otherwise act on a stale row)."""
+    query = (
+        sa.select(Job)
+        .where(Job.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    job = session.scalars(query).one_or_none()
     if job is None:
         raise NotFoundError(f"Job {job_id} does not exist in this workspace; check the run id.")
     return job
@@ -249,14 +276,12 @@ def update_status(
             f"Job {job_id}'s runner cannot put it back in the queue; the workspace retries a "
             "job whose runner is lost, as MAX_RETRIES allows."
         )
+    reason, error = update.reason, update.error
+    if update.status == JobStatus.CANCELED and job.cancel_reason:
+        # Its runner stops it as any cancel; why it was asked to is the workspace's to say.
+        reason, error = job.cancel_reason, ErrorInfo(message=job.cancel_reason)
     lifecycle.move(
-        session,
-        job,
-        update.status,
-        update.reason,
-        settings,
-        error=update.error,
-        exit_code=update.exit_code,
+        session, job, update.status, reason, settings, error=error, exit_code=update.exit_code
     )
     return job
 
@@ -268,8 +293,11 @@ def heartbeat(session: Session, job_id: str) -> Job:
     return job
 
 
+CANCELED_BY_USER = "canceled by the user"
+
+
 def cancel(
-    session: Session, job_id: str, settings: ServerSettings, reason: str = "canceled by the user"
+    session: Session, job_id: str, settings: ServerSettings, reason: str = CANCELED_BY_USER
 ) -> Job:
     """Ask the job to stop. A job nobody runs yet ends at once; a running one at its runner's
     next heartbeat."""
@@ -279,6 +307,8 @@ def cancel(
         session.commit()
         return job
     job.cancel_requested = True
+    if reason != CANCELED_BY_USER:
+        job.cancel_reason = reason
     if status == JobStatus.QUEUED or job.runner is None:
         lifecycle.move(
             session, job, JobStatus.CANCELED, reason, settings, error=ErrorInfo(message=reason)
@@ -381,9 +411,7 @@ def waiting_reason(session: Session, job: Job) -> str | None:
     if compute is None:
         return job.waiting_reason
     active = session.scalar(
-        sa.select(sa.func.count()).where(
-            Job.compute == job.compute, Job.status.in_(computes.ACTIVE)
-        )
+        sa.select(sa.func.count()).where(Job.compute == job.compute, computes.takes_slot())
     )
     earlier = sa.or_(
         Job.submitted_at < job.submitted_at,
@@ -411,6 +439,9 @@ def requeue(session: Session, job: Job, reason: str, settings: ServerSettings) -
 
 def append_note(session: Session, job_id: str, text: str) -> None:
     """A line from the workspace itself in the job's log (a retry, a lost runner)."""
-    size = get(session, job_id).log_size
+    # Read from the row, not from a job the session holds already (whose size may be stale).
+    size = session.scalar(sa.select(Job.log_size).where(Job.id == job_id))
+    if size is None:
+        raise NotFoundError(f"Job {job_id} does not exist in this workspace; check the run id.")
     session.commit()
     append_log(session, job_id, size, f"[flowyard] {text}\n".encode())

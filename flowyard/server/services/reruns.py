@@ -18,7 +18,7 @@ from flowyard.prepared_project import build_command, check_types, entry_point_sp
 from flowyard.schemas import JobSubmit
 from flowyard.server import mlflow_internals as server_internals
 from flowyard.server.auth.tokens import Keys
-from flowyard.server.db.models import Job
+from flowyard.server.db.models import Job, JobKind
 from flowyard.server.services import computes, jobs, snapshots
 from flowyard.server.settings import ServerSettings
 
@@ -51,6 +51,11 @@ def rerun(
         The new job, and the names of the old job's secrets it runs without.
     """
     old = jobs.get(session, job_id)
+    if old.kind == JobKind.SWEEP:
+        raise InvalidRequestError(
+            f"Job {job_id} is a sweep, whose trials are the runs; re-run one of its trials, or "
+            "submit the sweep again (`flowyard sweep SPEC.yaml`)."
+        )
     target = computes.lookup(session, old.compute)
     if target is not None and not target.starts_runners:
         raise InvalidRequestError(
@@ -59,7 +64,7 @@ def rerun(
             "a compute."
         )
     spec = old.options.entry_point_spec or _spec_from_snapshot(session, old, settings)
-    resolved, command = _from_spec(spec, old.parameters, parameters)
+    resolved, command = with_parameters(spec, old.parameters, parameters)
     tags = server_internals.run_tags(session, job_id)
     inherited = {k: v for k, v in tags.items() if k.startswith(_RERUN_TAGS)}
     by = user or old.user
@@ -94,7 +99,7 @@ def rerun(
     return job, dropped
 
 
-def _from_spec(
+def with_parameters(
     spec: EntryPointSpec, stored: dict[str, str], changed: dict[str, str]
 ) -> tuple[dict[str, str], str | None]:
     """The parameters and command from the entry point stored at submit: only the changed

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import LifecycleStage, Param, RunStatus, RunTag, ViewType
+from mlflow.entities import LifecycleStage, Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
 from flowyard.errors import NotFoundError
 from flowyard.schemas import JobStatus
 from flowyard.server import mlflow_internals
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 STORE_SCHEME = "mlflow-artifacts"
 # Runs read per search while an experiment is deleted.
@@ -182,7 +182,9 @@ def purge_run(run_id: str, artifacts_destination: str) -> Freed:
         files, size = stored_bytes(repository)
         _delete_artifacts(repository)
     else:
-        log.warning("run %s: artifacts at %s are outside the workspace's store; left", run_id, uri)
+        logger.warning(
+            "run %s: artifacts at %s are outside the workspace's store; left", run_id, uri
+        )
     mlflow_internals.hard_delete_run(store, run_id)
     return Freed(1, files, size)
 
@@ -260,3 +262,30 @@ def upload_log(
             return
         uri = run_artifact_uri or artifact_uri(run_id)
         artifact_repository(uri, artifacts_destination).log_artifact(str(local), "logs")
+
+
+def log(
+    run_id: str,
+    *,
+    params: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    step: int = 0,
+) -> None:
+    """Log onto a run the workspace writes itself (a sweep's)."""
+    now = int(time.time() * 1000)
+    tracking_store().log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, step) for k, v in (metrics or {}).items()],
+        params=[Param(k, v) for k, v in (params or {}).items()],
+        tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+    )
+
+
+def metric_history(run_id: str, key: str) -> dict[int, float]:
+    """A run's values of metric ``key`` by step (the last one logged at each step)."""
+    history = tracking_store().get_metric_history(run_id, key)
+    values: dict[int, float] = {}
+    for metric in sorted(history, key=lambda m: (m.step, m.timestamp)):
+        values[int(metric.step)] = float(metric.value)
+    return values
