@@ -25,8 +25,10 @@ from tests.servers import FAST, Server, fast_workspace, run_cli
 
 PROJECT = Path(__file__).resolve().parents[1] / "projects" / "sweep"
 COMPUTE = "sweeps"
-# A lease short enough that a restarted server takes its sweeps back within seconds.
-ENV = {"FLOWYARD_SWEEP_LEASE_S": "2"}
+# A lease short enough that a restarted server takes its sweeps back within seconds; a heartbeat
+# timeout long enough that a busy machine's slow runner is not taken for lost (a failed trial
+# would change what a seeded search draws next).
+ENV = {"FLOWYARD_SWEEP_LEASE_S": "2", "FLOWYARD_HEARTBEAT_TIMEOUT_S": "30"}
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +160,14 @@ def _best(client: Client, algorithm: str, seed: int) -> float:
     sweep = client.get_sweep(_sweep(spec, steps=1))
     assert sweep.job.status == JobStatus.COMPLETED
     assert len(sweep.trials) == 30
+    assert all(t.status == JobStatus.COMPLETED for t in sweep.trials), sweep.trials
     assert sweep.best_value is not None
     return sweep.best_value
 
 
 @pytest.mark.slow
+# 60 trials one after another: minutes on a busy 2-core machine.
+@pytest.mark.timeout(1200)
 def test_seeded_tpe_finds_a_better_objective_than_seeded_random(client: Client) -> None:
     tpe = _best(client, "bayesian", seed=11)
     random = _best(client, "random", seed=11)
