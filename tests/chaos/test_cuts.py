@@ -69,7 +69,7 @@ def _runner_pid(client: Client, run_id: str, started: Path, timeout: float = 120
     raise AssertionError(f"job {run_id} never started running")
 
 
-@pytest.mark.parametrize("seconds", [2, 30])
+@pytest.mark.parametrize("seconds", [2, 6, 30])
 def test_runners_cut_off_from_the_workspace_end_their_jobs_as_earned(
     cut_database: tuple[Server, TcpProxy], tmp_path: Path, seconds: int
 ) -> None:

@@ -261,4 +261,8 @@ def test_a_cancel_through_the_compute_reaches_the_sandboxed_runner(
     gate.touch()
     log = client.read_log(run_id)[0].decode()
     assert "runner received SIGTERM" in log and "through" not in log
-    assert target.poll(external_id) == ExternalState.GONE
+    # The runner exits right after its report: on a loaded machine, a moment after.
+    deadline = time.monotonic() + 30
+    while target.poll(external_id) != ExternalState.GONE:
+        assert time.monotonic() < deadline, "the runner outlived its report by 30 s"
+        time.sleep(0.1)
