@@ -162,6 +162,13 @@ def _blobs(session: Session, destination: str, cutoff: datetime, dry_run: bool) 
         # submission marking one of these blobs waits (the deleted rows stay locked on
         # PostgreSQL; SQLite has one writer at a time), and then finds it gone and uploads it
         # again: no upload ever writes a file that this deletes.
+        # Locked in digest order first, as submissions lock them: no deadlock between the two.
+        session.execute(
+            sa.select(Blob.digest)
+            .where(Blob.digest.in_(digests), _unreferenced_blob(cutoff))
+            .order_by(Blob.digest)
+            .with_for_update()
+        )
         session.execute(
             sa.delete(Blob)
             .where(Blob.digest.in_(digests), _unreferenced_blob(cutoff))
