@@ -10,18 +10,15 @@ submitting marks the snapshot), and only what is unreferenced *and* unused for
 
 Each row is deleted by a statement that checks again that it is unreferenced and unused, so
 several server processes may collect at once, and a blob marked used between the collector's
-look and its delete stays. A blob's file goes after its row; on a local store the file is
-moved aside first and put back if an upload recorded the blob again meanwhile (a blob's content
-is its name, so any copy is the right one).
+look and its delete stays. A blob's row and file go in one transaction, which a submission
+marking the blob waits for (and then uploads it again), so no upload writes a file the
+collector then deletes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Rows read and deleted per statement: memory and transactions stay small at any scale.
 _PAGE = 1000
+# Blobs deleted per transaction, which holds the database's write lock on SQLite meanwhile.
+_BLOB_PAGE = 200
 _FINAL = tuple(s.value for s in JobStatus if s.is_final)
 
 
@@ -149,7 +148,7 @@ def _blobs(session: Session, destination: str, cutoff: datetime, dry_run: bool) 
             sa.select(Blob.digest, Blob.size)
             .where(Blob.digest > after, _unreferenced_blob(cutoff, dry_run))
             .order_by(Blob.digest)
-            .limit(_PAGE)
+            .limit(_PAGE if dry_run else _BLOB_PAGE)
         ).all()
         if not page:
             return count, size
@@ -159,25 +158,34 @@ def _blobs(session: Session, destination: str, cutoff: datetime, dry_run: bool) 
             size += sum(s for _d, s in page)
             continue
         digests = [d for d, _s in page]
+        # One transaction: the rows go, then their files, then the commit. Until it, a
+        # submission marking one of these blobs waits (the deleted rows stay locked on
+        # PostgreSQL; SQLite has one writer at a time), and then finds it gone and uploads it
+        # again: no upload ever writes a file that this deletes.
+        # Locked in digest order first, as submissions lock them: no deadlock between the two.
+        session.execute(
+            sa.select(Blob.digest)
+            .where(Blob.digest.in_(digests), _unreferenced_blob(cutoff))
+            .order_by(Blob.digest)
+            .with_for_update()
+        )
         session.execute(
             sa.delete(Blob)
             .where(Blob.digest.in_(digests), _unreferenced_blob(cutoff))
             .execution_options(synchronize_session=False)
         )
-        session.commit()
-        # Which went: a blob marked used since the look above is still there.
         kept = set(session.scalars(sa.select(Blob.digest).where(Blob.digest.in_(digests))))
-        session.commit()
         for digest, blob_size in page:
             if digest in kept:
-                continue
-            store.remove(session, digest)
+                continue  # marked used since the look above
+            store.remove(digest)
             count += 1
             size += blob_size
+        session.commit()
 
 
 class _BlobFiles:
-    """The blobs' files in the artifact store, removed after their rows."""
+    """The blobs' files in the artifact store."""
 
     def __init__(self, destination: str) -> None:
         from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
@@ -189,27 +197,14 @@ class _BlobFiles:
             else None
         )
 
-    def remove(self, session: Session, digest: str) -> None:
-        if self.local is None:
-            try:
+    def remove(self, digest: str) -> None:
+        try:
+            if self.local is not None:
+                (self.local / snapshots.blob_key(digest)).unlink(missing_ok=True)
+            else:
                 self.repository.delete_artifacts(snapshots.blob_key(digest))
-            except Exception as e:  # the row is gone: a file left is only space
-                log.warning("cannot delete blob %s from the artifact store: %s", digest, e)
-            return
-        path = self.local / snapshots.blob_key(digest)
-        aside = path.with_name(f".{digest}.gc-{uuid.uuid4().hex[:8]}")
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return
-        try:
-            if session.get(Blob, digest) is not None:
-                # Uploaded again since its row went: the file stays (any copy is the same).
-                with contextlib.suppress(FileExistsError):
-                    os.link(aside, path)
-        finally:
-            session.commit()
-            aside.unlink(missing_ok=True)
+        except Exception as e:  # its row goes all the same: a file left is only space
+            log.warning("cannot delete blob %s from the artifact store: %s", digest, e)
 
 
 def _job_folders(session: Session, dry_run: bool) -> caches.Pruned:

@@ -77,10 +77,20 @@ def claim_blobs(session: Session, digests: Sequence[str]) -> dict[str, int]:
     on PostgreSQL; SQLite has one writer at a time).
     """
     now = utc_now()
-    for i in range(0, len(digests), _QUERY_CHUNK):
+    ordered = sorted(set(digests))
+    for i in range(0, len(ordered), _QUERY_CHUNK):
+        chunk = ordered[i : i + _QUERY_CHUNK]
+        # Rows locked in digest order, as the collector locks them (PostgreSQL; SQLite has one
+        # writer at a time): two transactions never wait for each other in a circle.
+        session.execute(
+            sa.select(Blob.digest)
+            .where(Blob.digest.in_(chunk))
+            .order_by(Blob.digest)
+            .with_for_update()
+        )
         session.execute(
             sa.update(Blob)
-            .where(Blob.digest.in_(digests[i : i + _QUERY_CHUNK]))
+            .where(Blob.digest.in_(chunk))
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
