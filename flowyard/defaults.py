@@ -125,6 +125,10 @@ GC_INTERVAL_S = 3600.0
 GC_GRACE_S = 3600.0
 # A runner host's blob cache is pruned back to this, the blobs used longest ago first.
 BLOB_CACHE_MB = 5000.0
+# The bound a host's cached job environments are pruned back to (least recently used first).
+ENV_CACHE_MB = 20000.0
+# A cached environment no job used for this long is removed by the next pruning.
+ENV_UNUSED_DAYS = 30.0
 # A job's log stops growing here (marked where cut): a runaway print loop must not fill the
 # database, whose log chunks every replica reads.
 MAX_LOG_MB = 1000.0

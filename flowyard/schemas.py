@@ -162,6 +162,8 @@ class GcOut(_Model):
     job_folder_bytes: int
     cache_blobs: int
     cache_bytes: int
+    environments: int = 0
+    environment_bytes: int = 0
 
 
 class TrialOut(_Model):

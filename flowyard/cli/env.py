@@ -39,10 +39,29 @@ def list_envs() -> None:
     show_default=True,
     help="Remove environments no job used for this long.",
 )
+@click.option(
+    "--max-mb",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Also remove the least recently used until the environments take at most this many MB.",
+)
 @click.option("--all", "remove_all", is_flag=True, help="Remove every environment not in use.")
-def prune(unused_days: float, remove_all: bool) -> None:
-    """Remove unfinished builds, and environments unused for a while."""
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def prune(unused_days: float, max_mb: float | None, remove_all: bool, dry_run: bool) -> None:
+    """Remove unfinished builds, and environments unused for a while or past a size; never
+    one a job is running in."""
+    from rich.filesize import decimal
+
     from flowyard.env import builder
 
-    removed = builder.prune(None if remove_all else unused_days)
-    click.echo(f"removed {len(removed)}: {', '.join(removed)}" if removed else "nothing to remove")
+    removed = builder.prune(
+        None if remove_all else unused_days,
+        None if max_mb is None else int(max_mb * 1e6),
+        dry_run=dry_run,
+    )
+    if not removed:
+        click.echo("nothing to remove")
+        return
+    verb = "would remove" if dry_run else "removed"
+    freed = decimal(sum(size for _, size in removed))
+    click.echo(f"{verb} {len(removed)} ({freed}): {', '.join(name for name, _ in removed)}")

@@ -93,6 +93,15 @@ from flowyard.workspace import WorkspaceConfig, find_config
     "its runners read the same variable.",
 )
 @click.option(
+    "--env-cache-mb",
+    type=click.FloatRange(min=0),
+    default=defaults.ENV_CACHE_MB,
+    show_default=True,
+    envvar="FLOWYARD_ENV_CACHE_MB",
+    help="This host's job environments (its process runners') are pruned back to this size in "
+    "MB, least recently used first, never one in use; its runners read the same variable.",
+)
+@click.option(
     "--disk-warn-percent",
     type=click.FloatRange(min=1, max=100),
     default=defaults.DISK_WARN_PERCENT,
@@ -116,6 +125,7 @@ def server(
     max_log_append_kib: int,
     max_log_mb: float,
     blob_cache_mb: float,
+    env_cache_mb: float,
     disk_warn_percent: float,
 ) -> None:
     """Serve a workspace: MLflow's tracking API, artifacts and UI, and Flowyard's API."""
@@ -170,6 +180,7 @@ def server(
         max_log_append_kib=max_log_append_kib,
         max_log_mb=max_log_mb,
         blob_cache_mb=blob_cache_mb,
+        env_cache_mb=env_cache_mb,
         disk_warn_percent=disk_warn_percent,
         **ServerSettings.tunables(os.environ),
     )

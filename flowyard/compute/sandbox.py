@@ -40,6 +40,7 @@ PASSED: dict[str, str] = {
     "FLOWYARD_KILL_GRACE_S": "the runner's own tunable",
     "FLOWYARD_RETRY_FOR_S": "the runner's own tunable",
     "FLOWYARD_BLOB_CACHE_MB": "the runner's own tunable",
+    "FLOWYARD_ENV_CACHE_MB": "the runner's own tunable",
     "UV_*": "how uv builds job environments here (index, find-links, cache, offline)",
     "PIP_*": "how pip installs here (index, find-links, certificates), for jobs that use it",
     "SSL_CERT_FILE": "the host's CA certificates (e.g. for a TLS-inspecting proxy)",

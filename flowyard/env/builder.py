@@ -8,6 +8,7 @@ not), under a file lock, so concurrent jobs needing one new environment build it
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -18,15 +19,16 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from flowyard import paths
+from flowyard import caches, paths
 from flowyard.env import failure, phases
 from flowyard.env.spec import left_out_reason
 from flowyard.errors import EnvBuildError, InterpreterNotFoundError
@@ -44,6 +46,13 @@ class Env:
     path: Path
     python: Path
     built: bool
+    # A shared lock on the environment's use file, held while a job runs in it (see :func:`hold`):
+    # pruning never removes an environment in use. Released when closed, or when the process ends.
+    held: BinaryIO | None = field(default=None, compare=False, repr=False)
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.held.close()
 
     @property
     def bin_dir(self) -> Path:
@@ -225,10 +234,35 @@ def ensure(
     reqs, notes = requirements(spec, mlflow_version)
     key = env_key(spec, reqs)
     root = env_root()
+    root.mkdir(parents=True, exist_ok=True)
+    held = hold(root, key)
+    try:
+        return replace(_ensure(spec, reqs, notes, key, log, project_dir), held=held)
+    except BaseException:
+        held.close()
+        raise
+
+
+def hold(root: Path, key: str) -> BinaryIO:
+    """A shared lock on environment ``key``'s use file: while it is open, :func:`prune` leaves
+    the environment alone (it waits for a prune that is removing it right now)."""
+    held = (root / f"{key}.use").open("a+b")
+    fcntl.flock(held.fileno(), fcntl.LOCK_SH)
+    return held
+
+
+def _ensure(
+    spec: EnvironmentSpec,
+    reqs: list[str],
+    notes: list[str],
+    key: str,
+    log: Callable[[bytes], None],
+    project_dir: Path | None,
+) -> Env:
+    root = env_root()
     final = root / key
     if env := _found(final):
         return env
-    root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f"{key}.lock")):
         if env := _found(final):
             return env
@@ -350,7 +384,8 @@ class EnvInfo:
 
 
 def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    # Files vanishing meanwhile (another host's runner pruning) count for nothing.
+    return caches.folder_size(path)
 
 
 def list_envs() -> list[EnvInfo]:
@@ -358,9 +393,13 @@ def list_envs() -> list[EnvInfo]:
     root = env_root()
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         marker = path / MARKER
-        if path.name.startswith(".") or not marker.is_file():
+        if path.name.startswith("."):
             continue
-        meta = json.loads(marker.read_text())
+        try:
+            meta = json.loads(marker.read_text())
+            size, last_used = _size(path), marker.stat().st_mtime
+        except (OSError, ValueError):
+            continue  # not an environment, or one being pruned right now
         spec = EnvironmentSpec.from_json(meta["spec"])
         found.append(
             EnvInfo(
@@ -368,38 +407,70 @@ def list_envs() -> list[EnvInfo]:
                 source=spec.source or "",
                 python=python_request(spec),
                 requirements=meta["requirements"],
-                size_bytes=_size(path),
-                last_used=marker.stat().st_mtime,
+                size_bytes=size,
+                last_used=last_used,
             )
         )
     return found
 
 
-def prune(unused_days: float | None) -> list[str]:
-    """Remove unfinished builds nobody is working on, and environments unused for
-    ``unused_days`` (all of them when None). Returns what was removed."""
+def prune(
+    unused_days: float | None,
+    max_bytes: int | None = None,
+    *,
+    dry_run: bool = False,
+) -> list[tuple[str, int]]:
+    """Remove unfinished builds nobody is working on; then, the least recently used first,
+    environments unused for ``unused_days`` (all of them when None) and, past ``max_bytes`` in
+    all, as many more as bring the cache back under it. Never one being built or checked, nor
+    one a job runs in (see :func:`hold`). Returns what was removed (or, on a dry run, would be):
+    each folder's name and bytes."""
     root = env_root()
-    removed = []
     cutoff = None if unused_days is None else time.time() - unused_days * 86400
+    found: list[tuple[float, int, Path]] = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         if not path.is_dir():
             continue
-        key = path.name.split("-")[1] if path.name.startswith(".build-") else path.name
-        lock = FileLock(str(root / f"{key}.lock"))
-        try:
-            lock.acquire(timeout=0)
-        except TimeoutError:
-            continue  # being built or checked right now
-        try:
-            marker = path / MARKER
-            stale = (
-                path.name.startswith(".build-")
-                or cutoff is None
-                or (marker.is_file() and marker.stat().st_mtime < cutoff)
-            )
-            if stale:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path.name)
-        finally:
-            lock.release()
+        marker = path / MARKER
+        building = path.name.startswith(".build-")
+        used = 0.0 if building or not marker.is_file() else marker.stat().st_mtime
+        found.append((used, _size(path), path))
+    total = sum(size for _, size, _ in found)
+    removed = []
+    for used, size, path in sorted(found, key=lambda f: (f[0], f[2].name)):
+        building = path.name.startswith(".build-")
+        over = max_bytes is not None and total > max_bytes
+        if not (building or cutoff is None or used < cutoff or over):
+            continue
+        key = path.name.split("-")[1] if building else path.name
+        if _remove_unless_busy(root, key, path, dry_run, in_use_counts=not building):
+            removed.append((path.name, size))
+            total -= size
     return removed
+
+
+def _remove_unless_busy(
+    root: Path, key: str, path: Path, dry_run: bool, *, in_use_counts: bool
+) -> bool:
+    """Remove ``path`` unless environment ``key`` is being built or checked, or (where
+    ``in_use_counts``: not for a build's leftovers, which no job runs in) a job runs in it."""
+    lock = FileLock(str(root / f"{key}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except TimeoutError:
+        return False  # being built or checked right now
+    try:
+        if not in_use_counts:
+            if not dry_run:
+                shutil.rmtree(path, ignore_errors=True)
+            return True
+        with (root / f"{key}.use").open("a+b") as use:
+            try:
+                fcntl.flock(use.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a job runs in it
+            if not dry_run:
+                shutil.rmtree(path, ignore_errors=True)
+            return True
+    finally:
+        lock.release()

@@ -18,12 +18,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from flowyard import caches, paths
+from flowyard import caches, defaults, paths
 from flowyard.client import Client
 from flowyard.credentials import ENV_MLFLOW_TOKEN, ENV_TOKEN
 from flowyard.errors import (
@@ -41,6 +41,9 @@ from flowyard.runner.masking import Masker
 from flowyard.runner.settings import RunnerSettings
 from flowyard.runner.tracebacks import parse_error
 from flowyard.status import JobStatus
+
+if TYPE_CHECKING:
+    from flowyard.env.builder import Env
 
 T = TypeVar("T")
 
@@ -95,6 +98,7 @@ class Runner:
         self.log = LogShipper(self._append, self.dir / "std_log.txt")
         self._proc: subprocess.Popen[bytes] | None = None
         self._masker = Masker(())
+        self._env: Env | None = None
         # This runner, even where its pid is a sandbox's (the same on every runner of a host).
         self._instance = secrets.token_hex(8)
 
@@ -185,7 +189,22 @@ class Runner:
         for spare in ("project", "storage"):
             shutil.rmtree(self.dir / spare, ignore_errors=True)
         (self.dir / "std_log.txt").unlink(missing_ok=True)
+        self._prune_environments()
         return 0 if status == JobStatus.COMPLETED else 1
+
+    def _prune_environments(self) -> None:
+        """Let go of the job's environment, then prune this host's: those unused for
+        ``ENV_UNUSED_DAYS``, and the least recently used past ``env_cache_mb``. Another job's
+        environment in use is never removed; a failure here is the host's, not the job's."""
+        if self._env is None:
+            return
+        self._env.release()
+        from flowyard.env import builder
+
+        try:
+            builder.prune(defaults.ENV_UNUSED_DAYS, int(self.settings.env_cache_mb * 1e6))
+        except OSError as e:
+            print(f"flowyard runner: pruning environments failed: {e}", file=sys.stderr)
 
     def _run(self, job: ClaimedJob) -> tuple[JobStatus, str, ErrorReport | None, int | None]:
         from flowyard.snapshot import materialize
@@ -270,6 +289,8 @@ class Runner:
         started = time.monotonic()
         self.log.say(f"environment: {builder.describe(spec)}")
         env = builder.ensure(spec, mlflow_version, self.log.write, self.dir / "project")
+        # Held until the job has ended: no pruning removes the environment it runs in.
+        self._env = env
         took = time.monotonic() - started
         verb = "built" if env.built else "reusing cached"
         self.log.say(f"environment: {verb} {env.path} ({took:.3f} s)")

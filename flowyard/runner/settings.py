@@ -16,6 +16,7 @@ ENV_HEARTBEAT_S = "FLOWYARD_HEARTBEAT_S"
 ENV_KILL_GRACE_S = "FLOWYARD_KILL_GRACE_S"
 ENV_RETRY_FOR_S = "FLOWYARD_RETRY_FOR_S"
 ENV_BLOB_CACHE_MB = "FLOWYARD_BLOB_CACHE_MB"
+ENV_ENV_CACHE_MB = "FLOWYARD_ENV_CACHE_MB"
 
 
 def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -56,12 +57,15 @@ class RunnerSettings:
         retry_for_s: How long a call to the workspace is retried before the job's call fails.
         blob_cache_mb: The bound this host's blob cache is pruned back to after each
             materialization, in MB.
+        env_cache_mb: The bound this host's job environments are pruned back to after each
+            job, in MB (besides those unused for ``defaults.ENV_UNUSED_DAYS``).
     """
 
     heartbeat_s: float = defaults.RUNNER_HEARTBEAT_S
     kill_grace_s: float = defaults.RUNNER_KILL_GRACE_S
     retry_for_s: float = defaults.RUNNER_RETRY_FOR_S
     blob_cache_mb: float = defaults.BLOB_CACHE_MB
+    env_cache_mb: float = defaults.ENV_CACHE_MB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RunnerSettings:
@@ -70,4 +74,5 @@ class RunnerSettings:
             kill_grace_s=seconds(environ, ENV_KILL_GRACE_S, defaults.RUNNER_KILL_GRACE_S),
             retry_for_s=seconds(environ, ENV_RETRY_FOR_S, defaults.RUNNER_RETRY_FOR_S),
             blob_cache_mb=megabytes(environ, ENV_BLOB_CACHE_MB, defaults.BLOB_CACHE_MB),
+            env_cache_mb=megabytes(environ, ENV_ENV_CACHE_MB, defaults.ENV_CACHE_MB),
         )

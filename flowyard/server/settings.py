@@ -55,6 +55,7 @@ class ServerSettings:
         gc_grace_s: How long an unreferenced snapshot or blob is kept after its last use (a
             submission in flight relies on it).
         blob_cache_mb: The bound this host's blob cache is pruned back to, in MB.
+        env_cache_mb: The bound this host's job environments are pruned back to, in MB.
         max_log_mb: A job's log is cut here (the cut marked in the log), in MB.
         disk_warn_percent: Health warns when the disk of the database or the artifact store
             is fuller than this.
@@ -83,6 +84,7 @@ class ServerSettings:
     gc_interval_s: float = defaults.GC_INTERVAL_S
     gc_grace_s: float = defaults.GC_GRACE_S
     blob_cache_mb: float = defaults.BLOB_CACHE_MB
+    env_cache_mb: float = defaults.ENV_CACHE_MB
     max_log_mb: float = defaults.MAX_LOG_MB
     disk_warn_percent: float = defaults.DISK_WARN_PERCENT
     sweep_lease_s: float = defaults.SWEEP_LEASE_S

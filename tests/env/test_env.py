@@ -92,6 +92,25 @@ def test_a_new_env_then_the_cached_one(tracking: str, tmp_path: Path) -> None:
     assert _executable(log) == env_python
 
 
+def test_a_runner_prunes_its_hosts_environments_past_their_bound(
+    tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a bound of 0 MB, the environment a job ran in is removed once the job has ended (it
+    was in use until then), and the job completed in it."""
+    monkeypatch.setenv("FLOWYARD_ENV_CACHE_MB", "0")
+    project = _python_env_project(tmp_path / "p", ["six==1.16.0"])
+    run = mlflow.projects.run(str(project), backend="flowyard", backend_config=BUILD)
+    log = _log(run.run_id)
+    assert "SIX 1.16.0" in log and "environment: built" in log
+    env_folder = _executable(log).parent.parent
+    deadline = time.monotonic() + 30  # the runner prunes after its report
+    # Gone as an environment (its marker first): a background compile may still be writing
+    # into the folder, whose rest the next pruning takes.
+    while builder.list_envs():
+        assert time.monotonic() < deadline, f"{env_folder} was never pruned"
+        time.sleep(0.1)
+
+
 def test_two_concurrent_jobs_build_one_env_once(
     tracking: str, tmp_path: Path, sqlite_server: Server
 ) -> None:
@@ -152,8 +171,38 @@ def test_a_build_killed_midway_is_never_reused(
         check=True,
     )
     assert check.stdout.strip() == "1.16.0"
-    assert set(builder.prune(unused_days=30)) == {p.name for p in leftovers}
+    assert {name for name, _ in builder.prune(unused_days=30)} == {p.name for p in leftovers}
     assert [e.key for e in builder.list_envs()] == [env.path.name]
+    # Held while a job runs in it: even "remove all" leaves it, until it is let go.
+    assert builder.prune(unused_days=None) == []
+    env.release()
+    assert [name for name, _ in builder.prune(None, dry_run=True)] == [env.path.name]
+    assert env.path.exists()
+    assert [name for name, _ in builder.prune(None)] == [env.path.name]
+    assert not env.path.exists()
+
+
+def test_pruning_past_a_size_removes_the_least_recently_used_not_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = builder.env_root()
+    now = time.time()
+    for age, name in ((300, "oldest"), (200, "older"), (100, "newest")):
+        folder = root / name
+        folder.mkdir(parents=True)
+        (folder / "payload").write_bytes(b"x" * 1_000_000)
+        (folder / builder.MARKER).write_text("{}")
+        os.utime(folder / builder.MARKER, (now - age, now - age))
+    held = builder.hold(root, "oldest")  # a job runs in it
+    try:
+        removed = builder.prune(unused_days=30, max_bytes=1_500_000)
+        assert [name for name, _ in removed] == ["older", "newest"]
+        assert all(size >= 1_000_000 for _, size in removed)
+        assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["oldest"]
+    finally:
+        held.close()
+    assert builder.prune(unused_days=30, max_bytes=1_500_000) == []
 
 
 def test_conda_yaml_without_conda(tracking: str, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from flowyard import caches
 from flowyard.client import Client
+from flowyard.env import builder
 from flowyard.errors import FlowyardError
 from flowyard.schemas import JobStatus, JobSubmit
 from flowyard.snapshot import build_manifest, materialize, upload
@@ -46,6 +47,7 @@ def workspace(
         "FLOWYARD_GC_INTERVAL_S": "3600",
         "FLOWYARD_GC_GRACE_S": str(GRACE_S),
         "FLOWYARD_BLOB_CACHE_MB": "0",
+        "FLOWYARD_ENV_CACHE_MB": "0",
     }
     if request.param == "sqlite":
         server = fast_workspace(root, env=env)
@@ -279,13 +281,24 @@ def test_gc_removes_ended_jobs_folders_and_prunes_the_blob_cache(
     # The blobs were used long ago (by this clock), and the server's bound is far below them.
     for name in blobs:
         os.utime(cache / "blobs" / name, (time.time() - 2 * caches.RECENT_USE_S, 0))
-
-    done = client.gc()
+    # Two job environments on the host, past its bound of 0 MB: one a job runs in.
+    envs = cache / "envs"
+    for key in ("idle", "busy"):
+        (envs / key).mkdir(parents=True, exist_ok=True)
+        (envs / key / "payload").write_bytes(b"x" * 100_000)
+        (envs / key / builder.MARKER).write_text("{}")
+    held = builder.hold(envs, "busy")
+    try:
+        done = client.gc()
+    finally:
+        held.close()
 
     assert done.job_folders == 1 and done.job_folder_bytes > 0
     assert not folder.exists() and stranger.exists()
     assert (done.cache_blobs, done.cache_bytes) == (len(blobs), sum(blobs.values()))
     assert list((cache / "blobs").iterdir()) == []
+    assert done.environments == 1 and done.environment_bytes >= 100_000
+    assert not (envs / "idle").exists() and (envs / "busy").is_dir()
 
 
 def test_the_server_collects_on_its_own_schedule(tmp_path: Path) -> None:

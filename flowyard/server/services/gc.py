@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from flowyard import caches
+from flowyard import caches, defaults
+from flowyard.env import builder
 from flowyard.schemas import JobStatus
 from flowyard.server.db.models import Blob, Job, Snapshot, SnapshotBlob, utc_now
 from flowyard.server.services import retention, snapshots
@@ -57,13 +58,15 @@ class Collected:
     job_folder_bytes: int = 0
     cache_blobs: int = 0
     cache_bytes: int = 0
+    environments: int = 0
+    environment_bytes: int = 0
 
 
 def collect(
     engine: Engine, settings: ServerSettings, *, dry_run: bool = False, now: datetime | None = None
 ) -> Collected:
     """One collection: the jobs retention policies let go, then snapshots, then blobs, then
-    this host's job folders and blob cache."""
+    this host's job folders, blob cache and job environments."""
     now = now or utc_now()
     cutoff = now - timedelta(seconds=settings.gc_grace_s)
     with Session(engine) as session:
@@ -72,6 +75,9 @@ def collect(
         blob_count, blob_bytes = _blobs(session, settings.artifacts_destination, cutoff, dry_run)
         folders = _job_folders(session, dry_run)
     cache = caches.prune_blob_cache(int(settings.blob_cache_mb * 1e6), dry_run=dry_run)
+    envs = builder.prune(
+        defaults.ENV_UNUSED_DAYS, int(settings.env_cache_mb * 1e6), dry_run=dry_run
+    )
     return Collected(
         dry_run=dry_run,
         expired_jobs=len(expired.job_ids),
@@ -83,6 +89,8 @@ def collect(
         job_folder_bytes=folders.bytes,
         cache_blobs=cache.count,
         cache_bytes=cache.bytes,
+        environments=len(envs),
+        environment_bytes=sum(size for _, size in envs),
     )
 
 
