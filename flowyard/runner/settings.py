@@ -19,8 +19,11 @@ ENV_BLOB_CACHE_MB = "FLOWYARD_BLOB_CACHE_MB"
 ENV_ENV_CACHE_MB = "FLOWYARD_ENV_CACHE_MB"
 
 
-def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    """``environ[name]`` as a positive number of seconds, or ``default`` when it is unset."""
+def _number(
+    environ: Mapping[str, str], name: str, default: float, *, zero_allowed: bool, fix: str
+) -> float:
+    """``environ[name]`` as a finite number, positive (or 0 where ``zero_allowed``), or
+    ``default`` when it is unset; else a ConfigError saying to set it to ``fix``."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -28,23 +31,20 @@ def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"${name} is {raw!r}; set it to a positive number of seconds.")
+    fits = value >= 0 if zero_allowed else value > 0
+    if not fits or value == float("inf"):
+        raise ConfigError(f"${name} is {raw!r}; set it to {fix}.")
     return value
+
+
+def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """``environ[name]`` as a positive number of seconds, or ``default`` when it is unset."""
+    return _number(environ, name, default, zero_allowed=False, fix="a positive number of seconds")
 
 
 def megabytes(environ: Mapping[str, str], name: str, default: float) -> float:
     """``environ[name]`` as a number of MB (0 or more), or ``default`` when it is unset."""
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise ConfigError(f"${name} is {raw!r}; set it to a number of MB, 0 or more.")
-    return value
+    return _number(environ, name, default, zero_allowed=True, fix="a number of MB, 0 or more")
 
 
 @dataclass(frozen=True)
