@@ -5,7 +5,6 @@ log line; the server answers throughout."""
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,15 @@ from mlflow import MlflowClient
 
 from tests.chaos.workload import workload
 from tests.factories import create_compute
-from tests.servers import FAST, Server, auth_headers, fast_workspace, free_port, init_workspace
+from tests.servers import (
+    FAST,
+    Server,
+    auth_headers,
+    fast_workspace,
+    free_port,
+    init_workspace,
+    mounted_tmpfs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -50,18 +57,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An empty 64 MB file system of its own (tmpfs), unmounted afterwards."""
     folder = tmp_path / "proj" / "ws"
     folder.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(folder, "64m"):
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def _fill(folder: Path) -> Path:

@@ -6,7 +6,6 @@ on; health warns before the store's disk is full."""
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from flowyard.client import Client
 from flowyard.schemas import JobStatus
 from flowyard.server.services.jobs import cut_mark
 from tests.factories import final_job, make_project
-from tests.servers import FAST, Server, auth_headers, free_port, init_workspace
+from tests.servers import FAST, Server, auth_headers, free_port, init_workspace, mounted_tmpfs
 
 LOCAL = {"USE_CONDA": False, "STREAM_OUTPUT": False}
 
@@ -30,18 +29,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MB tmpfs of the test's own, unmounted afterwards."""
     folder = tmp_path / "small-disk"
     folder.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
-    try:
+    with mounted_tmpfs(folder, "2m"):
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def _server(root: Path, *args: str) -> Server:
