@@ -80,10 +80,7 @@ def test_runners_cut_off_from_the_workspace_end_their_jobs_as_earned(
         url = f"http://127.0.0.1:{proxy.port}"
         create_compute(server, "far", "--workspace-url", url, "--max-concurrent-jobs", "3")
         with workload(server, tmp_path, "far") as (load, client):
-            for code in (0, 3, 0):
-                load.submit(code)
-            load.submitted()
-            load.wait_running(client)
+            load.start(client, 0, 3, 0)
             proxy.cut()
             time.sleep(seconds)
             proxy.restore()

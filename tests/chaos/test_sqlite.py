@@ -36,10 +36,7 @@ def test_a_locked_database_fails_no_good_job(tmp_path: Path) -> None:
     try:
         create_compute(server, "pool", "--max-concurrent-jobs", "3")
         with workload(server, tmp_path, "pool") as (load, client):
-            for code in (0, 3, 0):
-                load.submit(code)
-            load.submitted()
-            load.wait_running(client)
+            load.start(client, 0, 3, 0)
             # Another program takes the database's write lock and holds it.
             lock = sqlite3.connect(tmp_path / "proj" / "ws" / "flowyard.db", timeout=30)
             lock.execute("BEGIN EXCLUSIVE")
@@ -82,10 +79,7 @@ def test_a_full_disk_under_the_database_fails_no_good_job(small_disk: Path, tmp_
     try:
         create_compute(server, "pool", "--max-concurrent-jobs", "3")
         with workload(server, tmp_path, "pool") as (load, client):
-            for code in (0, 3, 0):
-                load.submit(code)
-            load.submitted()
-            load.wait_running(client)
+            load.start(client, 0, 3, 0)
             filler = _fill(small_disk)
             answers: list[int] = []
             probe = threading.Thread(

@@ -77,6 +77,13 @@ class Workload:
             future.result(timeout=300)
         self._pending.clear()
 
+    def start(self, client: Client, *codes: int) -> None:
+        """Submit a job for each exit code, and wait until they are submitted and one runs."""
+        for code in codes:
+            self.submit(code)
+        self.submitted()
+        self.wait_running(client)
+
     def wait_running(self, client: Client, timeout: float = 120) -> None:
         """Until some job has logged a few lines."""
         deadline = time.monotonic() + timeout
