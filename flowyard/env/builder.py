@@ -349,28 +349,32 @@ def _compile_later(env: Env) -> None:
     source at every start, seconds for a scientific stack. Compiling during the build would make
     the first job wait that long; in the background it costs no job anything, and later jobs
     load bytecode (written atomically, so a job importing meanwhile is never hurt). Without the
-    variable, Python writes the bytecode itself on first use, as it would anywhere.
+    variable, Python writes the bytecode itself on first use, as it would anywhere. The compile
+    holds the environment as a job does (the lock goes with the descriptor it inherits), so no
+    prune removes the folder while it writes into it.
     """
     if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
         return
-    subprocess.Popen(
-        [
-            "nice",
-            "-n",
-            "10",
-            str(env.python),
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            str(env.path / "lib"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with hold(env.path.parent, env.path.name) as held:
+        subprocess.Popen(
+            [
+                "nice",
+                "-n",
+                "10",
+                str(env.python),
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                str(env.path / "lib"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(held.fileno(),),
+            start_new_session=True,
+        )
 
 
 @dataclass(frozen=True)
