@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.servers import Server, free_port, init_workspace, run_cli
 
 
@@ -71,16 +73,17 @@ def test_server_reports_a_bad_database_url(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
-def test_server_refuses_an_advertised_url_runners_cannot_reach(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--advertise-url", "--replica-url"])
+def test_server_refuses_a_url_runners_cannot_reach(tmp_path: Path, option: str) -> None:
     for url in ("ftp://lb:21", "lb:5000", "http://"):
         result = run_cli(
             "server",
             *("--db-url", f"sqlite:///{tmp_path / 'ws.db'}", "--artifacts", str(tmp_path / "a")),
-            *("--advertise-url", url, "--port", str(free_port())),
+            *(option, url, "--port", str(free_port())),
             cwd=tmp_path,
         )
         assert result.returncode != 0, url
-        assert f"--advertise-url {url!r} is not a URL runners can reach" in result.stderr
+        assert f"{option} {url!r} is not a URL runners can reach" in result.stderr
         assert not (tmp_path / "ws.db").exists(), "checked before anything is created"
 
 

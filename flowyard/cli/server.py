@@ -42,6 +42,13 @@ from flowyard.workspace import WorkspaceConfig, find_config
     help="The URL runners reach the workspace by (a load balancer's in front of replicas); "
     "default: this server's own. Every replica is also a runner's fallback.",
 )
+@click.option(
+    "--replica-url",
+    envvar="FLOWYARD_REPLICA_URL",
+    default="",
+    help="The URL runners on other hosts reach this replica by, should the advertised one "
+    "fail; default: this server's own (with the host's name when listening on 0.0.0.0 or ::).",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
     "--no-auth",
@@ -117,6 +124,7 @@ def server(
     port: int | None,
     workers: int,
     advertise_url: str,
+    replica_url: str,
     log_level: str,
     auth: bool,
     insecure: bool,
@@ -171,7 +179,8 @@ def server(
         host=host or defaults.DEFAULT_HOST,
         port=port or parts.port or defaults.DEFAULT_PORT,
         workers=workers,
-        advertised_url=_http_url(advertise_url),
+        advertised_url=_http_url("--advertise-url", advertise_url),
+        replica_url=_http_url("--replica-url", replica_url),
         auth=auth,
         insecure=insecure,
         secret_key_file=str(key_file),
@@ -187,12 +196,12 @@ def server(
     serve(settings, log_level=log_level)
 
 
-def _http_url(url: str) -> str:
+def _http_url(option: str, url: str) -> str:
     """``url`` if it is empty or an http(s) URL with a host, else a ConfigError."""
     parts = urlsplit(url)
     if url and (parts.scheme not in ("http", "https") or not parts.hostname):
         raise ConfigError(
-            f"--advertise-url {url!r} is not a URL runners can reach; give one such as "
+            f"{option} {url!r} is not a URL runners can reach; give one such as "
             "http://flowyard.example.com:5000."
         )
     return url.rstrip("/")

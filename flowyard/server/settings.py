@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from flowyard import defaults
 from flowyard.runner.settings import seconds
 
 ENV_SETTINGS = "FLOWYARD_SERVER_SETTINGS"
+# Listening on these, a server is reached by its host's name, not by the address it listens on.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 # The dispatcher's tunables, each a variable of the `flowyard server` command's environment.
 TUNABLES = {
     "dispatch_interval_s": ("FLOWYARD_DISPATCH_INTERVAL_S", defaults.DISPATCH_INTERVAL_S),
@@ -48,6 +51,9 @@ class ServerSettings:
         health_interval_s: Between two background health checks of each compute.
         advertised_url: The workspace's URL as runners reach it when their compute names none:
             a load balancer's in front of several replicas; default: this server's own.
+        replica_url: This replica's URL as runners on other hosts reach it (recorded for their
+            fallback); default: this server's own, with the host's name when it listens on every
+            address (0.0.0.0 or ::), which no other host can reach.
         repair_after_s: A submission or a job's end left half-done this long (a server killed
             mid-request) is settled by the reconciler: a run without its job is ended and
             deleted, a final job's open run is ended.
@@ -80,6 +86,7 @@ class ServerSettings:
     heartbeat_timeout_s: float = defaults.HEARTBEAT_TIMEOUT_S
     health_interval_s: float = defaults.HEALTH_INTERVAL_S
     advertised_url: str = ""
+    replica_url: str = ""
     repair_after_s: float = defaults.REPAIR_AFTER_S
     gc_interval_s: float = defaults.GC_INTERVAL_S
     gc_grace_s: float = defaults.GC_GRACE_S
@@ -114,6 +121,15 @@ class ServerSettings:
         """This server's own URL, as this host reaches it."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def reachable_url(self) -> str:
+        """This replica's URL as other hosts reach it."""
+        if self.replica_url:
+            return self.replica_url.rstrip("/")
+        if self.host in WILDCARD_HOSTS:
+            return f"http://{socket.getfqdn()}:{self.port}"
+        return self.url
 
     @property
     def runners_url(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from flowyard import defaults
@@ -77,3 +79,19 @@ def test_the_runners_blob_cache_bound_comes_from_its_variable() -> None:
     for raw in ("lots", "-1", "nan", "inf"):
         with pytest.raises(ConfigError, match=r"\$FLOWYARD_BLOB_CACHE_MB is .*number of MB"):
             RunnerSettings.from_env({"FLOWYARD_BLOB_CACHE_MB": raw})
+
+
+def test_a_replica_records_a_url_other_hosts_reach() -> None:
+    def at(host: str, **given: str) -> ServerSettings:
+        return ServerSettings("w", "sqlite:///x.db", "/tmp/a", host=host, port=5123, **given)
+
+    assert at("127.0.0.1").reachable_url == "http://127.0.0.1:5123"
+    assert at("::1").reachable_url == "http://[::1]:5123"
+    # Listening on every address, it is reached by the host's name, never by 0.0.0.0.
+    assert at("0.0.0.0").reachable_url == f"http://{socket.getfqdn()}:5123"
+    assert at("::").reachable_url == f"http://{socket.getfqdn()}:5123"
+    given = at("0.0.0.0", replica_url="http://node-7.internal:5123/")
+    assert given.reachable_url == "http://node-7.internal:5123"
+    # Runners are given the advertised URL first, and the server's own without one.
+    assert at("0.0.0.0", advertised_url="http://lb:80").runners_url == "http://lb:80"
+    assert at("127.0.0.1").runners_url == "http://127.0.0.1:5123"

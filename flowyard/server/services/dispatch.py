@@ -212,7 +212,7 @@ class Dispatcher:
         ones whose runner is gone."""
         now = utc_now()
         with Session(self.engine, expire_on_commit=False) as session:
-            replicas.record(session, self.settings.url)
+            replicas.record(session, self.settings.reachable_url)
             # A sweep has no runner to lose: the sweep controller settles it.
             active = list(session.scalars(sa.select(Job).where(computes.takes_slot())))
             for job in active:
