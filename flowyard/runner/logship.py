@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import BinaryIO
 
 # Small enough that one append is quick, large enough that a chatty job needs few requests.
 MAX_PIECE = 256 * 1024
 # How long output may wait before it is sent: the live log lags the job by about this much.
 FLUSH_INTERVAL_S = 0.2
+# The end of the log the runner keeps to read the job's error from (a traceback's last frames):
+# bounded in memory, so a job printing gigabytes costs the runner's host neither disk nor memory.
+TAIL_BYTES = 64 * 1024
 
 
 class LogShipper:
-    """Collects output, keeps a local copy, and sends it in order to ``append(offset, data)``.
+    """Collects output, keeps its tail, and sends it in order to ``append(offset, data)``.
 
     ``append`` must be idempotent for one offset (the workspace's log append is) and may raise;
     a failed piece is retried from the same offset, so nothing is lost or duplicated.
     """
 
-    def __init__(self, append: Callable[[int, bytes], int], local_copy: Path) -> None:
+    def __init__(self, append: Callable[[int, bytes], int]) -> None:
         self._append = append
         self._buffer = bytearray()
+        self._tail = bytearray()
         self._sent = 0
         # Nothing is sent before `begin` says where the job's log ends (a retried job's log
         # already holds its earlier attempts).
@@ -31,31 +32,21 @@ class LogShipper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
-        self._local: BinaryIO = local_copy.open("ab")
         self._thread = threading.Thread(target=self._loop, name="log-shipper", daemon=True)
         self._thread.start()
 
     def write(self, data: bytes) -> None:
         with self._lock:
-            self._keep_locally(data)
             self._buffer += data
+            self._tail += data
+            del self._tail[:-TAIL_BYTES]
         if len(self._buffer) >= MAX_PIECE:
             self._wake.set()
 
-    def _keep_locally(self, data: bytes) -> None:
-        """Add ``data`` to the local copy; a full disk or a failing one ends the copy (said once,
-        in the log), never the log itself, which goes on to the workspace."""
-        if self._local.closed:
-            return
-        try:
-            self._local.write(data)
-            self._local.flush()
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                self._local.close()
-            self._buffer += (
-                f"[flowyard] the runner's local copy of this log stopped: {e}\n".encode()
-            )
+    def tail(self) -> str:
+        """The last :data:`TAIL_BYTES` of everything written, decoded."""
+        with self._lock:
+            return self._tail.decode(errors="replace")
 
     def say(self, line: str) -> None:
         """A line from the runner itself, marked so it stands out from the job's own output."""
@@ -95,5 +86,3 @@ class LogShipper:
         self._wake.set()
         self._thread.join()
         self._send_pending()
-        with contextlib.suppress(OSError):
-            self._local.close()

@@ -95,7 +95,7 @@ class Runner:
         self._wake = threading.Event()
         self._stop_reason: tuple[JobStatus, str] | None = None
         self._signaled = threading.Event()
-        self.log = LogShipper(self._append, self.dir / "std_log.txt")
+        self.log = LogShipper(self._append)
         self._proc: subprocess.Popen[bytes] | None = None
         self._masker = Masker(())
         self._env: Env | None = None
@@ -188,7 +188,6 @@ class Runner:
         # goes with the folder when the workspace collects garbage (docs/lifecycle.md).
         for spare in ("project", "storage"):
             shutil.rmtree(self.dir / spare, ignore_errors=True)
-        (self.dir / "std_log.txt").unlink(missing_ok=True)
         self._prune_environments()
         return 0 if status == JobStatus.COMPLETED else 1
 
@@ -257,7 +256,7 @@ class Runner:
             return status, reason, stopped, returncode
         if returncode == 0:
             return JobStatus.COMPLETED, "entry point exited with code 0", None, 0
-        error = parse_error(self._log_tail(), returncode)
+        error = parse_error(self.log.tail(), returncode)
         what = f"{error.type}: {error.message}" if error.type else f"exit code {returncode}"
         return JobStatus.FAILED, f"entry point failed ({what})", error, returncode
 
@@ -404,12 +403,6 @@ class Runner:
                 self._request_stop(JobStatus.CANCELED, "canceled by the user")
 
     # --- results --------------------------------------------------------------------------
-
-    def _log_tail(self, size: int = 64 * 1024) -> str:
-        path = self.dir / "std_log.txt"
-        with path.open("rb") as f:
-            f.seek(max(path.stat().st_size - size, 0))
-            return f.read().decode(errors="replace")
 
     def _upload_outputs(self, outputs: Path, artifact_uri: str) -> None:
         files = sorted(p for p in outputs.rglob("*") if p.is_file()) if outputs.is_dir() else []
