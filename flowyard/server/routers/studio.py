@@ -37,8 +37,8 @@ from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSIO
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
+from flowyard.server.services import reruns, studio
 from flowyard.server.services import snapshots as snapshot_service
-from flowyard.server.services import studio
 from flowyard.server.services import sweep_page as sweep_page_service
 from flowyard.server.services import sweeps as sweep_service
 from flowyard.server.services.auth import Principal
@@ -143,14 +143,32 @@ def jobs_list(
 
 
 @router.get("/jobs/{job_id}")
-def job_page(job_id: str, request: Request, session: DbSession) -> Response:
+def job_page(job_id: str, request: Request, session: DbSession, state: State) -> Response:
     try:
         detail = studio.job_detail(session, job_id)
     except NotFoundError as e:
         return not_found(request, e.message)
     tree = studio.snapshot_tree(detail.snapshot.manifest) if detail.snapshot else {}
     waiting = job_service.waiting_reason(session, detail.job)
-    return _page(request, "job.html", d=detail, job=detail.job, tree=tree, waiting=waiting)
+    return _page(
+        request,
+        "job.html",
+        d=detail,
+        job=detail.job,
+        tree=tree,
+        waiting=waiting,
+        chain=reruns.chain(session, job_id),
+        rerun=reruns.form(session, detail.job, _rerun_by(request, state, detail.job.user))
+        if detail.rerunnable
+        else None,
+    )
+
+
+def _rerun_by(request: Request, state: State, submitter: str) -> str:
+    """Who a re-run from this page would be by: the signed-in user (the submitter where the
+    workspace has no users), as the re-run API decides."""
+    principal = request.scope.get(PRINCIPAL)
+    return principal.user if state.settings.auth and principal is not None else submitter
 
 
 @router.get("/sweeps/{sweep_id}")
