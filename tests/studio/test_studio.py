@@ -107,8 +107,10 @@ def test_outputs_list_preview_and_download(
     page: Page, workspace: Server, jobs: Jobs, tmp_path: Path, screenshots: Path
 ) -> None:
     page.goto(f"{workspace.url}/studio/jobs/{jobs.finished.id}#outputs")
+    # Its ./outputs, and the log the runner keeps with the run.
     files = page.locator("#artifact-list li[data-path]")
-    expect(files).to_have_count(2)
+    expect(files).to_have_count(3)
+    expect(page.locator("li[data-path='logs/std_log.txt']")).to_have_count(1)
     page.locator("li[data-path='outputs/metrics.json'] button").click()
     expect(page.locator("#preview > ul.json")).to_contain_text("rmse")
     shot(page, screenshots, "job-outputs")
@@ -171,7 +173,8 @@ def test_a_failed_job_shows_its_error_and_empty_tabs(
     page.click("a[href='#metrics']")
     expect(page.locator("#no-metrics")).to_be_visible()
     page.click("a[href='#outputs']")
-    expect(page.locator("#artifact-list")).to_contain_text("This job wrote no outputs")
+    expect(page.locator("li[data-path='logs/std_log.txt']")).to_have_count(1)
+    expect(page.locator("#artifact-list li[data-path^='outputs/']")).to_have_count(0)
     page.click("a[href='#logs']")
     expect(page.locator("#log")).to_contain_text("ValueError")
 

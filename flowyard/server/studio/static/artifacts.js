@@ -104,7 +104,8 @@
     const own = found.files.filter((f) => !f.model);
     const head = el("p", "muted");
     head.id = "artifact-count";
-    head.textContent = `${found.files.length} files, ${size(total)}` +
+    const n = found.files.length;
+    head.textContent = `${n} file${n === 1 ? "" : "s"}, ${size(total)}` +
       (found.cut ? ` — the first ${found.max_files} only; MLflow's UI lists the rest.` : "");
     parts.push(head);
     if (own.length) {
