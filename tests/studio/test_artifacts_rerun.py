@@ -306,3 +306,13 @@ def test_another_users_run_again_drops_the_secrets_and_says_which(
     assert rerun.secret_env_names == []
     assert rerun.user != secret_job.user
     expect(page.locator("#timeline")).to_contain_text("without the secret ENV_VARS API_KEY")
+
+    # Their own value instead: the re-run runs with it.
+    page.goto(f"{workspace.url}/studio/jobs/{secret_job.id}")
+    page.click("#rerun-open")
+    page.fill("input[data-secret=API_KEY]", "their-own-value")
+    page.click("#rerun-review")
+    expect(page.locator("#rerun-diff tbody tr", has_text="secret API_KEY")).to_be_visible()
+    page.click("#rerun-submit")
+    expect(page).not_to_have_url(re.compile(secret_job.id))
+    assert client.get_job(page.url.rsplit("/", 1)[-1]).secret_env_names == ["API_KEY"]
