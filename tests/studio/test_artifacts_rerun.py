@@ -138,7 +138,9 @@ def test_the_artifacts_tab_shows_every_artifact_and_previews_them(
     expect(preview.locator("pre")).to_contain_text("<script>document.title")
     assert page.evaluate("window.ran === undefined")
     assert page.title() != "ran"
+    page.set_viewport_size({"width": 1440, "height": 900})
     page.screenshot(path=f"{screenshots}/artifacts.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_the_artifacts_tab_downloads_a_model_file(
@@ -282,12 +284,18 @@ def as_another_user(page: Page, workspace: Server) -> Iterator[Page]:
 
 
 def test_run_again_keeps_secrets_with_their_submitter(
-    page: Page, workspace: Server, client: Client, secret_job: JobOut
+    page: Page, workspace: Server, secret_job: JobOut, screenshots: Path
 ) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{workspace.url}/studio/jobs/{secret_job.id}")
     page.click("#rerun-open")
     expect(page.locator("#secrets-kept")).to_contain_text("API_KEY")
     expect(page.locator("#secrets-dropped")).to_have_count(0)
+    # On a phone the dialog fits the screen's width.
+    box = page.locator("#rerun-dialog").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    page.screenshot(path=f"{screenshots}/rerun-phone.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_another_users_run_again_drops_the_secrets_and_says_which(

@@ -194,6 +194,11 @@
     const box = document.getElementById("preview");
     box.hidden = false;
     box.dataset.path = f.path;
+    for (const li of list.querySelectorAll("li.file")) {
+      const on = li.dataset.path === f.path && (li.dataset.model || "") === (f.model || "");
+      li.classList.toggle("on", on);
+      if (on) li.setAttribute("aria-current", "true"); else li.removeAttribute("aria-current");
+    }
     const title = el("h3", "", f.path);
     const download = el("a", "", `Download (${size(f.size)})`);
     download.href = downloadUrl(f);
