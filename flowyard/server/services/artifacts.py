@@ -94,10 +94,12 @@ def listing(
     for model in _models(run_id, experiment_id):
         if cut:
             break
+        try:
+            repository = _repository(model.artifact_location, settings)
+        except InvalidRequestError:
+            continue  # kept outside the store (logged before the workspace refused that)
         models[model.model_id] = model.name
-        more, cut = _walk(
-            _repository(model.artifact_location, settings), limit - len(files), model.model_id
-        )
+        more, cut = _walk(repository, limit - len(files), model.model_id)
         files.extend(sorted(more, key=lambda f: f.path))
     return Listing(files, models, cut)
 
