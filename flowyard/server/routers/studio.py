@@ -37,11 +37,13 @@ from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSIO
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
-from flowyard.server.services import reruns, studio
 from flowyard.server.services import snapshots as snapshot_service
+from flowyard.server.services import studio
 from flowyard.server.services import sweep_page as sweep_page_service
 from flowyard.server.services import sweeps as sweep_service
 from flowyard.server.services.auth import Principal
+from flowyard.server.services.reruns import chain as rerun_chain
+from flowyard.server.services.reruns import form as rerun_form
 from flowyard.server.state import DbSession, State
 
 PREFIX = "/studio"
@@ -157,8 +159,8 @@ def job_page(job_id: str, request: Request, session: DbSession, state: State) ->
         job=detail.job,
         tree=tree,
         waiting=waiting,
-        chain=reruns.chain(session, job_id),
-        rerun=reruns.form(session, detail.job, _rerun_by(request, state, detail.job.user))
+        chain=rerun_chain(session, job_id),
+        rerun=rerun_form(session, detail.job, _rerun_by(request, state, detail.job.user))
         if detail.rerunnable
         else None,
     )
