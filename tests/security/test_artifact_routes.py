@@ -79,6 +79,10 @@ def test_readers_read_artifacts_but_never_rerun(runs: Runs) -> None:
     )
     assert rerun.status_code == 403, rerun.text
     assert "reader" in rerun.json()["message"]
+    # The job page does not offer a reader the re-run form, and says why.
+    page = get(runs, f"/studio/jobs/{runs.job}", reader).text
+    assert 'id="rerun-refused"' in page and 'id="rerun-form"' not in page
+    assert 'id="rerun-refused"' not in get(runs, f"/studio/jobs/{runs.job}", runs.server.token).text
 
 
 def test_a_path_outside_the_run_is_refused(runs: Runs) -> None:

@@ -160,10 +160,17 @@ def job_page(job_id: str, request: Request, session: DbSession, state: State) ->
         tree=tree,
         waiting=waiting,
         chain=rerun_chain(session, job_id),
+        may_rerun=_may_rerun(request),
         rerun=rerun_form(session, detail.job, _rerun_by(request, state, detail.job.user))
         if detail.rerunnable
         else None,
     )
+
+
+def _may_rerun(request: Request) -> bool:
+    """Whether the signed-in user may re-run (a contributor); the API refuses anyone else."""
+    principal = request.scope.get(PRINCIPAL)
+    return principal is None or principal.role >= Role.CONTRIBUTOR
 
 
 def _rerun_by(request: Request, state: State, submitter: str) -> str:
