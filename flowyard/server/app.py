@@ -29,6 +29,7 @@ from flowyard.server.middleware.limits import BodyLimits
 from flowyard.server.middleware.outages import DatabaseOutages
 from flowyard.server.middleware.store_space import StoreSpace
 from flowyard.server.routers import (
+    artifacts,
     auth,
     computes,
     experiments,
@@ -158,7 +159,18 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.add_middleware(DatabaseOutages)
     app.add_middleware(SecurityHeaders)
-    for module in (meta, snapshots, jobs, sweeps, experiments, computes, auth, gc, retention):
+    for module in (
+        meta,
+        snapshots,
+        jobs,
+        artifacts,
+        sweeps,
+        experiments,
+        computes,
+        auth,
+        gc,
+        retention,
+    ):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")

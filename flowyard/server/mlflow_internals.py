@@ -151,6 +151,29 @@ def run_names(session: Session, run_ids: Collection[str]) -> dict[str, str | Non
     return dict(rows.tuples().all())
 
 
+def runs_with_tag(session: Session, key: str, values: Collection[str]) -> dict[str, str]:
+    """The runs whose tag ``key`` has one of ``values``: each run's id and its value."""
+    rows = session.execute(
+        sa.select(_TAGS.c.run_uuid, _TAGS.c.value).where(
+            _TAGS.c.key == key, _TAGS.c.value.in_(values)
+        )
+    )
+    return dict(rows.tuples().all())
+
+
+def active_experiment_names(session: Session) -> dict[str, str]:
+    """The names of the experiments not deleted, by id, by name."""
+    table = sa.table(
+        "experiments", sa.column("experiment_id"), sa.column("name"), sa.column("lifecycle_stage")
+    )
+    rows = session.execute(
+        sa.select(table.c.experiment_id, table.c.name)
+        .where(table.c.lifecycle_stage == "active")
+        .order_by(table.c.name)
+    )
+    return {str(i): str(n) for i, n in rows}
+
+
 def with_run_name(query: Select[Any], run_id: Any) -> tuple[Select[Any], Any]:
     """``query`` outer-joined to MLflow's ``runs`` on ``run_id``, and the run-name column to sort
     it by."""

@@ -235,6 +235,8 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("POST", f"{API}/jobs/<job_id>/heartbeat"): RUNNER,
     ("POST", f"{API}/jobs/<job_id>/logs"): RUNNER,
     ("GET", f"{API}/jobs/<job_id>/logs"): "reader",
+    ("GET", f"{API}/jobs/<job_id>/artifacts"): "reader",
+    ("GET", f"{API}/jobs/<job_id>/artifacts/<path:path>"): "reader",
     ("POST", f"{API}/sweeps"): "contributor",
     ("GET", f"{API}/sweeps/<sweep_id>"): "reader",
     ("GET", f"{API}/computes"): "reader",

@@ -8,10 +8,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
 
 from flowyard.client import Client
-from flowyard.errors import InvalidRequestError
+from flowyard.errors import InvalidRequestError, NotFoundError
 from flowyard.jobspec import EntryPointSpec, ParameterSpec
 from flowyard.prepared_project import prepare
 from tests.factories import make_project
@@ -116,3 +118,43 @@ def test_a_job_without_a_stored_entry_point_is_checked_against_its_snapshot(
         assert again["options"]["entry_point_spec"]["name"] == "main"
         with pytest.raises(InvalidRequestError, match="'alpha' must be a number"):
             client.request("POST", f"/jobs/{job_id}/rerun", json={"parameters": {"alpha": "x"}})
+
+
+def test_a_rerun_may_change_name_compute_experiment_priority_and_env_vars(
+    sqlite_server: Server, compute: str
+) -> None:
+    with Client(sqlite_server.url, token=sqlite_server.token) as client:
+        job_id = _job(client, compute, {"entry_point_spec": SPEC, "env_vars": {"A": "1"}})
+        before = len(client.list_jobs())
+        refusals = [
+            ({"compute": "local"}, InvalidRequestError, "cannot start a runner; choose one of"),
+            ({"compute": "nowhere"}, NotFoundError, "nowhere"),
+            ({"experiment_id": "987654"}, NotFoundError, "Experiment 987654 does not exist"),
+            ({"env_vars": {"A=B": "1"}}, InvalidRequestError, "ENV_VARS names must be"),
+        ]
+        for body, error, message in refusals:
+            with pytest.raises(error, match=message):
+                client.request("POST", f"/jobs/{job_id}/rerun", json={"parameters": {}, **body})
+        assert len(client.list_jobs()) == before  # nothing half-created
+        first = client.request(
+            "POST",
+            f"/jobs/{job_id}/rerun",
+            json={"parameters": {}, "priority": 5, "env_vars": {"B": "2"}},
+        )
+        assert first["priority"] == 5 and first["options"]["env_vars"] == {"B": "2"}
+        second = client.request(
+            "POST", f"/jobs/{first['id']}/rerun", json={"parameters": {}, "run_name": "mine"}
+        )
+        # Left out, the rest is the re-run job's own.
+        assert second["priority"] == 5 and second["options"]["env_vars"] == {"B": "2"}
+        third = client.request("POST", f"/jobs/{second['id']}/rerun", json={"parameters": {}})
+    mlflow.set_tracking_uri(sqlite_server.url)  # the token plugin finds the saved token
+    try:
+        ids = [job_id, first["id"], second["id"], third["id"]]
+        names = {i: MlflowClient().get_run(i).info.run_name for i in ids}
+    finally:
+        mlflow.set_tracking_uri(None)
+    original = names[job_id]
+    assert names[first["id"]] == f"{original} (rerun 1)"
+    assert names[second["id"]] == "mine"
+    assert names[third["id"]] == f"{original} (rerun 3)"

@@ -93,6 +93,7 @@ def test_cancel_from_the_job_page(
 ) -> None:
     run_id = running_job
     page.goto(f"{workspace.url}/studio/jobs/{run_id}")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Cancel job …?"
     page.click("#cancel")
     expect(page.locator("#status .badge")).to_have_text("canceled", timeout=60_000)
     # Once final, the page shows the reason in its timeline and error box.
@@ -106,11 +107,12 @@ def test_outputs_list_preview_and_download(
     page: Page, workspace: Server, jobs: Jobs, tmp_path: Path, screenshots: Path
 ) -> None:
     page.goto(f"{workspace.url}/studio/jobs/{jobs.finished.id}#outputs")
-    files = page.locator("#output-list li[data-path]")
-    expect(files).to_have_count(2)
-    metrics = page.locator("li[data-path='outputs/metrics.json']")
-    metrics.locator("button:has-text('Preview')").click()
-    expect(page.locator("#preview pre")).to_contain_text('"rmse"')
+    # Its ./outputs, and the log the runner keeps with the run.
+    files = page.locator("#artifact-list li[data-path]")
+    expect(files).to_have_count(3)
+    expect(page.locator("li[data-path='logs/std_log.txt']")).to_have_count(1)
+    page.locator("li[data-path='outputs/metrics.json'] button").click()
+    expect(page.locator("#preview > ul.json")).to_contain_text("rmse")
     shot(page, screenshots, "job-outputs")
     with page.expect_download() as info:
         page.locator("li[data-path='outputs/model.pkl'] a:has-text('Download')").click()
@@ -171,30 +173,10 @@ def test_a_failed_job_shows_its_error_and_empty_tabs(
     page.click("a[href='#metrics']")
     expect(page.locator("#no-metrics")).to_be_visible()
     page.click("a[href='#outputs']")
-    expect(page.locator("#output-list")).to_contain_text("This job wrote no outputs")
+    expect(page.locator("li[data-path='logs/std_log.txt']")).to_have_count(1)
+    expect(page.locator("#artifact-list li[data-path^='outputs/']")).to_have_count(0)
     page.click("a[href='#logs']")
     expect(page.locator("#log")).to_contain_text("ValueError")
-
-
-def test_run_again_with_edited_parameters(
-    page: Page, workspace: Server, jobs: Jobs, client: Client
-) -> None:
-    page.goto(f"{workspace.url}/studio/jobs/{jobs.finished.id}")
-    page.click("summary:has-text('Run again')")
-    page.fill("#rerun-form input[name=alpha]", "0.9")
-    page.click("#rerun-form button[type=submit]")
-    expect(page).not_to_have_url(re.compile(jobs.finished.id))
-    new_id = page.url.rsplit("/", 1)[-1]
-    rerun = client.get_job(new_id)
-    assert rerun.parameters["alpha"] == "0.9"
-    assert rerun.snapshot_id == jobs.finished.snapshot_id
-    assert rerun.compute == "cpu"
-    assert "--alpha 0.9" in (rerun.options.command or "")
-    page.goto(f"{workspace.url}/studio/jobs/{jobs.finished.id}")
-    page.click("summary:has-text('Run again')")
-    page.fill("#rerun-form input[name=alpha]", "not-a-number")
-    page.click("#rerun-form button[type=submit]")
-    expect(page.locator("#rerun-error")).to_contain_text("must be a number")
 
 
 def test_computes_page_shows_slots_queue_and_health(
@@ -251,8 +233,8 @@ def test_a_local_job_explains_why_it_cannot_be_run_again_here(
         backend_config={"COMPUTE": "local", "USE_CONDA": False, "STREAM_OUTPUT": False},
     )
     page.goto(f"{workspace.url}/studio/jobs/{run.run_id}")
-    page.click("summary:has-text('Run again')")
-    expect(page.locator("details.rerun")).to_contain_text("ran on the machine that submitted it")
+    page.click("#rerun-open")
+    expect(page.locator("#rerun-dialog")).to_contain_text("ran on the machine that submitted it")
     expect(page.locator("#rerun-form")).to_have_count(0)
     with pytest.raises(InvalidRequestError, match="cannot start a runner"):
         client.request("POST", f"/jobs/{run.run_id}/rerun", json={"parameters": {}})

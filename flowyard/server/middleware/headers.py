@@ -28,12 +28,12 @@ INERT_CSP = "sandbox"
 
 # Routes whose responses are a file's bytes, as stored: MLflow's artifact downloads (run and
 # model-version artifacts, the artifact proxy, trace and logged-model files), Flowyard's
-# snapshot files, blobs and job logs, and the studio's log and code downloads.
+# snapshot files, blobs, job logs and artifact previews, and the studio's log and code downloads.
 _RAW = re.compile(
     r"/get-artifact|/model-versions/get-artifact"
     r"|/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts/.*"
     r"|/(?:api|ajax-api)/[23]\.0/mlflow/(?:get-trace-artifact|logged-models/[^/]+/artifacts/.*)"
-    rf"|{re.escape(defaults.API_PREFIX)}/(?:blobs/[^/]+|snapshots/[^/]+/files/.*|jobs/[^/]+/logs)"
+    rf"|{re.escape(defaults.API_PREFIX)}/(?:blobs/[^/]+|snapshots/[^/]+/files/.*|jobs/[^/]+/(?:logs|artifacts/.*))"
     r"|/studio/jobs/[^/]+/(?:log\.txt|snapshot\.zip)",
     re.DOTALL,
 )

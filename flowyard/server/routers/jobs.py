@@ -8,11 +8,13 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from flowyard.schemas import (
+    INT32_MAX,
+    INT32_MIN,
     DeletedOut,
     Heartbeat,
     JobList,
@@ -140,11 +142,18 @@ def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
 
 class Rerun(BaseModel):
     """Parameters to change for a re-run; the others keep the old job's values. Secret ENV_VARS
-    to set, sealed like a submit's: the old job's stay with the user who submitted it."""
+    to set, sealed like a submit's: the old job's stay with the user who submitted it. The run
+    name (default: the original's, "(rerun N)"), compute, experiment, priority and plain
+    ENV_VARS (all of them) may change; left out, they are the old job's."""
 
     model_config = ConfigDict(extra="forbid")
     parameters: dict[str, str] = {}
     secret_env: dict[str, str] = {}
+    run_name: str | None = Field(default=None, max_length=250)
+    compute: str | None = None
+    experiment_id: str | None = None
+    priority: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)
+    env_vars: dict[str, str] | None = None
 
 
 @router.post("/{job_id}/rerun", status_code=201)
@@ -162,6 +171,11 @@ def rerun(job_id: str, body: Rerun, request: Request, session: DbSession, state:
         user=principal_of(request).user if state.settings.auth else None,
         secret_env=body.secret_env,
         keys=state.keys,
+        run_name=(body.run_name or "").strip() or None,
+        compute=body.compute or None,
+        experiment_id=body.experiment_id or None,
+        priority=body.priority,
+        env_vars=body.env_vars,
     )
     if job.status == JobStatus.QUEUED:
         state.dispatcher.wake()

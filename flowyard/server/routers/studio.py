@@ -42,6 +42,8 @@ from flowyard.server.services import studio
 from flowyard.server.services import sweep_page as sweep_page_service
 from flowyard.server.services import sweeps as sweep_service
 from flowyard.server.services.auth import Principal
+from flowyard.server.services.reruns import chain as rerun_chain
+from flowyard.server.services.reruns import form as rerun_form
 from flowyard.server.state import DbSession, State
 
 PREFIX = "/studio"
@@ -143,14 +145,39 @@ def jobs_list(
 
 
 @router.get("/jobs/{job_id}")
-def job_page(job_id: str, request: Request, session: DbSession) -> Response:
+def job_page(job_id: str, request: Request, session: DbSession, state: State) -> Response:
     try:
         detail = studio.job_detail(session, job_id)
     except NotFoundError as e:
         return not_found(request, e.message)
     tree = studio.snapshot_tree(detail.snapshot.manifest) if detail.snapshot else {}
     waiting = job_service.waiting_reason(session, detail.job)
-    return _page(request, "job.html", d=detail, job=detail.job, tree=tree, waiting=waiting)
+    return _page(
+        request,
+        "job.html",
+        d=detail,
+        job=detail.job,
+        tree=tree,
+        waiting=waiting,
+        chain=rerun_chain(session, job_id),
+        may_rerun=_may_rerun(request),
+        rerun=rerun_form(session, detail.job, _rerun_by(request, state, detail.job.user))
+        if detail.rerunnable
+        else None,
+    )
+
+
+def _may_rerun(request: Request) -> bool:
+    """Whether the signed-in user may re-run (a contributor); the API refuses anyone else."""
+    principal = request.scope.get(PRINCIPAL)
+    return principal is None or principal.role >= Role.CONTRIBUTOR
+
+
+def _rerun_by(request: Request, state: State, submitter: str) -> str:
+    """Who a re-run from this page would be by: the signed-in user (the submitter where the
+    workspace has no users), as the re-run API decides."""
+    principal = request.scope.get(PRINCIPAL)
+    return principal.user if state.settings.auth and principal is not None else submitter
 
 
 @router.get("/sweeps/{sweep_id}")

@@ -1,4 +1,5 @@
-// The job page: status, log tail, metric charts and outputs, kept live from the JSON APIs.
+// The job page: status, log tail and metric charts, kept live from the JSON APIs (artifacts:
+// artifacts.js; the re-run dialog: rerun.js).
 "use strict";
 
 (() => {
@@ -48,6 +49,7 @@
 
   const cancel = document.getElementById("cancel");
   if (cancel) cancel.addEventListener("click", async () => {
+    if (!confirm(`Cancel job ${id}? It stops where it is; run it again to start over.`)) return;
     cancel.disabled = true;
     cancel.textContent = "Canceling…";
     try {
@@ -73,21 +75,6 @@
       del.disabled = false;
       alert(`The job could not be deleted: ${e.message}`);
     }
-  });
-
-  const rerun = document.getElementById("rerun-form");
-  if (rerun) rerun.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const parameters = {};
-    for (const input of rerun.querySelectorAll("input[name]")) parameters[input.name] = input.value;
-    const error = document.getElementById("rerun-error");
-    error.textContent = "";
-    try {
-      const job = await FY.json(`${jobUrl}/rerun`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ parameters }),
-      });
-      location.href = `${FY.prefix}/jobs/${job.id}`;
-    } catch (e) { error.textContent = e.message; }
   });
 
   // --- log tail --------------------------------------------------------------------------------
@@ -184,83 +171,8 @@
     FY.poll(async () => { once = true; await drawMetrics(); }, 5000, () => !once || running());
   }
 
-  // --- outputs ---------------------------------------------------------------------------------
-  const IMAGE = /\.(png|jpe?g|gif|svg|webp)$/i;
-  const TEXT = /\.(txt|json|csv|tsv|ya?ml|md|log|py|ini|cfg|toml|html?|xml|sh)$/i;
-  const artifactUrl = (path) => `/get-artifact?path=${encodeURIComponent(path)}&run_uuid=${encodeURIComponent(id)}`;
-  let outputsStarted = false;
-
-  async function listOutputs(path, depth, found) {
-    const url = `/api/2.0/mlflow/artifacts/list?run_id=${encodeURIComponent(id)}&path=${encodeURIComponent(path)}`;
-    for (const f of (await FY.json(url)).files || []) {
-      if (f.is_dir && depth < 4 && found.length < 500) await listOutputs(f.path, depth + 1, found);
-      else if (!f.is_dir) found.push(f);
-    }
-    return found;
-  }
-
-  async function preview(file) {
-    const box = document.getElementById("preview");
-    box.hidden = false;
-    box.replaceChildren();
-    const title = document.createElement("h3");
-    title.textContent = file.path;
-    box.append(title);
-    if (IMAGE.test(file.path)) {
-      const img = document.createElement("img");
-      img.src = artifactUrl(file.path);
-      img.alt = file.path;
-      box.append(img);
-    } else {
-      const body = await (await fetch(artifactUrl(file.path))).text();
-      const pre = document.createElement("pre");
-      pre.textContent = body.length > 200000 ? `${body.slice(0, 200000)}\n… (download for the rest)` : body;
-      box.append(pre);
-    }
-    box.scrollIntoView({ behavior: "smooth", block: "nearest" });
-  }
-
-  async function showOutputs() {
-    const list = document.getElementById("output-list");
-    let files;
-    try { files = await listOutputs("outputs", 0, []); } catch (e) {
-      list.innerHTML = `<li class="error-text"></li>`;
-      list.firstChild.textContent = `The outputs cannot be listed: ${e.message}`;
-      return;
-    }
-    if (!files.length) {
-      list.innerHTML = `<li class="muted">${running() ? "Outputs are uploaded when the job ends." : "This job wrote no outputs."}</li>`;
-      return;
-    }
-    list.replaceChildren(...files.map((f) => {
-      const li = document.createElement("li");
-      li.dataset.path = f.path;
-      const name = document.createElement("span");
-      name.className = "name";
-      name.textContent = f.path.replace(/^outputs\//, "");
-      const sizeEl = document.createElement("span");
-      sizeEl.className = "muted";
-      sizeEl.textContent = `${((f.file_size || 0) / 1024).toFixed(1)} KB`;
-      const download = document.createElement("a");
-      download.href = artifactUrl(f.path);
-      download.download = f.path.split("/").pop();
-      download.textContent = "Download";
-      li.append(name, sizeEl);
-      if (IMAGE.test(f.path) || TEXT.test(f.path)) {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.textContent = "Preview";
-        button.addEventListener("click", () => preview(f));
-        li.append(button);
-      }
-      li.append(download);
-      return li;
-    }));
-  }
-
   function onTab(tab) {
     if (tab === "metrics") startMetrics();
-    if (tab === "outputs" && !outputsStarted) { outputsStarted = true; showOutputs(); }
   }
   document.addEventListener("studio:tab", (e) => onTab(e.detail));
   const current = document.querySelector("section.tab.on");
