@@ -266,3 +266,29 @@ def runs_tagged(session: Session, run_ids: Collection[str], key: str) -> dict[st
         )
     )
     return dict(rows.tuples().all())
+
+
+def experiment_keys(session: Session, experiment_id: str) -> tuple[list[str], list[str]]:
+    """The parameter and metric keys the experiment's live runs have, each sorted: the columns
+    of its table in the studio."""
+    key: int | str = int(experiment_id) if experiment_id.isdigit() else experiment_id
+    runs = sa.select(_RUNS.c.run_uuid).where(
+        _RUNS.c.experiment_id == key, _RUNS.c.lifecycle_stage == "active"
+    )
+    params = session.scalars(
+        sa.select(_PARAMS.c.key).where(_PARAMS.c.run_uuid.in_(runs)).distinct()
+    )
+    metrics = session.scalars(
+        sa.select(_LATEST_METRICS.c.key).where(_LATEST_METRICS.c.run_uuid.in_(runs)).distinct()
+    )
+    return sorted(str(k) for k in params), sorted(str(k) for k in metrics)
+
+
+def experiment_run_counts(session: Session) -> dict[str, int]:
+    """How many live runs each experiment has, by its id (as a string)."""
+    rows = session.execute(
+        sa.select(_RUNS.c.experiment_id, sa.func.count())
+        .where(_RUNS.c.lifecycle_stage == "active")
+        .group_by(_RUNS.c.experiment_id)
+    )
+    return {str(i): int(n) for i, n in rows}
