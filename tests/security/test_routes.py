@@ -264,6 +264,8 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("POST", "/studio/login"): "public",
     ("POST", "/studio/logout"): "public",
     ("GET", "/studio/<path:rest>"): "reader",
+    ("GET", "/studio/experiments"): "reader",
+    ("GET", "/studio/experiments/<experiment_id>"): "reader",
     ("GET", "/favicon.ico"): "public",
 }
 # Routes whose handler reaches out to the internet (a model catalogue) and waits there: only the

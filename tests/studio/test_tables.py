@@ -20,6 +20,7 @@ from tests.servers import Server
 from tests.studio.conftest import Jobs
 
 HOSTILE_NAME = '<img src=x onerror="window.pwned=1">run & co'
+LONG_NAME = "lr_sweep_" + "_".join(f"alpha_0.{i:03d}_seed_{i:07d}" for i in range(6))
 HOSTILE_VALUE = "<script>window.pwned=2</script>"
 
 
@@ -38,6 +39,8 @@ def table(workspace: Server, client: Client, jobs: Jobs) -> Table:
     run = mlflow.projects.run(
         str(EXAMPLE),
         parameters={"alpha": 0.5, "steps": 3},
+        # A long name with no place to break squeezes the other columns to their narrowest.
+        run_name=LONG_NAME,
         backend="flowyard",
         synchronous=False,
         backend_config={"COMPUTE": "cpu-cluster", "USE_CONDA": False, "STREAM_OUTPUT": False},
