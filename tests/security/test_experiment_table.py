@@ -70,3 +70,40 @@ def test_a_reader_may_look_and_no_one_else(sqlite_server: Server, experiment: st
     assert (
         httpx.get(url, headers={"Authorization": "Bearer fy_nope"}, timeout=30).status_code == 401
     )
+
+
+def test_a_jobs_run_names_its_submitter_and_keeps_their_note(sqlite_server: Server) -> None:
+    """The run's ``mlflow.user`` is who the token says (MLflow's UI shows that tag), whatever
+    the submitting machine claimed; the submitter's own description is kept, the link to the
+    studio after it."""
+    import hashlib
+    import uuid
+
+    from flowyard import defaults
+
+    content = uuid.uuid4().bytes
+    digest = hashlib.sha256(content).hexdigest()
+    headers = auth_headers(sqlite_server)
+    with httpx.Client(base_url=sqlite_server.url + defaults.API_PREFIX, headers=headers) as api:
+        assert api.put(f"/blobs/{digest}", content=content).status_code == 200
+        files = [{"path": "main.py", "digest": digest, "size": len(content), "executable": False}]
+        snapshot = api.post("/snapshots", json={"files": files}).json()
+        job = api.post(
+            "/jobs",
+            json={
+                "experiment_id": "0",
+                "snapshot_id": snapshot["id"],
+                "project_uri": ".",
+                "entry_point": "main",
+                "user": "mallory",
+                "tags": {"mlflow.user": "mallory", "mlflow.note.content": "My **own** words."},
+            },
+        )
+        assert job.status_code == 201, job.text
+        found = job.json()
+        who = api.get("/whoami").json()
+    run = MlflowClient(sqlite_server.url).get_run(found["id"])
+    assert run.data.tags["mlflow.user"] == found["user"] == who["user"] != "mallory"
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("My **own** words.\n\n")
+    assert f"(/studio/jobs/{found['id']})" in note
