@@ -4,8 +4,8 @@ The filter is MLflow's search syntax (``metrics.rmse < 0.7 and params.alpha = '0
 the tracking store MLflow's server app uses, with the sort as its ``order_by``, so the studio
 accepts exactly what ``mlflow.search_runs`` and MLflow's UI accept, and says what MLflow says when
 it does not. A text search on run names is one more clause (``attributes.run_name ILIKE``).
-Each metric's lowest and highest value over the filtered runs are two more searches each, sorted
-on that metric, one run long.
+Each metric's lowest and highest value over the filtered runs come from one aggregate query over
+the runs MLflow's own filter translation selects (``mlflow_internals.metric_ranges``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,6 @@ ATTRIBUTES = {
 DEFAULT_SORT = "attributes.start_time"
 # Metrics named so are better low; any other is better high (the page says which it assumed).
 LOWER_IS_BETTER = re.compile(r"loss|err|rmse|mse|mae|mape|perplexity|latency|time|duration", re.I)
-# Above this many metrics, lowest and highest are shown for the first ones only (by name): two
-# searches each.
-MAX_STATS = 24
 EXAMPLE = "metrics.rmse < 0.7 and params.alpha = '0.3'"
 
 
@@ -229,24 +226,10 @@ def table(session: Session, experiment_id: str, q: TableQuery) -> ExperimentTabl
                 metrics=dict(run.data.metrics),
             )
         )
-    for key in [k for k in metrics if "`" not in k][:MAX_STATS]:
-        result.stats[key] = _stat(store, experiment_id, where, key)
+    ranges = mlflow_internals.metric_ranges(store, experiment_id, where)
+    for key, (low, high) in ranges.items():
+        result.stats[key] = Stat(low, high, lower_is_better=bool(LOWER_IS_BETTER.search(key)))
     return result
-
-
-def _stat(store: Any, experiment_id: str, where: str, key: str) -> Stat:
-    """The lowest and highest latest value of a metric over the runs ``where`` selects."""
-    ends = []
-    for desc in (False, True):
-        runs = store.search_runs(
-            experiment_ids=[experiment_id],
-            filter_string=where,
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=1,
-            order_by=[order_by(f"metrics.{key}", desc)],
-        )
-        ends.append(runs[0].data.metrics.get(key) if runs else None)
-    return Stat(low=ends[0], high=ends[1], lower_is_better=bool(LOWER_IS_BETTER.search(key)))
 
 
 def _ms(value: int | None) -> datetime | None:
