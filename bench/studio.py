@@ -70,6 +70,9 @@ FULL = Counts(jobs=10_000, requests=100)
 TABLE = Counts(jobs=100_000, requests=50)
 QUICK = Counts(jobs=1000, requests=20)
 PAGE = 50
+# MLflow's search orders by a metric through an unindexed subquery join: about 1 s a page at
+# 10,000 jobs (2,000 runs an experiment), for MLflow's UI and the experiment table alike.
+METRIC_SORT_MAX_JOBS = 10_000
 
 
 def fill(url: str, n_jobs: int) -> list[str]:
@@ -327,18 +330,27 @@ def report(base: str, ids: list[str], n: int) -> tuple[list[dict[str, Any]], lis
                 _search(f"{rmse_cut} and params.steps = '20'", "attributes.start_time DESC")
             ),
         ),
-        (
-            "experiment",
-            f"experiment table, {rmse_cut}, sorted by rmse",
-            lambda: (
-                "GET",
-                f"/studio/experiments/1?filter={rmse_cut}&sort=metrics.rmse&order=asc",
-                None,
-            ),
-            lambda: _one_experiment(_search(rmse_cut, "metrics.rmse ASC")),
-        ),
         ("job page", "random job", lambda: ("GET", f"/studio/jobs/{rng.choice(ids)}", None), None),
     ]
+    if len(ids) <= METRIC_SORT_MAX_JOBS:
+        cases.insert(
+            -1,
+            (
+                "experiment",
+                f"experiment table, {rmse_cut}, sorted by rmse",
+                lambda: (
+                    "GET",
+                    f"/studio/experiments/1?filter={rmse_cut}&sort=metrics.rmse&order=asc",
+                    None,
+                ),
+                lambda: _one_experiment(_search(rmse_cut, "metrics.rmse ASC")),
+            ),
+        )
+    else:
+        print(
+            f"(sorting the experiment table by a metric is left out above {METRIC_SORT_MAX_JOBS:,}"
+            " jobs: MLflow's own search sorts by a metric in seconds there, both sides alike)"
+        )
     times: dict[tuple[int, str], list[float]] = {}
     with httpx.Client(base_url=base, timeout=60, headers=auth_headers(base)) as http:
 
