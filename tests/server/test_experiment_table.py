@@ -41,7 +41,7 @@ def test_order_by_quotes_names_and_sort_links_go_ascending_first() -> None:
 
 
 def test_name_search_picks_a_quote_the_text_lacks() -> None:
-    assert et._name_clause("it's") == "attributes.run_name ILIKE \"%it's%\""
+    assert et._name_clause("it's") == 'attributes.run_name ILIKE "%it\'s%"'
     assert et._name_clause("plain") == "attributes.run_name ILIKE '%plain%'"
     with pytest.raises(InvalidRequestError, match="both"):
         et._name_clause("a'b\"c")

@@ -139,7 +139,7 @@ def jobs_list(
         desc=order != "asc",
         page=page,
     )
-    found = studio.jobs_page(session, filters)
+    found = studio.jobs_page(session, filters, with_options=not fragment)
     name = "_jobs_table.html" if fragment else "jobs.html"
     return _page(request, name, filters=filters, found=found)
 

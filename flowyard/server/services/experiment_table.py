@@ -207,6 +207,12 @@ def table(session: Session, experiment_id: str, q: TableQuery) -> ExperimentTabl
         result.error = e.message
         return result
     result.next_token = found.token or ""
+    # Keys only older runs have (past the newest thousand) still show for the page's runs.
+    for run in found:
+        params += [k for k in run.data.params if k not in params]
+        metrics += [k for k in run.data.metrics if k not in metrics]
+    params.sort()
+    metrics.sort()
     page_ids = [r.info.run_id for r in found]
     jobs = (
         set(session.scalars(sa.select(Job.id).where(Job.id.in_(page_ids)))) if page_ids else set()
