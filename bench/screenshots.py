@@ -39,6 +39,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--runs", type=int, default=8, help="runs in the example sweep")
     args = parser.parse_args()
+    # Imported first: importing it points XDG_CONFIG_HOME at a folder of its own.
+    from common import free_port, running
+
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="flowyard-screenshots-") as tmp_name:
         tmp = Path(tmp_name)
@@ -51,7 +54,6 @@ def main() -> int:
         }
         env.pop("MLFLOW_TRACKING_URI", None)
         os.environ.update({k: env[k] for k in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")})
-        from common import free_port, running
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
