@@ -302,6 +302,27 @@ def test_experiment_reads(engine: sa.Engine, store_with_runs: tuple[Any, str, li
         assert server_internals.experiment_name(session, "123456") is None
 
 
+def test_experiment_keys_counts_and_metric_ranges(
+    engine: sa.Engine, store_with_runs: tuple[Any, str, list[str]]
+) -> None:
+    store, experiment_id, (_first, second) = store_with_runs
+    now = int(time.time() * 1000)
+    store.log_batch(second, metrics=[Metric("loss", 5.0, now, 0)], params=[], tags=[])
+    with Session(engine) as session:
+        assert server_internals.experiment_keys(session, experiment_id) == (["alpha"], ["loss"])
+        assert server_internals.experiment_run_counts(session)[experiment_id] == 2
+    # The latest value of each run (1.0, not the first run's 2.0), over the runs selected.
+    ranges = server_internals.metric_ranges
+    assert ranges(store, experiment_id, "") == {"loss": (1.0, 5.0)}
+    assert ranges(store, experiment_id, "params.alpha = '0.5'") == {"loss": (1.0, 1.0)}
+    assert ranges(store, experiment_id, "metrics.loss > 2 and tags.mine = 'a-run'") == {
+        "loss": (5.0, 5.0)
+    }
+    assert ranges(store, experiment_id, "attributes.run_name = 'none'") == {}
+    with pytest.raises(MlflowException):
+        ranges(store, experiment_id, "metrics.loss <")
+
+
 def test_model_sources_and_tags_of_runs(
     engine: sa.Engine, store_with_runs: tuple[Any, str, list[str]]
 ) -> None:

@@ -158,6 +158,8 @@ def test_flowyard_api_keeps_its_table() -> None:
     assert needed_role("GET", f"{API}/sweeps/x") is Role.READER
     assert needed_role("GET", "/studio/jobs") is Role.READER
     assert needed_role("POST", "/studio/login") is None
+    assert needed_role("GET", "/favicon.ico") is None
+    assert needed_role("GET", "/favicon.ico/../studio/jobs") is Role.OWNER
 
 
 def test_only_a_runners_posts_are_runner_calls() -> None:
@@ -264,6 +266,9 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("POST", "/studio/login"): "public",
     ("POST", "/studio/logout"): "public",
     ("GET", "/studio/<path:rest>"): "reader",
+    ("GET", "/studio/experiments"): "reader",
+    ("GET", "/studio/experiments/<experiment_id>"): "reader",
+    ("GET", "/favicon.ico"): "public",
 }
 # Routes whose handler reaches out to the internet (a model catalogue) and waits there: only the
 # credentials that must be refused are tried on them.

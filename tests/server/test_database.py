@@ -22,7 +22,7 @@ from flowyard.server.db.engine import (
 )
 from flowyard.server.db.models import Job
 
-HEAD = "0009"
+HEAD = "0010"
 
 
 def _tables(url: str) -> set[str]:
@@ -53,6 +53,17 @@ def test_fresh_sqlite_gets_mlflow_and_flowyard_tables_in_wal_mode(tmp_path: Path
     assert {"studies", "trials", "trial_intermediate_values", "version_info"} <= tables
     assert len(_scalar_rows(url, "SELECT version_num FROM alembic_version")) == 1
     assert _scalar_rows(url, "PRAGMA journal_mode") == ["wal"]
+    # Migration 0010's index on MLflow's runs, for an experiment's runs newest first.
+    engine = sa.create_engine(url)
+    try:
+        indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("runs")}
+    finally:
+        engine.dispose()
+    assert indexes["ix_flowyard_runs_experiment_started"] == [
+        "experiment_id",
+        "lifecycle_stage",
+        "start_time",
+    ]
 
 
 def test_the_first_server_names_the_workspace(tmp_path: Path) -> None:

@@ -26,8 +26,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API = defaults.API_PREFIX
 STUDIO = "/studio"
 
-# Answered without a credential: a load balancer's probe, and what signing in needs.
-_PUBLIC = re.compile(rf"^(?:{API}/health|{STUDIO}/log(?:in|out)|{STUDIO}/static/.*)$")
+# Answered without a credential: a load balancer's probe, what signing in needs, and the icon a
+# browser asks for on its own (before anyone signs in).
+_PUBLIC = re.compile(rf"^(?:{API}/health|{STUDIO}/log(?:in|out)|{STUDIO}/static/.*|/favicon\.ico)$")
 _FLOWYARD = re.compile(rf"^(?:{API}|{STUDIO})(?:/|$)")
 _OWNER_API = re.compile(rf"^{API}/(?:users|tokens|gc)(?:/.*)?$")
 _COMPUTES = re.compile(rf"^{API}/computes(?:/.*)?$")

@@ -57,6 +57,8 @@ SIGN_IN_ATTEMPTS = parse("10/minute")
 _failed_sign_ins = MovingWindowRateLimiter(MemoryStorage())
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+# Outside the studio's prefix: what a browser asks every site for, on its own and signed out.
+icon_router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "studio" / "templates")
 
 
@@ -139,7 +141,7 @@ def jobs_list(
         desc=order != "asc",
         page=page,
     )
-    found = studio.jobs_page(session, filters)
+    found = studio.jobs_page(session, filters, with_options=not fragment)
     name = "_jobs_table.html" if fragment else "jobs.html"
     return _page(request, name, filters=filters, found=found)
 
@@ -430,3 +432,12 @@ def _local(target: str) -> str:
 @router.get("/{rest:path}")
 def unknown(rest: str, request: Request) -> Response:
     return not_found(request, f"The studio has no page /studio/{rest}.")
+
+
+@icon_router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    return FileResponse(
+        STATIC_DIR / "favicon.ico",
+        media_type="image/vnd.microsoft.icon",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )

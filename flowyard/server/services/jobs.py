@@ -56,6 +56,12 @@ def list_jobs(
     return list(session.scalars(query))
 
 
+def studio_link(run_id: str) -> str:
+    """The markdown that leads from MLflow's run page back to the job's page in the studio
+    (served by the same workspace, so a path is enough)."""
+    return f"Flowyard job: [{run_id}](/studio/jobs/{run_id}) (status, logs, snapshot, rerun)"
+
+
 def submit(
     session: Session,
     request: JobSubmit,
@@ -96,6 +102,9 @@ def submit(
         )
     tags = {
         **request.tags,
+        # One name for one user in both UIs: the job's user (with sign-in, the token's) is the
+        # run's, whatever name the submitting machine's account has.
+        "mlflow.user": request.user,
         "flowyard.compute": request.compute,
         "flowyard.snapshot": request.snapshot_id,
     }
@@ -103,7 +112,13 @@ def submit(
     if keys is not None:
         tags[SUBMITTED_TAG] = keys.run_mark(request.experiment_id, start_ms)
     run_id = runs.create_run(
-        request.experiment_id, request.user, request.run_name, tags, request.parameters, start_ms
+        request.experiment_id,
+        request.user,
+        request.run_name,
+        tags,
+        request.parameters,
+        start_ms,
+        note=studio_link,
     )
     sealed = dict(sealed_env or {})
     if keys is not None:

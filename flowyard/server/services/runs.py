@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from flowyard.server import mlflow_internals
 logger = logging.getLogger(__name__)
 
 STORE_SCHEME = "mlflow-artifacts"
+# The run's description, markdown, which MLflow's UI shows (and edits) on the run's page.
+NOTE_TAG = "mlflow.note.content"
 # Runs read per search while an experiment is deleted.
 _RUN_PAGE = 1000
 
@@ -38,9 +40,14 @@ def create_run(
     tags: dict[str, str],
     params: dict[str, str],
     start_ms: int | None = None,
+    note: Callable[[str], str] | None = None,
 ) -> str:
     """Create the run a job will report into, started at ``start_ms`` (default: now); returns
-    its id."""
+    its id.
+
+    ``note(run_id)``, when given, is markdown added to the run's description (the
+    ``mlflow.note.content`` tag MLflow's UI shows on the run's page): after the submitter's own
+    description when the tags carry one, never in its place."""
     store = tracking_store()
     try:
         experiment = store.get_experiment(experiment_id)
@@ -62,9 +69,13 @@ def create_run(
     )
     run_id: str = run.info.run_id
     try:
-        if params:
+        extra = []
+        if note is not None:
+            own = tags.get(NOTE_TAG, "").rstrip()
+            extra.append(RunTag(NOTE_TAG, f"{own}\n\n{note(run_id)}" if own else note(run_id)))
+        if params or extra:
             store.log_batch(
-                run_id, metrics=[], params=[Param(k, v) for k, v in params.items()], tags=[]
+                run_id, metrics=[], params=[Param(k, v) for k, v in params.items()], tags=extra
             )
         store.update_run_info(run_id, RunStatus.SCHEDULED, end_time=None, run_name=None)
     except Exception:

@@ -53,6 +53,49 @@ const FY = {
     return span;
   },
 
+  // Make `old` look like `fresh` while touching only what differs: same-shaped elements are
+  // kept (and so keep focus, checked state and text selection), their attributes and children
+  // updated; rows with a data-job are matched by it, so a row that moves is the same element.
+  morph(old, fresh) {
+    if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) {
+      old.replaceWith(fresh);
+      return;
+    }
+    if (old.nodeType !== Node.ELEMENT_NODE) {
+      if (old.nodeValue !== fresh.nodeValue) old.nodeValue = fresh.nodeValue;
+      return;
+    }
+    if (old.isEqualNode(fresh)) return;
+    for (const { name } of [...old.attributes]) {
+      if (!fresh.hasAttribute(name)) old.removeAttribute(name);
+    }
+    for (const { name, value } of fresh.attributes) {
+      if (old.getAttribute(name) !== value) old.setAttribute(name, value);
+    }
+    const keyed = (el) => (el.nodeType === Node.ELEMENT_NODE && el.dataset.job) || null;
+    const byKey = new Map();
+    for (const child of old.childNodes) if (keyed(child)) byKey.set(keyed(child), child);
+    let at = old.firstChild;
+    for (const next of [...fresh.childNodes]) {
+      const key = keyed(next);
+      let match = key ? byKey.get(key) : at;
+      if (key && !match) match = null;
+      if (match && !key && keyed(match)) match = null;
+      if (!match) {
+        old.insertBefore(next, at);
+        continue;
+      }
+      if (match !== at) old.insertBefore(match, at);
+      at = match.nextSibling;
+      FY.morph(match, next);
+    }
+    while (at) {
+      const gone = at;
+      at = at.nextSibling;
+      gone.remove();
+    }
+  },
+
   escape(text) {
     return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   },
@@ -81,7 +124,8 @@ function jobsPage() {
   const table = () => document.getElementById("jobs-table");
   const active = () => table() && table().dataset.active === "true";
   if (active()) note.textContent = "Live: refreshing while jobs are queued or running";
-  // The same page as a fragment replaces the table: one query plan, one template.
+  // The same page as a fragment, merged into the table in place (FY.morph): one query plan, one
+  // template, and the focus, the picks and any selected text survive every refresh.
   FY.poll(async () => {
     const url = new URL(location.href);
     url.searchParams.set("fragment", "1");
@@ -89,8 +133,9 @@ function jobsPage() {
     if (!response.ok) return;
     const holder = document.createElement("div");
     holder.innerHTML = await response.text();
-    table().replaceWith(holder.firstElementChild);
-    FY.localTimes(table());
+    const fresh = holder.firstElementChild;
+    FY.localTimes(fresh);
+    FY.morph(table(), fresh);
     syncPicks();
     if (!active()) note.textContent = "";
   }, 3000, active);

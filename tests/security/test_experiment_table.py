@@ -1,0 +1,109 @@
+"""The experiment table shows what runs were given as text: a run's name, parameters, metric
+and the filter a reader typed are escaped, never markup, and a reader may look but the
+page needs a credential."""
+
+from __future__ import annotations
+
+import httpx
+import mlflow as mlflow_module
+import pytest
+from mlflow import MlflowClient
+
+from tests.server.test_auth import new_token
+from tests.servers import Server, auth_headers
+
+MARKUP = '<img src=x onerror="alert(1)">'
+
+
+@pytest.fixture(scope="module")
+def experiment(sqlite_server: Server) -> str:
+    mlflow_module.set_tracking_uri(sqlite_server.url)
+    try:
+        ml = MlflowClient(sqlite_server.url)
+        experiment_id = ml.create_experiment(f"hostile {MARKUP}")
+        run = ml.create_run(experiment_id, run_name=f"run {MARKUP}")
+        ml.log_param(run.info.run_id, "alpha", f"</td><script>alert(2)</script>{MARKUP}")
+        ml.log_metric(run.info.run_id, "loss", 0.5)  # MLflow allows no markup in keys
+        ml.set_tag(run.info.run_id, "mlflow.user", f"mallory {MARKUP}")
+        ml.set_terminated(run.info.run_id)
+    finally:
+        mlflow_module.set_tracking_uri(None)
+    return str(experiment_id)
+
+
+def test_hostile_names_values_and_filters_are_text(sqlite_server: Server, experiment: str) -> None:
+    url = f"{sqlite_server.url}/studio/experiments/{experiment}"
+    page = httpx.get(url, headers=auth_headers(sqlite_server), timeout=30)
+    assert page.status_code == 200
+    body = page.text
+    assert MARKUP not in body and "<script>alert" not in body
+    assert "run &lt;img src=x onerror=" in body
+    assert "mallory &lt;img" in body
+    listing = httpx.get(
+        f"{sqlite_server.url}/studio/experiments", headers=auth_headers(sqlite_server), timeout=30
+    )
+    assert MARKUP not in listing.text and "hostile &lt;img" in listing.text
+    # A filter is echoed in the form and in MLflow's complaint about it: as text both times.
+    bad = httpx.get(
+        url,
+        params={"filter": f"params.alpha = {MARKUP}", "sort": f"params.{MARKUP}"},
+        headers=auth_headers(sqlite_server),
+        timeout=30,
+    )
+    assert bad.status_code == 400
+    assert MARKUP not in bad.text
+    assert "not MLflow search syntax" in bad.text
+    # A name search with both quotes is refused in one sentence, not sent to MLflow.
+    quotes = httpx.get(
+        url, params={"name": "a'b\"c"}, headers=auth_headers(sqlite_server), timeout=30
+    )
+    assert quotes.status_code == 400
+    assert "cannot hold both" in quotes.text
+
+
+def test_a_reader_may_look_and_no_one_else(sqlite_server: Server, experiment: str) -> None:
+    url = f"{sqlite_server.url}/studio/experiments/{experiment}"
+    reader = new_token(sqlite_server, "reader")
+    ok = httpx.get(url, headers={"Authorization": f"Bearer {reader}"}, timeout=30)
+    assert ok.status_code == 200
+    assert httpx.get(url, timeout=30).status_code == 401
+    assert (
+        httpx.get(url, headers={"Authorization": "Bearer fy_nope"}, timeout=30).status_code == 401
+    )
+
+
+def test_a_jobs_run_names_its_submitter_and_keeps_their_note(sqlite_server: Server) -> None:
+    """The run's ``mlflow.user`` is who the token says (MLflow's UI shows that tag), whatever
+    the submitting machine claimed; the submitter's own description is kept, the link to the
+    studio after it."""
+    import hashlib
+    import uuid
+
+    from flowyard import defaults
+
+    content = uuid.uuid4().bytes
+    digest = hashlib.sha256(content).hexdigest()
+    headers = auth_headers(sqlite_server)
+    with httpx.Client(base_url=sqlite_server.url + defaults.API_PREFIX, headers=headers) as api:
+        assert api.put(f"/blobs/{digest}", content=content).status_code == 200
+        files = [{"path": "main.py", "digest": digest, "size": len(content), "executable": False}]
+        snapshot = api.post("/snapshots", json={"files": files}).json()
+        job = api.post(
+            "/jobs",
+            json={
+                "experiment_id": "0",
+                "snapshot_id": snapshot["id"],
+                "project_uri": ".",
+                "entry_point": "main",
+                "user": "mallory",
+                "tags": {"mlflow.user": "mallory", "mlflow.note.content": "My **own** words."},
+            },
+        )
+        assert job.status_code == 201, job.text
+        found = job.json()
+        who = api.get("/whoami").json()
+    run = MlflowClient(sqlite_server.url).get_run(found["id"])
+    assert run.data.tags["mlflow.user"] == found["user"] == who["user"] != "mallory"
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("My **own** words.\n\n")
+    assert f"(/studio/jobs/{found['id']})" in note
