@@ -11,8 +11,9 @@ fails one named test instead of the server.
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any, TypeVarTuple
 
 import sqlalchemy as sa
@@ -48,7 +49,17 @@ _LATEST_METRICS = sa.table(
 )
 _TAGS = sa.table("tags", sa.column("key"), sa.column("value"), sa.column("run_uuid"))
 _MODEL_VERSIONS = sa.table("model_versions", sa.column("run_id"))
-TABLES = (_RUNS, _EXPERIMENTS, _PARAMS, _LATEST_METRICS, _TAGS, _MODEL_VERSIONS)
+# Every logged value (MLflow indexes it on run_uuid, key, step).
+_METRICS = sa.table(
+    "metrics",
+    sa.column("key"),
+    sa.column("value"),
+    sa.column("timestamp"),
+    sa.column("step"),
+    sa.column("is_nan"),
+    sa.column("run_uuid"),
+)
+TABLES = (_RUNS, _EXPERIMENTS, _PARAMS, _LATEST_METRICS, _TAGS, _MODEL_VERSIONS, _METRICS)
 
 
 def configure_server_app(db_url: str, artifacts_destination: str) -> None:
@@ -187,6 +198,63 @@ def latest_metrics(
     ):
         found.setdefault(run_id, {})[key] = (value, step)
     return found
+
+
+def sampled_metric_history(
+    session: Session,
+    run_ids: Collection[str],
+    points: int,
+    *,
+    system: bool | None = None,
+    keys: Collection[str] = (),
+    since_ms: int | None = None,
+) -> Iterator[tuple[str, str, int, int, int, float | None]]:
+    """Each run's metric histories, at most ``points`` values per run and key, in one query:
+    rows of (run id, key, values logged in all, step, timestamp, value or None for NaN), in step
+    order per run and key.
+
+    A history longer than ``points`` is thinned to every k-th value (by step, then time), its
+    first and last kept, as MLflow's ``get-history-bulk-interval`` samples, but in the database:
+    the rows it leaves out never reach Python. ``system`` keeps only MLflow's system metrics
+    (keys under ``system/``) or leaves them out; ``since_ms``, only values logged at or after
+    that time (a live chart's new points)."""
+    m = _METRICS.c
+    conditions: list[sa.ColumnElement[bool]] = [m.run_uuid.in_(run_ids)]
+    if keys:
+        conditions.append(m.key.in_(keys))
+    if system is not None:
+        under = m.key.startswith("system/", autoescape=True)
+        conditions.append(under if system else sa.not_(under))
+    if since_ms is not None:
+        conditions.append(m.timestamp >= since_ms)
+    line = (m.run_uuid, m.key)
+    ranked = (
+        sa.select(
+            m.run_uuid,
+            m.key,
+            m.step,
+            m.timestamp,
+            m.value,
+            m.is_nan,
+            sa.func.row_number()
+            .over(partition_by=line, order_by=(m.step, m.timestamp))
+            .label("rank"),
+            sa.func.count().over(partition_by=line).label("total"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
+    r = ranked.c
+    # Integer division on both SQLite and PostgreSQL: the stride that keeps <= points values.
+    stride = (r.total + (points - 2)) // (points - 1)
+    query = (
+        sa.select(r.run_uuid, r.key, r.total, r.step, r.timestamp, r.value, r.is_nan)
+        .where(sa.or_(r.total <= points, (r.rank - 1) % stride == 0, r.rank == r.total))
+        .order_by(r.run_uuid, r.key, r.rank)
+    )
+    for run_id, key, total, step, timestamp, value, is_nan in session.execute(query):
+        number = None if is_nan or value is None or not math.isfinite(value) else float(value)
+        yield str(run_id), str(key), int(total), int(step), int(timestamp), number
 
 
 def experiment_names(session: Session) -> dict[str, str]:

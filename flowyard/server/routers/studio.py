@@ -37,6 +37,7 @@ from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSIO
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
+from flowyard.server.services import metric_history as metric_history_service
 from flowyard.server.services import snapshots as snapshot_service
 from flowyard.server.services import studio
 from flowyard.server.services import sweep_page as sweep_page_service
@@ -69,6 +70,19 @@ def _duration(job: Any) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
 
 
+def _took(start: datetime | None, end: datetime | None) -> str:
+    """How long a step of the timeline took: from its event to the next one."""
+    begin, finish = studio.utc(start), studio.utc(end)
+    if begin is None or finish is None:
+        return ""
+    seconds = max(0.0, (finish - begin).total_seconds())
+    if seconds < 60:
+        return f"{round(seconds, 1):g} s"
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {rest:02d}s"
+
+
 def _size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
@@ -87,7 +101,7 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-templates.env.filters.update(duration=_duration, size=_size, iso=_iso, number=_number)
+templates.env.filters.update(duration=_duration, size=_size, iso=_iso, number=_number, took=_took)
 templates.env.globals.update(
     prefix=PREFIX,
     api=defaults.API_PREFIX,
@@ -292,6 +306,26 @@ def _highlight(path: str, data: bytes) -> str | None:
             lexer = TextLexer()
     formatter = HtmlFormatter(linenos="table", cssclass="code", anchorlinenos=True, lineanchors="L")
     return Markup(highlight(text, lexer, formatter))
+
+
+@router.get("/metric-history")
+def metric_history(
+    request: Request,
+    session: DbSession,
+    run: Annotated[list[str] | None, Query()] = None,
+    key: Annotated[list[str] | None, Query()] = None,
+    points: int = metric_history_service.DEFAULT_POINTS,
+    system: bool | None = None,
+    since: int | None = None,
+) -> Response:
+    """The charts' data: every metric of the runs, sampled by the database, in one answer (see
+    services/metric_history.py)."""
+    query = metric_history_service.Query(
+        run_ids=run or [], points=points, system=system, keys=tuple(key or ()), since_ms=since
+    )
+    body = metric_history_service.history(session, query)
+    data, headers = metric_history_service.encode(body, request.headers.get("accept-encoding", ""))
+    return Response(data, media_type="application/json", headers=headers)
 
 
 @router.get("/compare")

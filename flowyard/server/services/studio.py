@@ -186,6 +186,12 @@ class JobDetail:
     target: ComputeTarget | None
 
     @property
+    def model_metrics(self) -> dict[str, tuple[float, int]]:
+        """The metrics the job logged itself: MLflow's system metrics (``system/…``, the
+        System tab's) left out."""
+        return {k: v for k, v in self.metrics.items() if not k.startswith("system/")}
+
+    @property
     def rerunnable(self) -> bool:
         """Whether the workspace can start a re-run's runner (see reruns.rerun)."""
         return self.target is not None and self.target.starts_runners

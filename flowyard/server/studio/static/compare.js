@@ -1,4 +1,5 @@
-// The compare page: one chart per metric with a line per job, and the "only differences" switch.
+// The compare page: grouped charts with a line per job (charts.js), and the "only differences"
+// switch of the table.
 "use strict";
 
 (() => {
@@ -7,10 +8,7 @@
   const labels = JSON.parse(box.dataset.labels).map((l, i) => l || runs[i].slice(0, 8));
   const table = document.getElementById("compare-table");
   document.getElementById("only-diff").addEventListener("change", (e) => table.classList.toggle("only-diff", e.target.checked));
-  for (const key of JSON.parse(box.dataset.keys)) {
-    const chart = new FY.Chart(box, key);
-    Promise.all(runs.map((run) => FY.history(run, key)))
-      .then((histories) => chart.update(histories.map((h, i) => ({ label: labels[i], points: FY.points(h) }))))
-      .catch((e) => { chart.box.append(`Cannot load ${key}: ${e.message}`); });
-  }
+  if (!runs.length) return;
+  const panel = new FY.MetricsPanel(box, { runs: runs.map((id, i) => ({ id, label: labels[i] })), system: false });
+  panel.refresh().catch((e) => { box.append(`Cannot load the metrics: ${e.message}`); });
 })();
