@@ -71,6 +71,8 @@ FY.Chart = class {
     if (view.log) data = [data[0], ...data.slice(1).map((ys) => ys.map((v) => (v > 0 ? v : null)))];
     const total = lines.reduce((n, l) => n + l.x.length, 0);
     this.box.dataset.points = String(total);
+    // Values drawn: a log scale leaves out what is not above zero.
+    this.box.dataset.drawn = String(data.slice(1).reduce((n, ys) => n + ys.filter((v) => v !== null && v !== undefined).length, 0));
     this.box.dataset.lines = String(lines.length);
     const shape = JSON.stringify([lines.map((l) => [l.label, Boolean(l.raw)]), view.axis, view.log]);
     if (this.plot && shape === this.shape) { this.plot.setData(data); return; }
