@@ -9,6 +9,10 @@ and sort variants) and job pages over loopback. For reference it times MLflow's 
     python bench/studio.py --quick         # smoke run: 1,000 jobs, 20 requests per page
     python bench/studio.py --jobs 1000 --requests 20
     python bench/studio.py --json results.json
+    python bench/studio.py --only-charts   # the chart case alone (see bench/studio_charts.py)
+
+The chart case (bench/studio_charts.py) opens a job with 20 metrics x 5,000 steps, finished and
+live, in Chromium, against MLflow's own UI on the same runs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sqlalchemy as sa
 
 from flowyard.server.db.engine import prepare_database
 from flowyard.server.workspace_folder import WorkspaceFolder
+from studio_charts import chart_report, fill_charts
 
 from common import (
     FLOWYARD_HEALTH,
@@ -91,7 +96,7 @@ def fill(url: str, n_jobs: int) -> list[str]:
         conn.execute(
             sa.text(
                 "INSERT INTO flowyard_snapshots (id, file_count, total_bytes, manifest, "
-                "created_at) VALUES (:id, :n, :b, :m, :t)"
+                "created_at, used_at) VALUES (:id, :n, :b, :m, :t, :t)"
             ),
             {"id": snapshot_id, "n": len(manifest), "b": 40_000, "m": _json(manifest), "t": now},
         )
@@ -198,6 +203,18 @@ def fill(url: str, n_jobs: int) -> list[str]:
     return ids
 
 
+def _chart_jobs(url: str) -> tuple[str, str]:
+    """Two completed jobs: the chart case's finished one, and one it makes live."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT id FROM flowyard_jobs WHERE status='completed' LIMIT 2")
+        ).scalars()
+        finished, live = list(found)
+    engine.dispose()
+    return finished, live
+
+
 def _json(value: object) -> str:
     import json
 
@@ -223,6 +240,10 @@ def main() -> int:
     parser = bench_parser(__doc__, "1,000 jobs, 20 requests per page")
     parser.add_argument("--jobs", type=int, help="jobs in the workspace (default 10,000)")
     parser.add_argument("--requests", type=int, help="timed requests per case (default 100)")
+    parser.add_argument(
+        "--chart-rounds", type=int, help="rounds of the chart case in Chromium (default 3)"
+    )
+    parser.add_argument("--only-charts", action="store_true", help="only the chart case")
     args = parser.parse_args()
     counts = QUICK if args.quick else FULL
     if args.jobs:
@@ -240,8 +261,16 @@ def main() -> int:
         cmd = [PYTHON, "-m", "flowyard.cli", "server", "--workspace", str(folder.path)]
         cmd += ["--port", str(port)]
         base = f"http://{HOST}:{port}"
+        finished, live = _chart_jobs(folder.db_url)
+        fill_charts(folder.db_url, finished, live)
         with running(cmd, base + FLOWYARD_HEALTH, Path(tmp) / "server.log"):
-            results, checked = report(base, ids, counts.requests)
+            results, checked = ([], []) if args.only_charts else report(base, ids, counts.requests)
+            rounds = args.chart_rounds or (1 if args.quick else 3)
+            charts, chart_goals = chart_report(
+                base, auth_headers(base), folder.db_url, finished, live, rounds
+            )
+            results += charts
+            checked += chart_goals
     print_goals(console, checked)
     if args.json:
         write_json(args.json, args.quick, counts, console, results=results, goals=checked)
