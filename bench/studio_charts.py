@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -96,6 +97,11 @@ class Logger:
                 for k in keys()
             ]
             with self.engine.begin() as conn:
+                # The workspace settles a job whose runner stays silent as lost: beat for it.
+                conn.execute(
+                    sa.text("UPDATE flowyard_jobs SET heartbeat_at=:t WHERE id=:i"),
+                    {"t": datetime.now(UTC), "i": self.run_id},
+                )
                 conn.execute(
                     sa.text(
                         "INSERT INTO metrics (key, value, timestamp, step, is_nan, run_uuid) "
@@ -226,7 +232,8 @@ def chart_report(
                         page.wait_for_timeout(LIVE_WATCH_S * 1000)
                         history = "/studio/metric-history"
                         refreshes = sum(history in u for u in wire.requests)
-                        per = wire.bytes_for(history) / max(refreshes, 1)
+                        assert refreshes, "the live page asked for no new values"
+                        per = wire.bytes_for(history) / refreshes
                         record("studio, live refresh", LIVE_WATCH_S, per)
                     page.close()
         browser.close()

@@ -162,6 +162,16 @@ def run_names(session: Session, run_ids: Collection[str]) -> dict[str, str | Non
     return dict(rows.tuples().all())
 
 
+def run_experiments(session: Session, run_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+    """The runs' experiment ids and MLflow statuses by run id, in one query."""
+    rows = session.execute(
+        sa.select(_RUNS.c.run_uuid, _RUNS.c.experiment_id, _RUNS.c.status).where(
+            _RUNS.c.run_uuid.in_(run_ids)
+        )
+    )
+    return {str(r): (str(e), str(s)) for r, e, s in rows}
+
+
 def with_run_name(query: Select[Any], run_id: Any) -> tuple[Select[Any], Any]:
     """``query`` outer-joined to MLflow's ``runs`` on ``run_id``, and the run-name column to sort
     it by."""
@@ -200,6 +210,9 @@ def latest_metrics(
     return found
 
 
+MetricRow = tuple[str, str, int, int, int, float | None]
+
+
 def sampled_metric_history(
     session: Session,
     run_ids: Collection[str],
@@ -208,16 +221,17 @@ def sampled_metric_history(
     system: bool | None = None,
     keys: Collection[str] = (),
     since_ms: int | None = None,
-) -> Iterator[tuple[str, str, int, int, int, float | None]]:
-    """Each run's metric histories, at most ``points`` values per run and key, in one query:
-    rows of (run id, key, values logged in all, step, timestamp, value or None for NaN), in step
+) -> Iterator[MetricRow]:
+    """Each run's metric histories, at most ``points`` values per run and key: rows of (run id,
+    key, values logged in all, step, timestamp, value or None for NaN and infinities), in step
     order per run and key.
 
-    A history longer than ``points`` is thinned to every k-th value (by step, then time), its
-    first and last kept, as MLflow's ``get-history-bulk-interval`` samples, but in the database:
-    the rows it leaves out never reach Python. ``system`` keeps only MLflow's system metrics
-    (keys under ``system/``) or leaves them out; ``since_ms``, only values logged at or after
-    that time (a live chart's new points)."""
+    A history longer than ``points`` is thinned to every k-th value by step, its first and last
+    kept, as MLflow's ``get-history-bulk-interval`` samples. A whole history is read in two
+    steps: its steps from MLflow's ``(run_uuid, key, step)`` index alone (no table rows), then
+    only the rows of the steps kept; values logged since ``since_ms`` (a live chart's new ones,
+    few) in one windowed query. ``system`` keeps only MLflow's system metrics (keys under
+    ``system/``) or leaves them out."""
     m = _METRICS.c
     conditions: list[sa.ColumnElement[bool]] = [m.run_uuid.in_(run_ids)]
     if keys:
@@ -227,6 +241,72 @@ def sampled_metric_history(
         conditions.append(under if system else sa.not_(under))
     if since_ms is not None:
         conditions.append(m.timestamp >= since_ms)
+        yield from _windowed(session, conditions, points)
+        return
+    counts = session.execute(
+        sa.select(m.run_uuid, m.key, sa.func.count())
+        .where(*conditions)
+        .group_by(m.run_uuid, m.key)
+        .order_by(m.run_uuid, m.key)
+    ).all()
+    small: dict[str, list[str]] = {}
+    for run_id, key, total in counts:
+        if total <= points:
+            small.setdefault(run_id, []).append(key)
+    totals = {(r, k): int(n) for r, k, n in counts}
+    fetched: dict[tuple[str, str], list[MetricRow]] = {}
+    for run_id, small_keys in small.items():
+        for i in range(0, len(small_keys), 500):
+            where = (m.run_uuid == run_id, m.key.in_(small_keys[i : i + 500]))
+            for row in _values(session, where, totals):
+                fetched.setdefault((row[0], row[1]), []).append(row)
+    for run_id, key, total in counts:
+        if total <= points:
+            yield from fetched.get((run_id, key), [])
+            continue
+        line = (m.run_uuid == run_id, m.key == key)
+        steps = session.scalars(sa.select(m.step).where(*line).order_by(m.step)).all()
+        stride = -(-len(steps) // (points - 1))
+        kept = sorted({*steps[::stride], steps[-1]})
+        rows = [
+            r
+            for i in range(0, len(kept), 500)
+            for r in _values(session, (*line, m.step.in_(kept[i : i + 500])), totals)
+        ]
+        rows.sort(key=lambda r: (r[3], r[4]))
+        # Many values at one step (a metric logged without steps): thin by position.
+        if len(rows) > points:
+            stride = -(-len(rows) // (points - 1))
+            rows = [*rows[:-1:stride], rows[-1]]
+        yield from rows
+
+
+def _values(
+    session: Session, where: tuple[Any, ...], totals: dict[tuple[str, str], int]
+) -> Iterator[MetricRow]:
+    m = _METRICS.c
+    query = (
+        sa.select(m.run_uuid, m.key, m.step, m.timestamp, m.value, m.is_nan)
+        .where(*where)
+        .order_by(m.key, m.step, m.timestamp)
+    )
+    for run_id, key, step, timestamp, value, is_nan in session.execute(query).all():
+        total = totals[(str(run_id), str(key))]
+        yield _row(run_id, key, total, step, timestamp, value, is_nan)
+
+
+def _row(
+    run_id: Any, key: Any, total: Any, step: Any, timestamp: Any, value: Any, is_nan: Any
+) -> MetricRow:
+    number = None if is_nan or value is None or not math.isfinite(value) else float(value)
+    return str(run_id), str(key), int(total), int(step), int(timestamp), number
+
+
+def _windowed(
+    session: Session, conditions: list[sa.ColumnElement[bool]], points: int
+) -> Iterator[MetricRow]:
+    """The rows matching ``conditions``, thinned by the database to ``points`` per line."""
+    m = _METRICS.c
     line = (m.run_uuid, m.key)
     ranked = (
         sa.select(
@@ -252,9 +332,8 @@ def sampled_metric_history(
         .where(sa.or_(r.total <= points, (r.rank - 1) % stride == 0, r.rank == r.total))
         .order_by(r.run_uuid, r.key, r.rank)
     )
-    for run_id, key, total, step, timestamp, value, is_nan in session.execute(query):
-        number = None if is_nan or value is None or not math.isfinite(value) else float(value)
-        yield str(run_id), str(key), int(total), int(step), int(timestamp), number
+    for row in session.execute(query):
+        yield _row(*row)
 
 
 def experiment_names(session: Session) -> dict[str, str]:

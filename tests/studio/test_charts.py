@@ -13,6 +13,7 @@ import httpx
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from playwright.sync_api import Page, Request, expect
 
 from flowyard.client import Client
@@ -215,3 +216,37 @@ def test_the_history_answer_is_small_and_compressed(workspace: Server, charted: 
     assert loss["step"][0] == 0 and loss["step"][-1] == STEPS - 1
     assert len(loss["step"]) == len(loss["time"]) == len(loss["value"]) <= body["points"]
     assert runs["train/acc"]["value"] == [None, 0.9]
+
+
+def test_compare_an_experiment_by_mlflow_search_and_say_when_the_limit_cuts(
+    page: Page, workspace: Server
+) -> None:
+    # 101 runs logged straight to MLflow (no jobs): one more than the page compares.
+    mlflow.set_tracking_uri(workspace.url)
+    client = MlflowClient()
+    experiment = client.create_experiment("many-runs")
+    for i in range(101):
+        run = client.create_run(experiment, run_name=f"r{i:03d}")
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric("m", float(i), 0, 0)],
+            params=[Param("i", str(i)), Param("half", str(i % 2))],
+        )
+    page.goto(f"{workspace.url}/studio/compare")
+    page.select_option("#compare-ask select[name=experiment]", experiment)
+    page.click("#compare-ask button[type=submit]")
+    expect(page.locator("#compare-cut")).to_contain_text("only the first 100 are compared")
+    expect(page.locator("#compare-legend li")).to_have_count(100)
+
+    page.fill("#compare-ask input[name=filter]", "metrics.m < 10 and params.half = '1'")
+    page.click("#compare-ask button[type=submit]")
+    expect(page.locator("#compare-cut")).to_have_count(0)
+    expect(page.locator("#compare-legend li")).to_have_count(5)  # 1, 3, 5, 7, 9
+    expect(page.locator("#compare-set")).to_have_attribute("data-best", re.compile(".+"))
+    expect(page.locator("#best-note")).to_contain_text("best: r001, m = 1")
+    expect(page.locator("#scatter circle")).to_have_count(5)
+
+    page.fill("#compare-ask input[name=filter]", "metrics.m <<< 1")
+    page.click("#compare-ask button[type=submit]")
+    expect(page.locator("#compare-error")).to_contain_text("is not MLflow search syntax")
+    expect(page.locator("#compare-error")).to_contain_text("write it as e.g.")

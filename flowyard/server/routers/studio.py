@@ -29,17 +29,17 @@ from starlette.background import BackgroundTask
 from starlette.requests import cookie_parser
 
 from flowyard import __version__, defaults
-from flowyard.errors import NotFoundError
+from flowyard.errors import InvalidRequestError, NotFoundError
 from flowyard.schemas import JobStatus
 from flowyard.server import mlflow_internals
 from flowyard.server.auth.tokens import Role
 from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
 from flowyard.server.services import auth as auth_service
+from flowyard.server.services import compare_set, studio
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
 from flowyard.server.services import metric_history as metric_history_service
 from flowyard.server.services import snapshots as snapshot_service
-from flowyard.server.services import studio
 from flowyard.server.services import sweep_page as sweep_page_service
 from flowyard.server.services import sweeps as sweep_service
 from flowyard.server.services.auth import Principal
@@ -330,17 +330,32 @@ def metric_history(
 
 @router.get("/compare")
 def compare(
-    request: Request, session: DbSession, ids: Annotated[list[str] | None, Query()] = None
+    request: Request,
+    session: DbSession,
+    state: State,
+    ids: Annotated[list[str] | None, Query()] = None,
+    sweep: str = "",
+    experiment: str = "",
+    filter: str = "",
 ) -> Response:
+    """Runs side by side: picked ids, a sweep's trials, or an MLflow search over an
+    experiment (see services/compare_set.py)."""
     # One "a,b,c" value or repeated ids=a&ids=b: links and the jobs table's form both work.
-    wanted = [i for raw in ids or [] for i in raw.split(",") if i][:10]
-    if len(wanted) < 2:
-        return _page(request, "compare.html", found=None)
+    wanted = [i for raw in ids or [] for i in raw.split(",") if i.strip()]
+    ask = compare_set.Ask(wanted, sweep or None, experiment or None, filter)
+    experiments = sorted(
+        mlflow_internals.experiment_names(session).items(), key=lambda kv: kv[1].lower()
+    )
+    context: dict[str, Any] = {"ask": ask, "experiments": experiments, "found": None, "error": ""}
+    if len(wanted) < 2 and not sweep and not experiment:
+        return _page(request, "compare.html", **context)
     try:
-        found = studio.compare(session, wanted)
+        context["found"] = compare_set.resolve(session, state.settings, ask)
     except NotFoundError as e:
         return not_found(request, e.message)
-    return _page(request, "compare.html", found=found)
+    except InvalidRequestError as e:
+        return _page(request, "compare.html", status_code=400, **{**context, "error": e.message})
+    return _page(request, "compare.html", **context)
 
 
 @router.get("/computes")

@@ -8,6 +8,9 @@
 
 FY.colors = ["#2457d6", "#d92d20", "#079455", "#dc6803", "#7a5af8", "#0e9384", "#c11574", "#475467", "#4e5ba6", "#a15c07"];
 
+// A run's colour, the same in every chart of a page: the palette, then hues a golden angle apart.
+FY.color = (i) => (i < FY.colors.length ? FY.colors[i] : `hsl(${Math.round((i * 137.508) % 360)} 65% 42%)`);
+
 FY.POINTS = 500;
 
 // Exponential moving average with TensorBoard's debiasing (the first values are not pulled
@@ -85,7 +88,7 @@ FY.Chart = class {
         : view.axis === "wall" ? (u, v) => (v === null ? "—" : new Date(v * 1000).toLocaleString()) : undefined,
     }];
     for (const l of lines) {
-      if (l.raw) series.push({ label: `${l.label} (raw)`, stroke: `${l.color}40`, width: 1, spanGaps: true, points: { show: false } });
+      if (l.raw) series.push({ label: `${l.label} (raw)`, stroke: l.color, alpha: 0.25, width: 1, spanGaps: true, points: { show: false } });
       series.push({
         label: l.label, stroke: l.color, width: 2, spanGaps: true, points: { show: few, size: 5 },
         value: (u, v) => FY.formatNumber(v),
@@ -231,7 +234,7 @@ FY.MetricsPanel = class {
       const raw = order.map((j) => s.value[j]);
       const smoothed = FY.smooth(raw, this.view.smoothing);
       lines.push({
-        label: run.label, color: FY.colors[i % FY.colors.length], x: xs, y: smoothed,
+        label: run.label, color: FY.color(i), x: xs, y: smoothed,
         raw: this.view.smoothing ? raw : null, sampled: s.total > s.step.length, total: s.total,
       });
     });
