@@ -213,6 +213,39 @@ def latest_metrics(
 MetricRow = tuple[str, str, int, int, int, float | None]
 
 
+def _metric_conditions(
+    run_ids: Collection[str], system: bool | None, keys: Collection[str]
+) -> list[sa.ColumnElement[bool]]:
+    m = _METRICS.c
+    conditions: list[sa.ColumnElement[bool]] = [m.run_uuid.in_(run_ids)]
+    if keys:
+        conditions.append(m.key.in_(keys))
+    if system is not None:
+        under = m.key.startswith("system/", autoescape=True)
+        conditions.append(under if system else sa.not_(under))
+    return conditions
+
+
+def metric_counts(
+    session: Session,
+    run_ids: Collection[str],
+    *,
+    system: bool | None = None,
+    keys: Collection[str] = (),
+) -> list[tuple[str, str, int]]:
+    """How many values each run logged under each key, from MLflow's (run_uuid, key, step) index
+    alone: (run id, key, count) in run and key order. MLflow never changes a logged value, so
+    these counts change exactly when a history does."""
+    m = _METRICS.c
+    rows = session.execute(
+        sa.select(m.run_uuid, m.key, sa.func.count())
+        .where(*_metric_conditions(run_ids, system, keys))
+        .group_by(m.run_uuid, m.key)
+        .order_by(m.run_uuid, m.key)
+    ).all()
+    return [(str(r), str(k), int(n)) for r, k, n in rows]
+
+
 def sampled_metric_history(
     session: Session,
     run_ids: Collection[str],
@@ -221,6 +254,7 @@ def sampled_metric_history(
     system: bool | None = None,
     keys: Collection[str] = (),
     since_ms: int | None = None,
+    counts: list[tuple[str, str, int]] | None = None,
 ) -> Iterator[MetricRow]:
     """Each run's metric histories, at most ``points`` values per run and key: rows of (run id,
     key, values logged in all, step, timestamp, value or None for NaN and infinities), in step
@@ -231,24 +265,15 @@ def sampled_metric_history(
     steps: its steps from MLflow's ``(run_uuid, key, step)`` index alone (no table rows), then
     only the rows of the steps kept; values logged since ``since_ms`` (a live chart's new ones,
     few) in one windowed query. ``system`` keeps only MLflow's system metrics (keys under
-    ``system/``) or leaves them out."""
+    ``system/``) or leaves them out; ``counts``, :func:`metric_counts` if already read."""
     m = _METRICS.c
-    conditions: list[sa.ColumnElement[bool]] = [m.run_uuid.in_(run_ids)]
-    if keys:
-        conditions.append(m.key.in_(keys))
-    if system is not None:
-        under = m.key.startswith("system/", autoescape=True)
-        conditions.append(under if system else sa.not_(under))
+    conditions = _metric_conditions(run_ids, system, keys)
     if since_ms is not None:
         conditions.append(m.timestamp >= since_ms)
         yield from _windowed(session, conditions, points)
         return
-    counts = session.execute(
-        sa.select(m.run_uuid, m.key, sa.func.count())
-        .where(*conditions)
-        .group_by(m.run_uuid, m.key)
-        .order_by(m.run_uuid, m.key)
-    ).all()
+    if counts is None:
+        counts = metric_counts(session, run_ids, system=system, keys=keys)
     small: dict[str, list[str]] = {}
     for run_id, key, total in counts:
         if total <= points:

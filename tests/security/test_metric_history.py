@@ -85,3 +85,40 @@ def test_bad_asks_get_one_sentence_and_nothing_unbounded(server: Server, run_id:
             assert answer.json()["runs"] == {run_id: {}}, key
         only = http.get(ROUTE, params={"run": run_id, "system": "true"}).json()["runs"][run_id]
         assert list(only) == ["system/cpu_utilization_percentage"]
+
+
+def test_a_history_logged_without_steps_is_thinned_too(server: Server, run_id: str) -> None:
+    # 30 values all at step 0 (a metric logged without steps): still at most `points` values,
+    # the first and the last kept, in logging order.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_TOKEN", server.token or "")
+        now = int(time.time() * 1000)
+        MlflowClient(server.url).log_batch(
+            run_id, metrics=[Metric("stepless", float(i), now + i, 0) for i in range(30)]
+        )
+    headers = {"Authorization": f"Bearer {server.token}"}
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        answer = http.get(ROUTE, params={"run": run_id, "key": "stepless", "points": 10})
+    line = answer.json()["runs"][run_id]["stepless"]
+    assert line["total"] == 30
+    assert len(line["value"]) <= 10
+    assert line["value"][0] == 0.0 and line["value"][-1] == 29.0
+    assert line["value"] == sorted(line["value"])
+
+
+def test_an_answer_kept_for_reuse_follows_the_history(server: Server, run_id: str) -> None:
+    # The server keeps whole answers while the histories are unchanged: a value logged since
+    # must show in the next answer, and a repeated ask must equal the first.
+    headers = {"Authorization": f"Bearer {server.token}"}
+    params = {"run": run_id, "key": "growing", "points": 10}
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("MLFLOW_TRACKING_TOKEN", server.token or "")
+            client = MlflowClient(server.url)
+            client.log_metric(run_id, "growing", 1.0, step=0)
+            first = http.get(ROUTE, params=params).json()
+            assert http.get(ROUTE, params=params).json() == first
+            client.log_metric(run_id, "growing", 2.0, step=1)
+        line = http.get(ROUTE, params=params).json()["runs"][run_id]["growing"]
+    assert first["runs"][run_id]["growing"]["value"] == [1.0]
+    assert line["value"] == [1.0, 2.0]

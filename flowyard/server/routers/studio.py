@@ -323,8 +323,8 @@ def metric_history(
     query = metric_history_service.Query(
         run_ids=run or [], points=points, system=system, keys=tuple(key or ()), since_ms=since
     )
-    body = metric_history_service.history(session, query)
-    data, headers = metric_history_service.encode(body, request.headers.get("accept-encoding", ""))
+    accepts = request.headers.get("accept-encoding", "")
+    data, headers = metric_history_service.answer(session, query, accepts)
     return Response(data, media_type="application/json", headers=headers)
 
 

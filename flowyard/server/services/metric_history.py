@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +59,13 @@ class Query:
 
 def history(session: Session, query: Query) -> dict[str, Any]:
     """The sampled histories (see the module's docstring); unknown runs raise NotFoundError."""
-    query.check()
-    wanted = list(dict.fromkeys(query.run_ids))
-    known = mlflow_internals.run_names(session, wanted)
-    missing = [r for r in wanted if r not in known]
-    if missing:
-        raise NotFoundError(f"No run {missing[0]} in this workspace; check the run id.")
+    return _history(session, query, None)
+
+
+def _history(
+    session: Session, query: Query, counts: list[tuple[str, str, int]] | None
+) -> dict[str, Any]:
+    wanted = _known_runs(session, query)
     runs: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in wanted}
     until = query.since_ms or 0
     for run_id, key, total, step, at, value in mlflow_internals.sampled_metric_history(
@@ -72,6 +75,7 @@ def history(session: Session, query: Query) -> dict[str, Any]:
         system=query.system,
         keys=query.keys,
         since_ms=query.since_ms,
+        counts=counts,
     ):
         series = runs[run_id].get(key)
         if series is None:
@@ -83,11 +87,60 @@ def history(session: Session, query: Query) -> dict[str, Any]:
     return {"runs": runs, "points": query.points, "until": until}
 
 
-def encode(body: dict[str, Any], accept_encoding: str) -> tuple[bytes, dict[str, str]]:
-    """The answer as compact JSON, gzipped when the client takes it and it is worth it."""
-    data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+def _known_runs(session: Session, query: Query) -> list[str]:
+    query.check()
+    wanted = list(dict.fromkeys(query.run_ids))
+    known = mlflow_internals.run_names(session, wanted)
+    missing = [r for r in wanted if r not in known]
+    if missing:
+        raise NotFoundError(f"No run {missing[0]} in this workspace; check the run id.")
+    return wanted
+
+
+@dataclass
+class _Answer:
+    counts: list[tuple[str, str, int]]
+    data: bytes
+    gzipped: bytes
+
+
+# Whole answers, by what was asked, while the histories they hold are unchanged (their values'
+# counts, read from an index in milliseconds, are the same): a finished job's charts opened again,
+# or by another reader, cost no sampling. Bounded in bytes; the least recently used go first.
+_answers: OrderedDict[tuple[Any, ...], _Answer] = OrderedDict()
+_answers_lock = threading.Lock()
+CACHE_BYTES = 32 * 1024 * 1024
+
+
+def answer(session: Session, query: Query, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
+    """The histories as the route sends them: compact JSON, gzipped when the client takes it."""
     headers = {"Vary": "Accept-Encoding", "Cache-Control": "no-store"}
-    if len(data) >= GZIP_FROM_BYTES and "gzip" in accept_encoding.lower():
-        data = gzip.compress(data, compresslevel=5)
-        headers["Content-Encoding"] = "gzip"
-    return data, headers
+    gzip_ok = "gzip" in accept_encoding.lower()
+    if query.since_ms is not None:
+        data = _encode(history(session, query))
+        if gzip_ok and len(data) >= GZIP_FROM_BYTES:
+            return gzip.compress(data, compresslevel=5), {**headers, "Content-Encoding": "gzip"}
+        return data, headers
+    wanted = tuple(_known_runs(session, query))
+    counts = mlflow_internals.metric_counts(session, wanted, system=query.system, keys=query.keys)
+    cache_key = (wanted, query.keys, query.system, query.points)
+    with _answers_lock:
+        found = _answers.get(cache_key)
+        if found is not None and found.counts == counts:
+            _answers.move_to_end(cache_key)
+        else:
+            found = None
+    if found is None:
+        data = _encode(_history(session, query, counts))
+        found = _Answer(counts, data, gzip.compress(data, compresslevel=5))
+        with _answers_lock:
+            _answers[cache_key] = found
+            while sum(len(a.data) + len(a.gzipped) for a in _answers.values()) > CACHE_BYTES:
+                _answers.popitem(last=False)
+    if gzip_ok and len(found.data) >= GZIP_FROM_BYTES:
+        return found.gzipped, {**headers, "Content-Encoding": "gzip"}
+    return found.data, headers
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
