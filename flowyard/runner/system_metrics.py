@@ -46,7 +46,7 @@ def interval_s(job_env: Mapping[str, str]) -> float:
 
 class SystemMetrics:
     """Monitors the machine for a run from :meth:`start` to :meth:`finish`. MLflow is imported in
-    a thread of its own: the entry point's start waits for nothing."""
+    a thread of its own, a second after the start: the entry point's start waits for nothing."""
 
     def __init__(
         self, run_id: str, tracking_uri: str, interval: float, say: Callable[[str], None]
@@ -60,12 +60,17 @@ class SystemMetrics:
         self._lock = threading.Lock()
         self._monitor: Any = None
         self._finished = False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._start, name="system-metrics", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def _start(self) -> None:
+        # MLflow's import costs a second of CPU: a job over within a second never pays it, and a
+        # longer one has started before it is paid.
+        if self._stop.wait(min(1.0, self.interval)):
+            return
         try:
             import psutil  # type: ignore[import-untyped]  # noqa: F401 (MLflow needs it)
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
@@ -85,6 +90,7 @@ class SystemMetrics:
 
     def finish(self) -> None:
         """Stop, logging what was sampled since the last values were logged."""
+        self._stop.set()
         with self._lock:
             self._finished = True
             monitor, self._monitor = self._monitor, None

@@ -40,7 +40,7 @@ with mlflow.start_run() as run:
     client = mlflow.MlflowClient()
     for i in range(0, len(metrics), 1000):
         client.log_batch(run.info.run_id, metrics=metrics[i : i + 1000])
-    time.sleep(3)  # long enough for a few samples of the machine
+    time.sleep(4)  # long enough for a few samples of the machine
 """
 
 

@@ -112,12 +112,13 @@ FY.Chart = class {
 //   runs: [{id, label}]; system: true for MLflow's system metrics only, false to leave them out;
 //   live(): whether to keep asking for new values.
 FY.MetricsPanel = class {
-  constructor(root, { runs, system, live, empty }) {
+  constructor(root, { runs, system, live, empty, onKeys }) {
     this.root = root;
     this.runs = runs;
     this.system = system;
     this.live = live || (() => false);
     this.empty = empty;
+    this.onKeys = onKeys || (() => {});
     this.data = new Map(runs.map((r) => [r.id, {}]));
     this.charts = new Map();
     this.groups = new Map();
@@ -250,6 +251,7 @@ FY.MetricsPanel = class {
   drawAll() {
     const keys = this.keys();
     if (this.empty) this.empty.hidden = keys.length > 0;
+    this.onKeys(keys.length);
     let sampled = 0;
     for (const key of keys) {
       if (!this.charts.has(key)) this.charts.set(key, new FY.Chart(this.group(key), key));

@@ -172,6 +172,7 @@
   const panels = {
     metrics: new FY.MetricsPanel(document.getElementById("charts"), {
       runs: run, system: false, live: running, empty: document.getElementById("no-metrics"),
+      onKeys: (n) => { document.querySelector(".tabs a[href='#metrics'] .count").textContent = String(n); },
     }),
     system: new FY.MetricsPanel(document.getElementById("system-charts"), {
       runs: run, system: true, live: running, empty: document.getElementById("no-system-metrics"),
