@@ -72,7 +72,7 @@ def charted(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Charted
 
 
 def test_charts_are_grouped_sampled_filtered_and_read_on_hover(
-    page: Page, workspace: Server, charted: Charted
+    page: Page, workspace: Server, charted: Charted, screenshots: Path
 ) -> None:
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url) if "/studio/metric-history" in r.url else None)
@@ -103,6 +103,7 @@ def test_charts_are_grouped_sampled_filtered_and_read_on_hover(
     values = loss.locator(".u-legend .u-value")
     expect(values.nth(0)).to_have_text(re.compile(r"^\d+$"))  # the step under the cursor
     expect(values.nth(1)).to_have_text(re.compile(r"^\d\.\d+"))  # the loss there
+    page.screenshot(path=str(screenshots / "job-charts.png"), full_page=True)
 
     page.fill("#metrics .chart-filter", "VAL/")
     expect(loss).to_be_hidden()
@@ -157,7 +158,7 @@ def test_a_live_job_asks_only_for_values_logged_since(
 
 
 def test_the_system_tab_charts_the_machine_and_can_be_turned_off(
-    page: Page, workspace: Server, charted: Charted
+    page: Page, workspace: Server, charted: Charted, screenshots: Path
 ) -> None:
     page.goto(f"{workspace.url}/studio/jobs/{charted.on}#system")
     panel = page.locator("#system-charts")
@@ -169,6 +170,7 @@ def test_the_system_tab_charts_the_machine_and_can_be_turned_off(
     ):
         expect(panel.locator(f".chart[data-metric='{key}'] canvas")).to_be_visible()
     expect(page.locator("#no-system-metrics")).to_be_hidden()
+    page.screenshot(path=str(screenshots / "job-system.png"), full_page=True)
     # The Overview's latest metrics are the job's own.
     expect(page.locator("#overview")).not_to_contain_text("system/")
 

@@ -55,9 +55,10 @@
       const at = (v) => (v === undefined || v === null ? null : bottom - ((Number(v) - low) / (high - low)) * (bottom - top));
       return { at, ticks: [[FY.formatNumber(high), top], [FY.formatNumber(low), bottom]] };
     }
+    // Categories inside the axis, clear of its ends (and of the other axis at a scatter's corner).
     const cats = [...new Set(present.map(String))].sort();
-    const step = cats.length > 1 ? (bottom - top) / (cats.length - 1) : 0;
-    const where = new Map(cats.map((c, i) => [c, cats.length > 1 ? top + i * step : (top + bottom) / 2]));
+    const step = (bottom - top) / cats.length;
+    const where = new Map(cats.map((c, i) => [c, top + (i + 0.5) * step]));
     return { at: (v) => (v === undefined || v === null ? null : where.get(String(v))), ticks: [...where.entries()] };
   }
 
@@ -115,14 +116,16 @@
     for (const a of axes) {
       svg.append(el("line", { x1: a.x, x2: a.x, y1: top, y2: bottom, stroke: "#111827" }));
       svg.append(el("text", { x: a.x, y: 14, "font-size": 11, "text-anchor": "middle", class: "axis-name" }, a.name));
-      for (const [label, y] of a.s.ticks) svg.append(el("text", { x: a.x + 4, y: y + 4, "font-size": 10 }, label));
+      // The last axis's labels on its left: inside the drawing.
+      const last = a === axes[axes.length - 1] && axes.length > 1;
+      for (const [label, y] of a.s.ticks) svg.append(el("text", { x: last ? a.x - 4 : a.x + 4, y: y + 4, "font-size": 10, "text-anchor": last ? "end" : "start" }, label));
     }
     document.getElementById("parallel").replaceChildren(svg);
   }
 
   function scatter(param, metric, bestRun) {
     document.getElementById("scatter-title").textContent = param ? `${metric} against ${param}` : metric;
-    const W = 640, H = 240, L = 56, R = 16, T = 16, B = 36;
+    const W = 420, H = 260, L = 56, R = 16, T = 16, B = 36;
     const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart scatter", role: "img", "aria-label": `${metric} against ${param}` });
     if (!param || !metric) { document.getElementById("scatter").replaceChildren(svg); return; }
     // x: the parameter (left to right), y: the metric (low at the bottom).
