@@ -204,7 +204,7 @@ FY.MetricsPanel = class {
       section.className = "chart-group";
       section.dataset.group = name;
       const h = document.createElement("h2");
-      h.textContent = name ? `${name}/` : "other";
+      h.textContent = name ? `${name}/` : this.system ? "system/" : "other";
       const grid = document.createElement("div");
       grid.className = "charts";
       section.append(h, grid);
