@@ -8,12 +8,14 @@ and they import it as ``common``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import json
 import logging
 import math
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -38,6 +40,8 @@ from flowyard.credentials import find_token
 # The owner tokens of the benches' workspaces (saved by each server at its first start, keyed by
 # URL) and their --db-url secret key go to a private folder, never the user's own config.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="flowyard-bench-config-")
+# Gone with the bench: it holds owner tokens, and one was left in /tmp by every run.
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -13,6 +13,10 @@ interleaved rounds, and the ratios printed.
     python bench/studio.py --quick         # smoke run: 1,000 jobs, 20 rounds
     python bench/studio.py --jobs 1000 --requests 20
     python bench/studio.py --json results.json
+    python bench/studio.py --only-charts   # the chart case alone (see bench/studio_charts.py)
+
+The chart case (bench/studio_charts.py) opens a job with 20 metrics x 5,000 steps, finished and
+live, in Chromium, against MLflow's own UI on the same runs.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import sqlalchemy as sa
 
 from flowyard.server.db.engine import prepare_database
 from flowyard.server.workspace_folder import WorkspaceFolder
+from studio_charts import chart_report, fill_charts
 
 from common import (
     FLOWYARD_HEALTH,
@@ -209,6 +214,18 @@ def fill(url: str, n_jobs: int) -> list[str]:
     return ids
 
 
+def _chart_jobs(url: str) -> tuple[str, str]:
+    """Two completed jobs: the chart case's finished one, and one it makes live."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT id FROM flowyard_jobs WHERE status='completed' LIMIT 2")
+        ).scalars()
+        finished, live = list(found)
+    engine.dispose()
+    return finished, live
+
+
 def _json(value: object) -> str:
     import json
 
@@ -220,6 +237,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, help="jobs in the workspace (default 10,000)")
     parser.add_argument("--requests", type=int, help="timed rounds (default 100)")
     parser.add_argument("--table", action="store_true", help="the 100,000-job table case")
+    parser.add_argument(
+        "--chart-rounds", type=int, help="rounds of the chart case in Chromium (default 3)"
+    )
+    parser.add_argument("--only-charts", action="store_true", help="only the chart case")
     args = parser.parse_args()
     counts = QUICK if args.quick else TABLE if args.table else FULL
     if args.jobs:
@@ -237,8 +258,16 @@ def main() -> int:
         cmd = [PYTHON, "-m", "flowyard.cli", "server", "--workspace", str(folder.path)]
         cmd += ["--port", str(port)]
         base = f"http://{HOST}:{port}"
+        finished, live = _chart_jobs(folder.db_url)
+        fill_charts(folder.db_url, finished, live)
         with running(cmd, base + FLOWYARD_HEALTH, Path(tmp) / "server.log"):
-            results, checked = report(base, ids, counts.requests)
+            results, checked = ([], []) if args.only_charts else report(base, ids, counts.requests)
+            rounds = args.chart_rounds or (1 if args.quick else 3)
+            charts, chart_goals = chart_report(
+                base, auth_headers(base), folder.db_url, finished, live, rounds
+            )
+            results += charts
+            checked += chart_goals
     print_goals(console, checked)
     if args.json:
         write_json(args.json, args.quick, counts, console, results=results, goals=checked)

@@ -35,6 +35,7 @@ from flowyard.errors import (
     WorkspaceUnreachableError,
 )
 from flowyard.retries import retrying
+from flowyard.runner import system_metrics
 from flowyard.runner.api import ClaimedJob, ErrorReport, RunnerApi
 from flowyard.runner.logship import LogShipper
 from flowyard.runner.masking import Masker
@@ -238,7 +239,7 @@ class Runner:
         except BaseException:
             self._kill()
             raise
-        returncode = self._wait_exit(job, reader)
+        returncode = self._wait_exit_monitored(job, reader)
         self._status(JobStatus.FINALIZING, f"entry point exited with code {returncode}")
         self._upload_outputs(project_dir / "outputs", job.artifact_uri)
         if self._stop_reason is not None:
@@ -334,6 +335,19 @@ class Runner:
         # Woken the moment the entry point exits, rather than at the next tick of a poll.
         threading.Thread(target=self._reap, args=(self._proc,), daemon=True).start()
         return reader
+
+    def _wait_exit_monitored(self, job: ClaimedJob, reader: threading.Thread) -> int:
+        """:meth:`_wait_exit`, recording MLflow's system metrics for the job's run meanwhile
+        unless the job or the compute turns them off (see runner/system_metrics.py)."""
+        if not system_metrics.enabled(job.options.env_vars):
+            return self._wait_exit(job, reader)
+        interval = system_metrics.interval_s(job.options.env_vars)
+        monitor = system_metrics.SystemMetrics(job.id, self.url, interval, self.log.say)
+        monitor.start()
+        try:
+            return self._wait_exit(job, reader)
+        finally:
+            monitor.finish()
 
     def _wait_exit(self, job: ClaimedJob, reader: threading.Thread) -> int:
         """Until the entry point exits, stopping it on a cancel, a signal or its timeout."""

@@ -11,8 +11,9 @@ fails one named test instead of the server.
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any, TypeVarTuple
 
 import sqlalchemy as sa
@@ -48,7 +49,17 @@ _LATEST_METRICS = sa.table(
 )
 _TAGS = sa.table("tags", sa.column("key"), sa.column("value"), sa.column("run_uuid"))
 _MODEL_VERSIONS = sa.table("model_versions", sa.column("run_id"))
-TABLES = (_RUNS, _EXPERIMENTS, _PARAMS, _LATEST_METRICS, _TAGS, _MODEL_VERSIONS)
+# Every logged value (MLflow indexes it on run_uuid, key, step).
+_METRICS = sa.table(
+    "metrics",
+    sa.column("key"),
+    sa.column("value"),
+    sa.column("timestamp"),
+    sa.column("step"),
+    sa.column("is_nan"),
+    sa.column("run_uuid"),
+)
+TABLES = (_RUNS, _EXPERIMENTS, _PARAMS, _LATEST_METRICS, _TAGS, _MODEL_VERSIONS, _METRICS)
 
 
 def configure_server_app(db_url: str, artifacts_destination: str) -> None:
@@ -174,6 +185,16 @@ def active_experiment_names(session: Session) -> dict[str, str]:
     return {str(i): str(n) for i, n in rows}
 
 
+def run_experiments(session: Session, run_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+    """The runs' experiment ids and MLflow statuses by run id, in one query."""
+    rows = session.execute(
+        sa.select(_RUNS.c.run_uuid, _RUNS.c.experiment_id, _RUNS.c.status).where(
+            _RUNS.c.run_uuid.in_(run_ids)
+        )
+    )
+    return {str(r): (str(e), str(s)) for r, e, s in rows}
+
+
 def with_run_name(query: Select[Any], run_id: Any) -> tuple[Select[Any], Any]:
     """``query`` outer-joined to MLflow's ``runs`` on ``run_id``, and the run-name column to sort
     it by."""
@@ -210,6 +231,157 @@ def latest_metrics(
     ):
         found.setdefault(run_id, {})[key] = (value, step)
     return found
+
+
+MetricRow = tuple[str, str, int, int, int, float | None]
+
+
+def _metric_conditions(
+    run_ids: Collection[str], system: bool | None, keys: Collection[str]
+) -> list[sa.ColumnElement[bool]]:
+    m = _METRICS.c
+    conditions: list[sa.ColumnElement[bool]] = [m.run_uuid.in_(run_ids)]
+    if keys:
+        conditions.append(m.key.in_(keys))
+    if system is not None:
+        under = m.key.startswith("system/", autoescape=True)
+        conditions.append(under if system else sa.not_(under))
+    return conditions
+
+
+def metric_counts(
+    session: Session,
+    run_ids: Collection[str],
+    *,
+    system: bool | None = None,
+    keys: Collection[str] = (),
+) -> list[tuple[str, str, int]]:
+    """How many values each run logged under each key, from MLflow's (run_uuid, key, step) index
+    alone: (run id, key, count) in run and key order. MLflow never changes a logged value, so
+    these counts change exactly when a history does."""
+    m = _METRICS.c
+    rows = session.execute(
+        sa.select(m.run_uuid, m.key, sa.func.count())
+        .where(*_metric_conditions(run_ids, system, keys))
+        .group_by(m.run_uuid, m.key)
+        .order_by(m.run_uuid, m.key)
+    ).all()
+    return [(str(r), str(k), int(n)) for r, k, n in rows]
+
+
+def sampled_metric_history(
+    session: Session,
+    run_ids: Collection[str],
+    points: int,
+    *,
+    system: bool | None = None,
+    keys: Collection[str] = (),
+    since_ms: int | None = None,
+    counts: list[tuple[str, str, int]] | None = None,
+) -> Iterator[MetricRow]:
+    """Each run's metric histories, at most ``points`` values per run and key: rows of (run id,
+    key, values logged in all, step, timestamp, value or None for NaN and infinities), in step
+    order per run and key.
+
+    A history longer than ``points`` is thinned to every k-th value by step, its first and last
+    kept, as MLflow's ``get-history-bulk-interval`` samples. A whole history is read in two
+    steps: its steps from MLflow's ``(run_uuid, key, step)`` index alone (no table rows), then
+    only the rows of the steps kept; values logged since ``since_ms`` (a live chart's new ones,
+    few) in one windowed query. ``system`` keeps only MLflow's system metrics (keys under
+    ``system/``) or leaves them out; ``counts``, :func:`metric_counts` if already read."""
+    m = _METRICS.c
+    conditions = _metric_conditions(run_ids, system, keys)
+    if since_ms is not None:
+        conditions.append(m.timestamp >= since_ms)
+        yield from _windowed(session, conditions, points)
+        return
+    if counts is None:
+        counts = metric_counts(session, run_ids, system=system, keys=keys)
+    small: dict[str, list[str]] = {}
+    for run_id, key, total in counts:
+        if total <= points:
+            small.setdefault(run_id, []).append(key)
+    totals = {(r, k): int(n) for r, k, n in counts}
+    fetched: dict[tuple[str, str], list[MetricRow]] = {}
+    for run_id, small_keys in small.items():
+        for i in range(0, len(small_keys), 500):
+            where = (m.run_uuid == run_id, m.key.in_(small_keys[i : i + 500]))
+            for row in _values(session, where, totals):
+                fetched.setdefault((row[0], row[1]), []).append(row)
+    for run_id, key, total in counts:
+        if total <= points:
+            yield from fetched.get((run_id, key), [])
+            continue
+        line = (m.run_uuid == run_id, m.key == key)
+        steps = session.scalars(sa.select(m.step).where(*line).order_by(m.step)).all()
+        stride = -(-len(steps) // (points - 1))
+        kept = sorted({*steps[::stride], steps[-1]})
+        rows = [
+            r
+            for i in range(0, len(kept), 500)
+            for r in _values(session, (*line, m.step.in_(kept[i : i + 500])), totals)
+        ]
+        rows.sort(key=lambda r: (r[3], r[4]))
+        # Many values at one step (a metric logged without steps): thin by position.
+        if len(rows) > points:
+            stride = -(-len(rows) // (points - 1))
+            rows = [*rows[:-1:stride], rows[-1]]
+        yield from rows
+
+
+def _values(
+    session: Session, where: tuple[Any, ...], totals: dict[tuple[str, str], int]
+) -> Iterator[MetricRow]:
+    m = _METRICS.c
+    query = (
+        sa.select(m.run_uuid, m.key, m.step, m.timestamp, m.value, m.is_nan)
+        .where(*where)
+        .order_by(m.key, m.step, m.timestamp)
+    )
+    for run_id, key, step, timestamp, value, is_nan in session.execute(query).all():
+        total = totals[(str(run_id), str(key))]
+        yield _row(run_id, key, total, step, timestamp, value, is_nan)
+
+
+def _row(
+    run_id: Any, key: Any, total: Any, step: Any, timestamp: Any, value: Any, is_nan: Any
+) -> MetricRow:
+    number = None if is_nan or value is None or not math.isfinite(value) else float(value)
+    return str(run_id), str(key), int(total), int(step), int(timestamp), number
+
+
+def _windowed(
+    session: Session, conditions: list[sa.ColumnElement[bool]], points: int
+) -> Iterator[MetricRow]:
+    """The rows matching ``conditions``, thinned by the database to ``points`` per line."""
+    m = _METRICS.c
+    line = (m.run_uuid, m.key)
+    ranked = (
+        sa.select(
+            m.run_uuid,
+            m.key,
+            m.step,
+            m.timestamp,
+            m.value,
+            m.is_nan,
+            sa.func.row_number()
+            .over(partition_by=line, order_by=(m.step, m.timestamp))
+            .label("rank"),
+            sa.func.count().over(partition_by=line).label("total"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
+    r = ranked.c
+    # Integer division on both SQLite and PostgreSQL: the stride that keeps <= points values.
+    stride = (r.total + (points - 2)) // (points - 1)
+    query = (
+        sa.select(r.run_uuid, r.key, r.total, r.step, r.timestamp, r.value, r.is_nan)
+        .where(sa.or_(r.total <= points, (r.rank - 1) % stride == 0, r.rank == r.total))
+        .order_by(r.run_uuid, r.key, r.rank)
+    )
+    for row in session.execute(query):
+        yield _row(*row)
 
 
 def experiment_names(session: Session) -> dict[str, str]:

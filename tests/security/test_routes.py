@@ -260,6 +260,7 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("GET", "/studio/jobs/<job_id>/snapshot.zip"): "reader",
     ("GET", "/studio/jobs/<job_id>/snapshot/<path:path>"): "reader",
     ("GET", "/studio/compare"): "reader",
+    ("GET", "/studio/metric-history"): "reader",
     ("GET", "/studio/sweeps/<sweep_id>"): "reader",
     ("GET", "/studio/computes"): "reader",
     ("GET", "/studio/login"): "public",

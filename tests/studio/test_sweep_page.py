@@ -59,3 +59,25 @@ def test_a_sweep_page_shows_progress_best_so_far_and_trials(
             expect(row).to_contain_text("stopped early by median policy at step")
     page.screenshot(path=str(screenshots / "sweep.png"), full_page=True)
     print(f"screenshot: {screenshots / 'sweep.png'}")
+
+    # Compare the sweep, not ten ids: every trial, one legend, the best marked everywhere.
+    page.click("#compare-trials")
+    page.wait_for_url(f"{workspace.url}/studio/compare?sweep={run.run_id}")
+    expect(page.locator("#compare-source")).to_contain_text(f"the 10 trials of sweep {run.run_id}")
+    expect(page.locator("#compare-cut")).to_have_count(0)
+    expect(page.locator("#compare-legend li")).to_have_count(10)
+    expect(page.locator("#best-metric")).to_have_value("loss")
+    best = page.locator("#compare-set").get_attribute("data-best")
+    assert best == sweep.best_trial_id
+    expect(page.locator(f"#compare-legend li.best[data-run='{best}']")).to_contain_text("best")
+    expect(page.locator("#parallel polyline")).to_have_count(10)
+    expect(page.locator(f"#parallel polyline.best[data-run='{best}']")).to_have_count(1)
+    expect(page.locator("#parallel .axis-name")).to_have_text(["kind", "x", "loss"])
+    expect(page.locator("#scatter circle")).to_have_count(10)
+    expect(page.locator(f"#scatter circle.best[data-run='{best}']")).to_have_count(1)
+    page.select_option("#best-goal", "max")
+    assert page.locator("#compare-set").get_attribute("data-best") != best
+    expect(page.locator("#compare-charts .chart[data-metric='loss']")).to_have_attribute(
+        "data-lines", "10"
+    )
+    page.screenshot(path=str(screenshots / "compare-sweep.png"), full_page=True)

@@ -29,16 +29,17 @@ from starlette.background import BackgroundTask
 from starlette.requests import cookie_parser
 
 from flowyard import __version__, defaults
-from flowyard.errors import NotFoundError
+from flowyard.errors import InvalidRequestError, NotFoundError
 from flowyard.schemas import JobStatus
 from flowyard.server import mlflow_internals
 from flowyard.server.auth.tokens import Role
 from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
 from flowyard.server.services import auth as auth_service
+from flowyard.server.services import compare_set, studio
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
+from flowyard.server.services import metric_history as metric_history_service
 from flowyard.server.services import snapshots as snapshot_service
-from flowyard.server.services import studio
 from flowyard.server.services import sweep_page as sweep_page_service
 from flowyard.server.services import sweeps as sweep_service
 from flowyard.server.services.auth import Principal
@@ -73,6 +74,19 @@ def _duration(job: Any) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
 
 
+def _took(start: datetime | None, end: datetime | None) -> str:
+    """How long a step of the timeline took: from its event to the next one."""
+    begin, finish = studio.utc(start), studio.utc(end)
+    if begin is None or finish is None:
+        return ""
+    seconds = max(0.0, (finish - begin).total_seconds())
+    if seconds < 60:
+        return f"{round(seconds, 1):g} s"
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {rest:02d}s"
+
+
 def _size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
@@ -91,7 +105,7 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-templates.env.filters.update(duration=_duration, size=_size, iso=_iso, number=_number)
+templates.env.filters.update(duration=_duration, size=_size, iso=_iso, number=_number, took=_took)
 templates.env.globals.update(
     prefix=PREFIX,
     api=defaults.API_PREFIX,
@@ -323,19 +337,54 @@ def _highlight(path: str, data: bytes) -> str | None:
     return Markup(highlight(text, lexer, formatter))
 
 
+@router.get("/metric-history")
+def metric_history(
+    request: Request,
+    session: DbSession,
+    run: Annotated[list[str] | None, Query()] = None,
+    key: Annotated[list[str] | None, Query()] = None,
+    points: int = metric_history_service.DEFAULT_POINTS,
+    system: bool | None = None,
+    since: int | None = None,
+) -> Response:
+    """The charts' data: every metric of the runs, sampled by the database, in one answer (see
+    services/metric_history.py)."""
+    query = metric_history_service.Query(
+        run_ids=run or [], points=points, system=system, keys=tuple(key or ()), since_ms=since
+    )
+    accepts = request.headers.get("accept-encoding", "")
+    data, headers = metric_history_service.answer(session, query, accepts)
+    return Response(data, media_type="application/json", headers=headers)
+
+
 @router.get("/compare")
 def compare(
-    request: Request, session: DbSession, ids: Annotated[list[str] | None, Query()] = None
+    request: Request,
+    session: DbSession,
+    state: State,
+    ids: Annotated[list[str] | None, Query()] = None,
+    sweep: str = "",
+    experiment: str = "",
+    filter: str = "",
 ) -> Response:
+    """Runs side by side: picked ids, a sweep's trials, or an MLflow search over an
+    experiment (see services/compare_set.py)."""
     # One "a,b,c" value or repeated ids=a&ids=b: links and the jobs table's form both work.
-    wanted = [i for raw in ids or [] for i in raw.split(",") if i][:10]
-    if len(wanted) < 2:
-        return _page(request, "compare.html", found=None)
+    wanted = [i for raw in ids or [] for i in raw.split(",") if i.strip()]
+    ask = compare_set.Ask(wanted, sweep or None, experiment or None, filter)
+    experiments = sorted(
+        mlflow_internals.experiment_names(session).items(), key=lambda kv: kv[1].lower()
+    )
+    context: dict[str, Any] = {"ask": ask, "experiments": experiments, "found": None, "error": ""}
+    if len(wanted) < 2 and not sweep and not experiment:
+        return _page(request, "compare.html", **context)
     try:
-        found = studio.compare(session, wanted)
+        context["found"] = compare_set.resolve(session, state.settings, ask)
     except NotFoundError as e:
         return not_found(request, e.message)
-    return _page(request, "compare.html", found=found)
+    except InvalidRequestError as e:
+        return _page(request, "compare.html", status_code=400, **{**context, "error": e.message})
+    return _page(request, "compare.html", **context)
 
 
 @router.get("/computes")

@@ -188,6 +188,12 @@ class JobDetail:
     target: ComputeTarget | None
 
     @property
+    def model_metrics(self) -> dict[str, tuple[float, int]]:
+        """The metrics the job logged itself: MLflow's system metrics (``system/…``, the
+        System tab's) left out."""
+        return {k: v for k, v in self.metrics.items() if not k.startswith("system/")}
+
+    @property
     def rerunnable(self) -> bool:
         """Whether the workspace can start a re-run's runner (see reruns.rerun)."""
         return self.target is not None and self.target.starts_runners
@@ -225,32 +231,3 @@ def snapshot_tree(manifest: list[dict[str, Any]]) -> dict[str, Any]:
 def _folders_first(node: dict[str, Any]) -> dict[str, Any]:
     items = sorted(node.items(), key=lambda kv: (not isinstance(kv[1], dict), kv[0].lower()))
     return {k: _folders_first(v) if isinstance(v, dict) else v for k, v in items}
-
-
-@dataclass
-class Compared:
-    rows: list[JobRow]
-    param_keys: list[str]
-    differing: set[str]
-    metric_keys: list[str]
-
-
-def compare(session: Session, job_ids: list[str]) -> Compared:
-    """The jobs side by side; unknown ids raise NotFoundError like a job page would."""
-    names = mlflow_internals.experiment_names(session)
-    rows = []
-    for job_id in dict.fromkeys(job_ids):
-        detail = job_detail(session, job_id)
-        rows.append(
-            JobRow(
-                job=detail.job,
-                run_name=detail.run_name,
-                experiment=names.get(detail.job.experiment_id, detail.job.experiment_id),
-                params=detail.params,
-                metrics={k: v for k, (v, _) in detail.metrics.items()},
-            )
-        )
-    param_keys = sorted({k for r in rows for k in r.params})
-    differing = {k for k in param_keys if len({r.params.get(k) for r in rows}) > 1}
-    metric_keys = sorted({k for r in rows for k in r.metrics})
-    return Compared(rows, param_keys, differing, metric_keys)

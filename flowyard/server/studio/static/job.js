@@ -16,7 +16,7 @@
     status = job.status;
     document.getElementById("status").replaceChildren(FY.badge(status));
     const timeline = document.getElementById("timeline");
-    timeline.replaceChildren(...job.events.map((e) => {
+    timeline.replaceChildren(...job.events.map((e, i) => {
       const li = document.createElement("li");
       li.innerHTML = `<span class="at"><time datetime="${FY.escape(e.at)}"></time></span> `;
       if (e.from_status) li.append(`${e.from_status} → `);
@@ -25,6 +25,14 @@
       reason.className = "reason";
       reason.textContent = e.reason;
       li.append(reason);
+      const next = job.events[i + 1];
+      if (next) {
+        const took = document.createElement("span");
+        took.className = "took muted";
+        took.title = "until the next step";
+        took.textContent = FY.formatSeconds((new Date(next.at) - new Date(e.at)) / 1000);
+        li.append(" ", took);
+      }
       return li;
     }));
     FY.localTimes(timeline);
@@ -146,33 +154,26 @@
     logDone = !running() && offset >= size && !finished;
   }, 1000, () => !logDone);
 
-  // --- metrics ---------------------------------------------------------------------------------
-  const chartsBox = document.getElementById("charts");
-  const charts = new Map();
-  let keys = JSON.parse(chartsBox.dataset.keys);
-  let metricsStarted = false;
-
-  async function drawMetrics() {
-    if (running()) {
-      const run = await FY.json(`/api/2.0/mlflow/runs/get?run_id=${encodeURIComponent(id)}`);
-      keys = [...new Set([...keys, ...((run.run.data.metrics || []).map((m) => m.key))])].sort();
-    }
-    document.getElementById("no-metrics").hidden = keys.length > 0;
-    document.querySelector(".tabs a[href='#metrics'] .count").textContent = String(keys.length);
-    await Promise.all(keys.map(async (key) => {
-      if (!charts.has(key)) charts.set(key, new FY.Chart(chartsBox, key));
-      charts.get(key).update([{ label: key, points: FY.points(await FY.history(id, key)) }]);
-    }));
-  }
-  function startMetrics() {
-    if (metricsStarted) return;
-    metricsStarted = true;
-    let once = false;
-    FY.poll(async () => { once = true; await drawMetrics(); }, 5000, () => !once || running());
+  // --- metrics and system metrics (charts.js) ------------------------------------------------
+  const run = [{ id, label: document.getElementById("charts").dataset.label || id }];
+  const panels = {
+    metrics: new FY.MetricsPanel(document.getElementById("charts"), {
+      runs: run, system: false, live: running, empty: document.getElementById("no-metrics"),
+      onKeys: (n) => { document.querySelector(".tabs a[href='#metrics'] .count").textContent = String(n); },
+    }),
+    system: new FY.MetricsPanel(document.getElementById("system-charts"), {
+      runs: run, system: true, live: running, empty: document.getElementById("no-system-metrics"),
+    }),
+  };
+  const panelsStarted = new Set();
+  function startMetrics(tab) {
+    if (panelsStarted.has(tab)) return;
+    panelsStarted.add(tab);
+    panels[tab].startPolling(5000);
   }
 
   function onTab(tab) {
-    if (tab === "metrics") startMetrics();
+    if (tab === "metrics" || tab === "system") startMetrics(tab);
   }
   document.addEventListener("studio:tab", (e) => onTab(e.detail));
   const current = document.querySelector("section.tab.on");
