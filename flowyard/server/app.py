@@ -38,6 +38,7 @@ from flowyard.server.routers import (
     retention,
     snapshots,
     studio,
+    studio_logs,
     sweeps,
 )
 from flowyard.server.services.dispatch import Dispatcher
@@ -162,6 +163,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")
+    app.include_router(studio_logs.router)
     app.include_router(studio.router)
     # Last, so Flowyard's routes win: MLflow's REST API, artifact proxy and UI.
     app.mount("/", mlflow_app)

@@ -96,7 +96,8 @@ def test_cancel_from_the_job_page(
     page.click("#cancel")
     expect(page.locator("#status .badge")).to_have_text("canceled", timeout=60_000)
     # Once final, the page shows the reason in its timeline and error box.
-    expect(page.locator("#timeline")).to_contain_text("canceled by the user")
+    expect(page.locator("#timeline")).to_contain_text("canceled by owner")
+    expect(page.locator("#error-headline")).to_have_text("Canceled by owner")
     assert client.get_job(run_id).status == JobStatus.CANCELED
     expect(page.locator("#cancel")).to_have_count(0)
     shot(page, screenshots, "job-canceled")

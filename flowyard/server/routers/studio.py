@@ -34,6 +34,7 @@ from flowyard.schemas import JobStatus
 from flowyard.server import mlflow_internals
 from flowyard.server.auth.tokens import Role
 from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
+from flowyard.server.routers import studio_logs
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import computes as compute_service
 from flowyard.server.services import jobs as job_service
@@ -150,7 +151,10 @@ def job_page(job_id: str, request: Request, session: DbSession) -> Response:
         return not_found(request, e.message)
     tree = studio.snapshot_tree(detail.snapshot.manifest) if detail.snapshot else {}
     waiting = job_service.waiting_reason(session, detail.job)
-    return _page(request, "job.html", d=detail, job=detail.job, tree=tree, waiting=waiting)
+    triage = studio_logs.triage(session, detail.job, detail.job.events)
+    return _page(
+        request, "job.html", d=detail, job=detail.job, tree=tree, waiting=waiting, triage=triage
+    )
 
 
 @router.get("/sweeps/{sweep_id}")
