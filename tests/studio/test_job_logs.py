@@ -76,9 +76,11 @@ def failed(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Failed:
 def test_a_finished_log_opens_at_its_end_with_colours_marks_and_line_links(
     page: Page, workspace: Server, failed: Failed, screenshots: Path
 ) -> None:
-    page.goto(f"{workspace.url}/studio/jobs/{failed.noisy}#logs")
+    page.goto(f"{workspace.url}/studio/jobs/{failed.noisy}")
     log = page.locator("#log")
     error = log.locator(".ll.e", has_text="RuntimeError: diverged")
+    expect(error).to_be_attached(timeout=SLOW)
+    page.click("a[role=tab][href='#logs']")
     # A finished job: nothing to follow, and its end (the traceback) in view.
     expect(error).to_be_in_viewport(timeout=SLOW)
     expect(page.locator("#log-follow")).not_to_be_checked()

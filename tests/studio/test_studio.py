@@ -74,7 +74,7 @@ def test_a_running_job_tails_its_log_and_charts_its_metric(
     expect(log).to_contain_text(f"line {last + 4}", timeout=20_000)
     page.fill("#log-search", f"line {last}")
     expect(page.locator("#log-matches")).to_contain_text("matching line")
-    expect(log.locator("mark").first).to_have_text(f"line {last}")
+    expect(page.locator("#log-results mark").first).to_have_text(f"line {last}")
     page.fill("#log-search", "")
     shot(page, screenshots, "job-logs")
 

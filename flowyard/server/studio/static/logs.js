@@ -128,10 +128,23 @@
   }
   const failed = (e) => { note.hidden = false; note.textContent = `The log cannot be read: ${e.message}`; };
 
+  // A hidden tab's box forgets where it was scrolled: put it back when the Logs tab shows (at
+  // the end, or the marked line, the first time).
+  let scrolled = null;
   box.addEventListener("scroll", () => {
+    if (!box.clientHeight) return;
+    scrolled = box.scrollTop;
     // Scrolling up to read stops following; back at the bottom of a live log, it follows again.
-    if (!live()) return;
+    if (!live() || !atEnd) return;
     follow.checked = box.scrollTop + box.clientHeight >= box.scrollHeight - 8;
+  });
+  document.addEventListener("studio:tab", (e) => {
+    if (e.detail !== "logs") return;
+    const target = box.querySelector(".ll.target");
+    if (follow.checked) box.scrollTop = box.scrollHeight;
+    else if (scrolled !== null) box.scrollTop = scrolled;
+    else if (target) box.scrollTop = target.offsetTop - box.offsetTop - box.clientHeight / 3;
+    else box.scrollTop = box.scrollHeight;
   });
   follow.addEventListener("change", () => {
     if (!follow.checked) return;
