@@ -82,7 +82,7 @@ def test_a_finished_log_opens_at_its_end_with_colours_marks_and_line_links(
     expect(error).to_be_attached(timeout=SLOW)
     page.click("a[role=tab][href='#logs']")
     # A finished job: nothing to follow, and its end (the traceback) in view.
-    expect(error).to_be_in_viewport(timeout=SLOW)
+    expect(error).to_be_in_viewport(ratio=1, timeout=SLOW)
     expect(page.locator("#log-follow")).not_to_be_checked()
     expect(log.locator(".ll", has_text="epoch 11999").locator("span.f6")).to_have_text(
         "epoch 11999"
