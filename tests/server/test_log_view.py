@@ -64,3 +64,16 @@ def test_search_highlights_without_breaking_entities() -> None:
 
 def test_the_stylesheet_holds_the_palette() -> None:
     assert CSS.read_text().endswith(log_view.palette_css())
+
+
+def test_a_page_holds_whole_lines_and_at_most_max_lines() -> None:
+    # A page without a newline, not the log's end: one line, and the next page after it.
+    page = log_view.render(b"x" * 10, 100, 3, "", at_end=False)
+    assert [(ln.number, ln.text) for ln in page.lines] == [(3, "x" * 10)]
+    assert (page.next_offset, page.next_line, page.partial) == (110, 4, False)
+    many = b"a\n" * (log_view.MAX_LINES + 5)
+    page = log_view.render(many, 0, 1, "", at_end=True)
+    assert len(page.lines) == log_view.MAX_LINES and not page.partial
+    assert (page.next_offset, page.next_line) == (2 * log_view.MAX_LINES, log_view.MAX_LINES + 1)
+    assert log_view.skip_to_last(b"1\n2\n3\n4\n", 2) == (4, 2)
+    assert log_view.skip_to_last(b"1\n2\n", 5) == (0, 0)

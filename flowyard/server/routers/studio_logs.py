@@ -66,7 +66,10 @@ def log_lines(
         state = ""
     elif offset is None:
         offset, line = log_view.tail_start(session, job_id, size, tail or 0)
-        state = ""
+        # The last lines only, when the tail holds more than a page's worth.
+        data = job_service.read_log(session, job_id, offset, log_view.PAGE)
+        skipped_bytes, skipped_lines = log_view.skip_to_last(data, log_view.MAX_LINES)
+        offset, line, state = offset + skipped_bytes, line + skipped_lines, ""
     page = log_view.read_lines(session, job_id, offset, line, state, size)
     paths = _manifest_paths(session, job) if any(ln.frame for ln in page.lines) else []
     return JSONResponse(

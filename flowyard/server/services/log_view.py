@@ -32,6 +32,8 @@ PAGE = 1024 * 1024
 SCAN_BUDGET = 64 * 1024 * 1024
 MAX_MATCHES = 200
 MAX_QUERY = 200
+# The most lines a page holds (a MiB of short lines would be a hundred thousand).
+MAX_LINES = 20_000
 
 # Escape sequences: CSI (SGR is the one kept: final byte "m"), OSC (to BEL or ST), DCS/SOS/PM/APC
 # strings, two-byte escapes; then every other control character but the tab.
@@ -277,31 +279,44 @@ class Rendered:
 
 
 def render(data: bytes, offset: int, line: int, state: str, at_end: bool) -> Rendered:
-    """Whole lines of ``data`` (read from ``offset``, whose first line is number ``line``)."""
+    """Whole lines of ``data`` (read from ``offset``, whose first line is number ``line``), at
+    most :data:`MAX_LINES` of them."""
     style = Style.decode(state)
     out = Rendered(next_offset=offset, next_line=line, state=style.encode())
     end = data.rfind(b"\n") + 1
     partial = b""
+    whole = data[:end].split(b"\n")[:-1]
     if end < len(data):
         if end == 0 and not at_end:
-            end = len(data)  # a page with no newline at all: shown as one line, not waited on
+            whole = [data]  # a page with no newline at all: shown as one line, not waited on
         else:
             partial = data[end:]
+    if len(whole) > MAX_LINES:
+        whole, partial = whole[:MAX_LINES], b""
     in_traceback = False
     pos = offset
-    chunks = data[:end].split(b"\n")[:-1] if end else []
-    for number, raw in enumerate(chunks, start=line):
+    for number, raw in enumerate(whole, start=line):
         out.lines.append(_line(number, pos, raw, style, in_traceback))
         in_traceback = _traceback_state(out.lines[-1], in_traceback)
-        pos += len(raw) + 1
+        pos = min(pos + len(raw) + 1, offset + len(data))
     out.next_offset = pos
-    out.next_line = line + len(chunks)
+    out.next_line = line + len(whole)
     out.state = style.encode()
     if partial:
         # Rendered with a copy of the style: its colours are read again with the rest of it.
         out.lines.append(_line(out.next_line, pos, partial, Style.decode(out.state), in_traceback))
         out.partial = True
     return out
+
+
+def skip_to_last(data: bytes, count: int) -> tuple[int, int]:
+    """How many bytes and lines to skip so that ``data`` holds its last ``count`` lines."""
+    lines = data.count(b"\n")
+    skip = lines - count
+    at = 0
+    for _ in range(max(0, skip)):
+        at = data.index(b"\n", at) + 1
+    return at, max(0, skip)
 
 
 def _line(number: int, offset: int, raw: bytes, style: Style, in_traceback: bool) -> Line:

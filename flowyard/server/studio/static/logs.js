@@ -51,12 +51,14 @@
     next = { offset: page.next_offset, line: page.next_line, state: page.state };
     seenLines = box.childElementCount;
     if (seenLines > KEEP) {
-      for (let n = seenLines - KEEP; n > 0; n--) box.firstElementChild.remove();
+      // Following, the oldest lines go; in a window around a linked line, the last ones.
+      for (let n = seenLines - KEEP; n > 0; n--) (atEnd ? box.firstElementChild : box.lastElementChild).remove();
       seenLines = KEEP;
     }
     firstLine = Number(box.firstElementChild?.id.slice(1) || page.line);
+    const lastLine = box.lastElementChild?.id.slice(1);
     note.hidden = firstLine <= 1 && atEnd;
-    note.replaceChildren(`Showing from line ${firstLine}${atEnd ? "" : ` to ${page.next_line - 1}`}. `);
+    note.replaceChildren(`Showing from line ${firstLine}${atEnd ? "" : ` to ${lastLine}`}. `);
     if (!atEnd) {
       const end = document.createElement("button");
       end.type = "button";
@@ -88,7 +90,6 @@
       if (follow.checked) box.scrollTop = box.scrollHeight;
     } finally { reading = false; }
     if (!live()) document.dispatchEvent(new CustomEvent("studio:log-read"));
-
   }
 
   async function openAt(line) {
