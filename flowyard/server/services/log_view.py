@@ -50,6 +50,7 @@ _ERROR = re.compile(
 )
 _WARNING = re.compile(r"\b(?:WARNING|WARN)\b|\b[A-Z]\w*Warning:")
 _FRAME = re.compile(r'^\s+File "(?P<path>[^"]+)", line (?P<line>\d+)')
+_SGR = re.compile(r"\x1b\[([0-9;:]*)m")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Cheap tests before the patterns: most lines have none of these words.
 _ERROR_WORDS = (
@@ -233,7 +234,16 @@ def _visible(raw: str, style: Style) -> tuple[str, list[tuple[str, str]]]:
         raw = raw[cut + 1 :]
     if not _CONTROL.search(raw):
         return raw, [(style.classes(), raw)] if raw else []
-    runs: list[tuple[str, str]] = []
+    # Most coloured lines hold colour changes only: split on them in one call.
+    parts = _SGR.split(raw)
+    if not any(_CONTROL.search(text) for text in parts[::2]):
+        runs = [(style.classes(), parts[0])] if parts[0] else []
+        for i in range(1, len(parts), 2):
+            style.apply(parts[i])
+            if parts[i + 1]:
+                runs.append((style.classes(), parts[i + 1]))
+        return "".join(parts[::2]), runs
+    runs = []
     at = 0
     for m in _ESCAPES.finditer(raw):
         if m.start() > at:
