@@ -39,6 +39,7 @@ from flowyard.server.routers import (
     retention,
     snapshots,
     studio,
+    studio_logs,
     studio_tables,
     sweeps,
 )
@@ -176,6 +177,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
     app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")
     app.include_router(studio_tables.router)  # before the studio's catch-all
+    app.include_router(studio_logs.router)
     app.include_router(studio.router)
     app.include_router(studio.icon_router)
     # Last, so Flowyard's routes win: MLflow's REST API, artifact proxy and UI.

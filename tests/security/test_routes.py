@@ -257,6 +257,8 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("GET", "/studio/jobs"): "reader",
     ("GET", "/studio/jobs/<job_id>"): "reader",
     ("GET", "/studio/jobs/<job_id>/log.txt"): "reader",
+    ("GET", "/studio/jobs/<job_id>/log/lines"): "reader",
+    ("GET", "/studio/jobs/<job_id>/log/search"): "reader",
     ("GET", "/studio/jobs/<job_id>/snapshot.zip"): "reader",
     ("GET", "/studio/jobs/<job_id>/snapshot/<path:path>"): "reader",
     ("GET", "/studio/compare"): "reader",

@@ -74,7 +74,7 @@ def test_a_running_job_tails_its_log_and_charts_its_metric(
     expect(log).to_contain_text(f"line {last + 4}", timeout=20_000)
     page.fill("#log-search", f"line {last}")
     expect(page.locator("#log-matches")).to_contain_text("matching line")
-    expect(log.locator("mark").first).to_have_text(f"line {last}")
+    expect(page.locator("#log-results mark").first).to_have_text(f"line {last}")
     page.fill("#log-search", "")
     shot(page, screenshots, "job-logs")
 
@@ -97,7 +97,8 @@ def test_cancel_from_the_job_page(
     page.click("#cancel")
     expect(page.locator("#status .badge")).to_have_text("canceled", timeout=60_000)
     # Once final, the page shows the reason in its timeline and error box.
-    expect(page.locator("#timeline")).to_contain_text("canceled by the user")
+    expect(page.locator("#timeline")).to_contain_text("canceled by owner")
+    expect(page.locator("#error-headline")).to_have_text("Canceled by owner")
     assert client.get_job(run_id).status == JobStatus.CANCELED
     expect(page.locator("#cancel")).to_have_count(0)
     shot(page, screenshots, "job-canceled")

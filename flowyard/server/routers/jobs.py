@@ -132,8 +132,11 @@ def get_job(job_id: str, session: DbSession) -> JobOut:
 
 
 @router.post("/{job_id}/cancel")
-def cancel(job_id: str, session: DbSession, state: State) -> JobOut:
-    job = jobs.cancel(session, job_id, state.settings)
+def cancel(job_id: str, request: Request, session: DbSession, state: State) -> JobOut:
+    # Who asked, in the job's timeline and error box ("canceled by alice").
+    who = principal_of(request).user if state.settings.auth else None
+    reason = f"canceled by {who}" if who else jobs.CANCELED_BY_USER
+    job = jobs.cancel(session, job_id, state.settings, reason)
     state.watch.changed(job_id)
     state.dispatcher.wake()  # a canceled queued job may let another move up
     state.sweeps.wake()  # a canceled sweep stops its trials

@@ -34,6 +34,7 @@ from flowyard.schemas import JobStatus
 from flowyard.server import mlflow_internals
 from flowyard.server.auth.tokens import Role
 from flowyard.server.middleware.auth import CSRF, CSRF_HEADER, PRINCIPAL, SESSION_MAX_AGE_S
+from flowyard.server.routers import studio_logs
 from flowyard.server.services import auth as auth_service
 from flowyard.server.services import compare_set, studio
 from flowyard.server.services import computes as compute_service
@@ -175,6 +176,7 @@ def job_page(job_id: str, request: Request, session: DbSession, state: State) ->
         job=detail.job,
         tree=tree,
         waiting=waiting,
+        triage=studio_logs.triage(session, detail.job, detail.job.events),
         chain=rerun_chain(session, job_id),
         may_rerun=_may_rerun(request),
         rerun=rerun_form(session, detail.job, _rerun_by(request, state, detail.job.user))

@@ -49,7 +49,7 @@
     }
     // The server renders what only a finished job has (error box, outputs, duration): reload
     // once the log has been read to its end.
-    if (!FINAL.has(was) && FINAL.has(status)) finished = true;
+    if (!FINAL.has(was) && FINAL.has(status)) { finished = true; reloadWhenRead(); }
   }
   let finished = false;
 
@@ -85,74 +85,12 @@
     }
   });
 
-  // --- log tail --------------------------------------------------------------------------------
-  const TAIL = 256 * 1024;       // a long log opens at its end; the download has all of it
-  const KEEP = 2 * 1024 * 1024;  // bound the page's memory on a chatty job
-  const pre = document.getElementById("log");
-  const search = document.getElementById("log-search");
-  const follow = document.getElementById("log-follow");
-  const decoder = new TextDecoder();
-  let offset = Math.max(0, Number(root.dataset.logSize) - TAIL);
-  let size = Number(root.dataset.logSize);
-  let text = "";
-  if (offset > 0) {
-    const note = document.getElementById("log-truncated");
-    note.hidden = false;
-    note.textContent = `Showing the last ${Math.round(TAIL / 1024)} KB; download the log for all of it.`;
+  // --- log: static/logs.js reads it; once it has a finished job's whole log, reload -------------
+  let logRead = false;
+  function reloadWhenRead() {
+    if (finished && logRead) { finished = false; setTimeout(() => location.reload(), 300); }
   }
-
-  function render(appended) {
-    const term = search.value.trim().toLowerCase();
-    if (!term) {
-      if (appended !== null && pre.dataset.mode === "all") pre.append(appended);
-      else { pre.textContent = text; pre.dataset.mode = "all"; }
-      document.getElementById("log-matches").textContent = "";
-    } else {
-      const lines = text.split("\n").filter((l) => l.toLowerCase().includes(term));
-      const pattern = new RegExp(term.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "gi");
-      pre.innerHTML = lines.map((l) => FY.escape(l).replace(pattern, (m) => `<mark>${m}</mark>`)).join("\n");
-      pre.dataset.mode = "search";
-      document.getElementById("log-matches").textContent = `${lines.length} matching line${lines.length === 1 ? "" : "s"}`;
-    }
-    document.getElementById("log-empty").hidden = text.length > 0;
-    document.getElementById("log-size").textContent = `${(size / 1024).toFixed(1)} KB`;
-    if (follow.checked) pre.scrollTop = pre.scrollHeight;
-  }
-  search.addEventListener("input", () => render(null));
-  pre.addEventListener("scroll", () => {
-    // Scrolling up to read stops following; back at the bottom, it follows again.
-    follow.checked = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-  });
-
-  async function readPage() {
-    const response = await fetch(`${jobUrl}/logs?offset=${offset}`);
-    if (!response.ok) return false;
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    size = Number(response.headers.get("X-Flowyard-Log-Size") || size);
-    const chunk = decoder.decode(bytes, { stream: true });
-    offset = Number(response.headers.get("X-Flowyard-Next-Offset") || offset + bytes.length);
-    if (chunk) {
-      text += chunk;
-      if (text.length > KEEP) { text = text.slice(text.length - KEEP); pre.dataset.mode = ""; }
-      render(pre.dataset.mode === "all" ? chunk : null);
-    } else render(null);
-    return bytes.length > 0;
-  }
-
-  async function readLog() {
-    // The workspace answers a page at a time: read on until the page reaches the log's end.
-    let more = true;
-    while (more) more = (await readPage()) && offset < size;
-    if (finished && offset >= size) {
-      setTimeout(() => location.reload(), 300);
-      finished = false;
-    }
-  }
-  let logDone = false;
-  FY.poll(async () => {
-    await readLog();
-    logDone = !running() && offset >= size && !finished;
-  }, 1000, () => !logDone);
+  document.addEventListener("studio:log-read", () => { logRead = true; reloadWhenRead(); });
 
   // --- metrics and system metrics (charts.js) ------------------------------------------------
   const run = [{ id, label: document.getElementById("charts").dataset.label || id }];

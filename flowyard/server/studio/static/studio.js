@@ -167,16 +167,45 @@ function computesPage() {
 }
 
 function tabs() {
+  // The WAI-ARIA tabs pattern: one tab in the tab order, arrows (Home, End) move between tabs.
   const sections = [...document.querySelectorAll("section.tab")];
   if (!sections.length) return;
   document.body.classList.add("js");
+  const links = [...document.querySelectorAll(".tabs a[role=tab]")];
+  for (const a of links) {
+    const panel = a.hash.slice(1);
+    a.id = a.id || `tab-${panel}`;
+    a.setAttribute("aria-controls", panel);
+  }
+  for (const s of sections) {
+    s.setAttribute("role", "tabpanel");
+    s.setAttribute("aria-labelledby", `tab-${s.id}`);
+  }
   const show = () => {
-    const id = location.hash.slice(1);
+    // A log line's link (#L123) is on the Logs tab.
+    const id = /^L\d+$/.test(location.hash.slice(1)) ? "logs" : location.hash.slice(1);
     const current = sections.find((s) => s.id === id) || sections[0];
     for (const s of sections) s.classList.toggle("on", s === current);
-    for (const a of document.querySelectorAll(".tabs a")) a.classList.toggle("on", a.hash === `#${current.id}`);
+    for (const a of links) {
+      const on = a.hash === `#${current.id}`;
+      a.classList.toggle("on", on);
+      a.setAttribute("aria-selected", String(on));
+      a.tabIndex = on ? 0 : -1;
+    }
     document.dispatchEvent(new CustomEvent("studio:tab", { detail: current.id }));
   };
+  const tablist = document.querySelector(".tabs[role=tablist]");
+  if (tablist) tablist.addEventListener("keydown", (e) => {
+    const at = links.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: links.length - 1 }[e.key];
+    if (to === undefined) return;
+    e.preventDefault();
+    const link = links[(to + links.length) % links.length];
+    history.replaceState(null, "", link.hash);
+    show();
+    link.focus();
+  });
   window.addEventListener("hashchange", show);
   show();
 }

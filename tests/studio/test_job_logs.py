@@ -1,0 +1,195 @@
+"""The job page's log viewer and failure triage in Chromium, against jobs that print what real
+jobs print: colours, progress bars, warnings, markup, a traceback; a shell failure; a kill."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from flowyard.client import Client
+from flowyard.schemas import JobStatus
+from tests.factories import final_job, make_project
+from tests.servers import Server
+from tests.studio.conftest import submit
+
+LINES = 12_000  # about 1.2 MB: more than the viewer's first page (the last MiB)
+# Reading and laying out that many lines takes seconds on a loaded CI machine.
+SLOW = 30_000
+
+NOISY = f"""\
+print("\\x1b[32mstarting\\x1b[0m <script>document.title='pwned'</script> & friends")
+print("ERROR: the cache is unreachable; going on without it")
+for i in range({LINES}):
+    print(f"\\x1b[36mepoch {{i:05d}}\\x1b[0m loss={{1 / (i + 1):.6f}} " + "." * 60)
+for p in range(0, 101, 10):
+    print(f"\\rprogress {{p}}%", end="")
+print()
+print("WARNING: the learning rate is high")
+print("a < b && c > d")
+
+
+def fit():
+    raise RuntimeError("diverged")
+
+
+fit()
+"""
+
+KILLED = """\
+import os, signal
+print("allocating", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@dataclass
+class Failed:
+    noisy: str
+    shell: str
+    killed: str
+
+
+@pytest.fixture(scope="module")
+def failed(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Failed:
+    root = tmp_path_factory.mktemp("failing-jobs")
+    ids = Failed(
+        noisy=submit(make_project(root / "noisy", NOISY)),
+        shell=submit(
+            make_project(
+                root / "shell",
+                "",
+                command="bash fail.sh",
+                files={"fail.sh": "echo 'fatal: cannot open data.csv' >&2\nexit 3\n"},
+            )
+        ),
+        killed=submit(make_project(root / "killed", KILLED)),
+    )
+    for run_id in (ids.noisy, ids.shell, ids.killed):
+        assert final_job(client, run_id).status == JobStatus.FAILED
+    return ids
+
+
+def test_a_finished_log_opens_at_its_end_with_colours_marks_and_line_links(
+    page: Page, workspace: Server, failed: Failed, screenshots: Path
+) -> None:
+    page.goto(f"{workspace.url}/studio/jobs/{failed.noisy}")
+    log = page.locator("#log")
+    error = log.locator(".ll.e", has_text="RuntimeError: diverged")
+    expect(error).to_be_attached(timeout=SLOW)
+    page.click("a[role=tab][href='#logs']")
+    # A finished job: nothing to follow, and its end (the traceback) in view.
+    expect(error).to_be_in_viewport(ratio=1, timeout=SLOW)
+    expect(page.locator("#log-follow")).not_to_be_checked()
+    expect(log.locator(".ll", has_text="epoch 11999").locator("span.f6")).to_have_text(
+        "epoch 11999"
+    )
+    expect(log.locator(".ll.w")).to_contain_text("WARNING: the learning rate is high")
+    expect(log.locator(".ll", has_text="progress")).to_have_text(re.compile(r"\d+progress 100%$"))
+    # The first lines are past the first page: numbered from where it starts.
+    assert int(log.locator(".ll").first.get_attribute("id")[1:]) > 1  # type: ignore[index]
+    shot = screenshots / "job-log-finished.png"
+    page.screenshot(path=str(shot))
+
+    # A frame of the job's own code opens the snapshot's file at its line.
+    frame = log.locator("a.frame").last
+    expect(frame).to_have_text(re.compile(r"^main\.py:\d+$"))
+    frame.click()
+    expect(page).to_have_url(re.compile(r"/snapshot/main\.py#L-\d+$"))
+    expect(page.locator("#file-view")).to_contain_text("diverged")
+    page.go_back()
+
+    # Line links: #L<n> opens the Logs tab at that line, marked.
+    target = log.locator(".ll").nth(5)
+    number = target.get_attribute("id")
+    target.locator("a.ln").click()
+    expect(page).to_have_url(re.compile(rf"#{number}$"))
+    expect(target).to_have_class(re.compile(r"\btarget\b"))
+    page.reload()
+    expect(page.locator("a[role=tab][href='#logs']")).to_have_attribute("aria-selected", "true")
+    expect(page.locator(f"#{number}")).to_have_class(re.compile(r"\btarget\b"), timeout=SLOW)
+    expect(page.locator(f"#{number}")).to_be_in_viewport()
+    page.click("#log-end")
+    expect(error).to_be_in_viewport(timeout=SLOW)
+
+
+def test_search_reads_the_whole_log_and_keeps_its_markup(
+    page: Page, workspace: Server, failed: Failed
+) -> None:
+    page.goto(f"{workspace.url}/studio/jobs/{failed.noisy}#logs")
+    log = page.locator("#log")
+    expect(log.locator(".ll.e").last).to_contain_text("RuntimeError", timeout=SLOW)
+    results = page.locator("#log-results")
+    # "&" and "<" are found as text: the highlight never lands inside an entity.
+    page.fill("#log-search", "&")
+    expect(results.locator("li", has_text="a < b")).to_have_text(
+        re.compile(r"a < b && c > d$"), timeout=SLOW
+    )
+    expect(results.locator("li", has_text="a < b").locator("mark")).to_have_count(2)
+    expect(results.locator("li", has_text="friends")).to_contain_text(
+        "<script>document.title='pwned'</script> & friends"
+    )
+    assert page.title() != "pwned" and log.locator("script").count() == 0
+    # A line far before the loaded tail is found on the server, and opens where it is.
+    page.fill("#log-search", "epoch 00007 ")
+    expect(page.locator("#log-matches")).to_have_text(
+        "1 matching line in the whole log", timeout=SLOW
+    )
+    results.locator("a.ln").click()
+    line = log.locator(".ll.target")
+    expect(line).to_contain_text("epoch 00007", timeout=SLOW)
+    expect(line).to_be_in_viewport()
+
+    page.fill("#log-search", "")
+    page.click("#log-first-error")
+    expect(log.locator(".ll.target")).to_contain_text(
+        "ERROR: the cache is unreachable", timeout=SLOW
+    )
+    expect(log.locator(".ll.target")).to_have_class(re.compile(r"\be\b"))
+
+
+def test_the_error_box_says_why_a_job_ended(page: Page, workspace: Server, failed: Failed) -> None:
+    page.goto(f"{workspace.url}/studio/jobs/{failed.noisy}")
+    frames = page.locator("#error-box pre.traceback a.frame")
+    expect(frames).to_have_count(2)  # the module's line and fit()'s, both in main.py
+    expect(frames.last).to_have_text(re.compile(r'main\.py", line 1[0-9], in fit$'))
+    expect(frames.last).to_have_attribute("href", re.compile(r"/snapshot/main\.py#L-1[0-9]$"))
+
+    page.goto(f"{workspace.url}/studio/jobs/{failed.shell}")
+    box = page.locator("#error-box")
+    expect(box).to_contain_text("exit code 3")
+    expect(box.locator("#last-lines")).to_contain_text("fatal: cannot open data.csv")
+    expect(box.locator("#last-lines")).not_to_contain_text("[flowyard]")
+
+    page.goto(f"{workspace.url}/studio/jobs/{failed.killed}")
+    expect(page.locator("#error-headline")).to_contain_text("Killed (out of memory?)")
+
+
+def test_the_tabs_follow_the_aria_tabs_pattern(
+    page: Page, workspace: Server, failed: Failed
+) -> None:
+    page.goto(f"{workspace.url}/studio/jobs/{failed.shell}")
+    tabs = page.locator("[role=tablist] [role=tab]")
+    overview = tabs.nth(0)
+    expect(overview).to_have_attribute("aria-selected", "true")
+    expect(overview).to_have_attribute("tabindex", "0")
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "false")
+    expect(tabs.nth(1)).to_have_attribute("tabindex", "-1")
+    expect(page.locator("#overview")).to_have_attribute("role", "tabpanel")
+    overview.focus()
+    page.keyboard.press("ArrowRight")
+    expect(tabs.nth(1)).to_be_focused()
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#metrics")).to_be_visible()
+    expect(page.locator("#overview")).to_be_hidden()
+    page.keyboard.press("End")
+    expect(page.locator("a[role=tab][href='#snapshot']")).to_be_focused()
+    expect(page.locator("#snapshot")).to_be_visible()
+    page.keyboard.press("ArrowRight")  # wraps around
+    expect(overview).to_be_focused()
+    expect(overview).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("a[role=tab][href='#snapshot']")).to_have_attribute("aria-selected", "true")
