@@ -450,11 +450,12 @@ def run_argv(
 # runner runs it elsewhere), passes a stop on to it, and ends the container when its standard
 # input closes, which happens when the engine's client goes (the runner died, and the client
 # with it): a killed runner leaves no container behind. The runner holds that input open and
-# never writes to it. A background list reads /dev/null unless redirected, hence `<&0`.
+# never writes to it. A background list's input is /dev/null before its own redirections, hence
+# the copy on descriptor 3.
 _WATCH = (
-    'shell=$(command -v bash || echo sh); "$shell" -c "$1" </dev/null & job=$!; '
+    'exec 3<&0; shell=$(command -v bash || echo sh); "$shell" -c "$1" </dev/null 3<&- & job=$!; '
     "trap 'kill -TERM $job 2>/dev/null' TERM INT; "
-    "(cat >/dev/null; kill -KILL -1) <&0 >/dev/null 2>&1 & "
+    "(cat <&3 >/dev/null; kill -KILL -1) >/dev/null 2>&1 & "
     'while :; do wait "$job"; code=$?; kill -0 "$job" 2>/dev/null || exit "$code"; done'
 )
 
