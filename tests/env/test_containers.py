@@ -5,6 +5,7 @@ a failing container, a cancel, a cached image, and clear errors before anything 
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 import time
 from collections.abc import Iterator
@@ -190,6 +191,40 @@ def test_cancel_stops_the_container(
     client.cancel_job(run.run_id)
     assert final_job(client, run.run_id).status == JobStatus.CANCELED
     assert _containers_of(engine, run.run_id) == []
+
+
+def _engine_client_parent(name: str) -> int:
+    """The pid of the process that started the engine client running container ``name``: the
+    job's runner."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text() if name.encode() in argv else ""
+        except OSError:
+            continue
+        if b"run" in argv and status:
+            return int(next(li for li in status.splitlines() if li.startswith("PPid:")).split()[1])
+    raise AssertionError(f"no engine client runs {name}")
+
+
+def test_a_killed_runner_leaves_no_container_behind(
+    tracking: str, tmp_path: Path, image: str, engine: containers.Engine
+) -> None:
+    script = "import time\nprint('waiting', flush=True)\ntime.sleep(600)\n"
+    project = docker_project(tmp_path / "p", image, script)
+    run = mlflow.projects.run(
+        str(project), backend="flowyard", backend_config=QUIET, synchronous=False
+    )
+    client = Client(mlflow.get_tracking_uri())
+    deadline = time.monotonic() + 180
+    while b"waiting" not in client.read_log(run.run_id)[0]:
+        assert time.monotonic() < deadline, "the container never started"
+        time.sleep(0.2)
+    runner = _engine_client_parent(containers.container_name(run.run_id, 1))
+    os.kill(runner, signal.SIGKILL)
+    while _containers_of(engine, run.run_id):
+        assert time.monotonic() < deadline, "the container outlived its runner"
+        time.sleep(0.2)
 
 
 def test_bad_input_is_refused_before_anything_runs(
