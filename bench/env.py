@@ -750,7 +750,7 @@ def container_projects(tmp: Path) -> tuple[Path, Path] | str:
     console.print(f"  engine: {engine.describe()}; base image (built once per machine)...")
     image = base_image(engine)
     plain = tmp / "plain"
-    plain.mkdir()
+    plain.mkdir(parents=True)
     (plain / "MLproject").write_text(
         "name: c\nentry_points:\n  main:\n    command: python main.py\n"
     )
@@ -773,7 +773,9 @@ def container_run(url: str, project: Path, exp_id: str) -> dict[str, Any]:
         experiment_id=exp_id,
     )
     wall = time.perf_counter() - t0
-    check_run(submitted.run_id)
+    run = mlflow.MlflowClient().get_run(submitted.run_id)
+    if run.info.status != "FINISHED" or "x" not in run.data.metrics:
+        raise RuntimeError(f"run {run.info.run_id} is {run.info.status}, {run.data.metrics}")
     with Client(url) as client:
         text = job_log(client, submitted.run_id)
         sample: dict[str, Any] = {"wall": wall, **job_phases(client.get_job(submitted.run_id))}

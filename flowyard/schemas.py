@@ -164,6 +164,8 @@ class GcOut(_Model):
     cache_bytes: int
     environments: int = 0
     environment_bytes: int = 0
+    # docker_env jobs' images (their bytes are the engine's, shared between layers: not counted).
+    job_images: int = 0
 
 
 class TrialOut(_Model):

@@ -214,7 +214,10 @@ def _engine(named: str | None) -> Engine:
         fix = f"install {named} on this host, or name another engine for the compute"
     else:
         fix = "install podman (apt-get install podman runc) or start Docker's daemon"
-    raise EnvBuildError(f"No container engine works on this host ({'; '.join(reasons)}); {fix}.")
+    raise EnvBuildError(
+        f"No container engine works on this host to run docker_env projects "
+        f"({'; '.join(reasons)}); {fix}."
+    )
 
 
 def engine(named: str | None = None, environ: Mapping[str, str] = os.environ) -> Engine:
@@ -479,8 +482,9 @@ def stop(found: Engine, name: str, grace_s: float) -> None:
 
 
 def prune(found: Engine, unused_days: float | None, *, dry_run: bool = False) -> list[str]:
-    """Remove the job images not used for ``unused_days`` (all when None); never one a
-    container runs from (the engine refuses to remove it). Returns the tags removed."""
+    """Remove the job images this cache folder's runners have not used for ``unused_days``
+    (all job images when None); never one a container runs from (the engine refuses to remove
+    it). Returns the tags removed."""
     listed = found.call(
         "images", "--filter", f"label={LABEL_IMAGE}", "--format", "{{.Repository}}:{{.Tag}}"
     )
@@ -490,10 +494,20 @@ def prune(found: Engine, unused_days: float | None, *, dry_run: bool = False) ->
         if not tag.startswith(f"{IMAGE_REPO}:"):
             continue
         use = _uses() / tag.rsplit(":", 1)[1]
-        last = use.stat().st_mtime if use.exists() else 0.0
-        if cutoff is not None and last >= cutoff:
+        # An image another cache folder's runners use (no record here) is theirs to age out.
+        if cutoff is not None and (not use.exists() or use.stat().st_mtime >= cutoff):
             continue
         if dry_run or found.call("rmi", tag).returncode == 0:
             use.unlink(missing_ok=True) if not dry_run else None
             removed.append(tag)
     return removed
+
+
+def prune_here(unused_days: float | None, *, dry_run: bool = False) -> list[str]:
+    """:func:`prune` with this host's engine; nothing where none answers (no job image can be
+    here then, or none that Flowyard can reach)."""
+    try:
+        found = engine()
+    except EnvBuildError:
+        return []
+    return prune(found, unused_days, dry_run=dry_run)
