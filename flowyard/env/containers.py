@@ -359,6 +359,7 @@ def _uses() -> Path:
 @dataclass(frozen=True)
 class JobImage:
     tag: str
+    id: str
     built: bool
 
 
@@ -379,8 +380,8 @@ def job_image(
     use = _uses() / key
     use.parent.mkdir(parents=True, exist_ok=True)
     use.touch()  # last use, for pruning
-    if _image_id(found, tag) is not None:
-        return JobImage(tag, built=False)
+    if (image_id := _image_id(found, tag)) is not None:
+        return JobImage(tag, image_id, built=False)
     build_dir = project_dir.parent / "image"
     shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir()
@@ -409,7 +410,7 @@ def job_image(
             f"Building the job's image from {spec.image} failed ({said[-1] if said else code}); "
             "the job log holds the engine's output."
         )
-    return JobImage(tag, built=True)
+    return JobImage(tag, _image_id(found, tag) or "", built=True)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -354,6 +354,9 @@ class Runner:
             raise EnvBuildError(e.message) from e
         verb = "built" if image.built else "reusing cached"
         self.log.say(f"environment: {verb} image {image.tag} ({time.monotonic() - started:.3f} s)")
+        # The tags MLflow's docker backend sets on the run.
+        for key, value in (("uri", image.tag), ("id", image.id)):
+            self._call(functools.partial(self._set_tag, f"mlflow.docker.image.{key}", value))
         outputs = project_dir / "outputs"
         outputs.mkdir(exist_ok=True)
         self._container = containers.container_name(job.id, job.attempt)
@@ -506,6 +509,17 @@ class Runner:
                 lambda: MlflowClient(self.url).log_artifacts(self.job_id, str(outputs), "outputs")
             )
         self.log.say(f"uploaded {len(files)} file(s) from ./outputs to the run's outputs/")
+
+    def _set_tag(self, key: str, value: str) -> None:
+        url = f"{self.url}/api/2.0/mlflow/runs/set-tag"
+        body = {"run_id": self.job_id, "key": key, "value": value}
+        try:
+            response = self.client.http.post(url, json=body)
+        except httpx.HTTPError as e:
+            raise WorkspaceUnreachableError(f"tagging the run failed: {e}") from e
+        if response.status_code >= 500:
+            raise FlowyardError(f"tagging the run: HTTP {response.status_code}")
+        response.raise_for_status()
 
     def _put_artifact(self, artifact_path: str, path: Path) -> None:
         url = f"{self.url}/api/2.0/mlflow-artifacts/artifacts/{quote(artifact_path)}"

@@ -119,6 +119,8 @@ def _check_tracked(run_id: str, engine: containers.Engine) -> str:
     assert run.data.params["alpha"] == "0.25"
     assert run.data.metrics["score"] == 0.5
     assert run.data.tags["mlflow.project.env"] == "docker"
+    assert run.data.tags["mlflow.docker.image.uri"].startswith(containers.IMAGE_REPO + ":")
+    assert run.data.tags["mlflow.docker.image.id"]
     assert Path(client.download_artifacts(run_id, "seen.txt")).read_text() == (
         "read through a volume"
     )
