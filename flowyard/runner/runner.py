@@ -236,7 +236,7 @@ class Runner:
             self.log.say(f"blob cache: pruned {pruned.count} blob(s), {pruned.bytes:,} bytes")
         command = self._command(job, project_dir)
         try:
-            argv, extra_env = self._entry_point(job, project_dir, command)
+            argv, env = self._entry_point(job, project_dir, command)
         except EnvBuildError as e:
             self.log.say(f"environment build failed: {e.message}")
             build_error = ErrorReport(type=type(e).__name__, message=e.message)
@@ -245,7 +245,7 @@ class Runner:
             assert self._stop_reason is not None
             return self._stop_reason[0], self._stop_reason[1], None, None
         self.log.say(f"running: {command}")
-        reader = self._spawn(argv, project_dir, job, extra_env)
+        reader = self._spawn(argv, project_dir, job, env)
         try:
             # Reported once the entry point is on its way: its start waits for no round trip.
             self._status(JobStatus.RUNNING, "entry point started")
@@ -289,14 +289,13 @@ class Runner:
     def _entry_point(
         self, job: ClaimedJob, project_dir: Path, command: str
     ) -> tuple[list[str], dict[str, str]]:
-        """What runs ``command``, and what its environment adds to the runner's (before the
-        job's own variables): a container of the project's image, or bash with the job's
-        environment's Python first on PATH."""
+        """What runs ``command``, and its environment: a container of the project's image, or
+        bash with the job's environment's Python first on PATH."""
         if job.environment.container:
             return self._container_command(job, project_dir, command)
         bin_dir = self._environment(job)
         path = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
-        return ["bash", "-c", command], {"PATH": path}
+        return ["bash", "-c", command], {**os.environ, **self._job_env(job), "PATH": path}
 
     def _command(self, job: ClaimedJob, project_dir: Path) -> str:
         if job.options.command:
@@ -337,7 +336,8 @@ class Runner:
         self, job: ClaimedJob, project_dir: Path, command: str
     ) -> tuple[list[str], dict[str, str]]:
         """The engine command that runs ``command`` in the job's image (built, or reused when
-        cached), and the variables the engine passes into the container by name."""
+        cached), and the engine's environment, whose job variables it passes into the container
+        by name."""
         from flowyard.env import containers
 
         spec = job.environment
@@ -364,7 +364,7 @@ class Runner:
         argv = containers.run_argv(
             engine, self._container, job.id, image.tag, command, names, spec, outputs
         )
-        return argv, dict(spec.container_env)
+        return argv, {**os.environ, **spec.container_env, **self._job_env(job)}
 
     def _job_env(self, job: ClaimedJob) -> dict[str, str]:
         """What the entry point's environment adds to the runner's: the job's variables, then
@@ -385,12 +385,11 @@ class Runner:
         }
 
     def _spawn(
-        self, argv: list[str], cwd: Path, job: ClaimedJob, extra_env: dict[str, str]
+        self, argv: list[str], cwd: Path, job: ClaimedJob, env: dict[str, str]
     ) -> threading.Thread:
         """Start the entry point, and the thread that ships its output."""
         # What the job prints goes through this before the log: its secrets come out as ***.
         self._masker = Masker(job.secret_env.values())
-        env = {**os.environ, **extra_env, **self._job_env(job)}
         # Its own session, so a cancel stops everything it started and nothing else; and it dies
         # with the runner, so a lost runner leaves no orphan behind to be run again on retry.
         self._proc = subprocess.Popen(
