@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -76,10 +77,12 @@ class ContainerPolicy:
         )
 
     def runner_env(self) -> dict[str, str]:
-        """What tells the compute's runners which engine to use."""
-        from flowyard.env.containers import ENV_ENGINE
+        """What tells a shared compute's runners which engine to use and which folders volumes
+        may mount (checked again on the runner's host, after symlinks)."""
+        from flowyard.env.containers import ENV_ENGINE, ENV_VOLUMES
 
-        return {ENV_ENGINE: self.engine} if self.engine else {}
+        env = {ENV_VOLUMES: os.pathsep.join(self.volumes)}
+        return {**env, ENV_ENGINE: self.engine} if self.engine else env
 
     def describe(self) -> str:
         engine = self.engine or "Podman or Docker, whichever answers"

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -32,6 +32,9 @@ ENGINES = ("podman", "docker")
 # Set on a runner by its compute (`--container-engine`), or by the operator: the engine to use
 # rather than the first that works.
 ENV_ENGINE = "FLOWYARD_CONTAINER_ENGINE"
+# Set on a shared compute's runners: the host folders its jobs' volumes may mount, checked again
+# where the volume is mounted, after symlinks (os.pathsep between folders).
+ENV_VOLUMES = "FLOWYARD_CONTAINER_VOLUMES"
 # Where the project's code lives in the image, as MLflow's docker backend puts it.
 WORKDIR = "/mlflow/projects/code"
 # Labels on what Flowyard makes, so it finds (and prunes) its own and nothing else.
@@ -297,6 +300,35 @@ def check_shared(spec: EnvironmentSpec, compute: str, allowed: Iterable[str]) ->
                 f"(allowed folders: {where}); have an admin run `flowyard compute update "
                 f"{compute} --container-volume FOLDER`, or drop the volume."
             )
+
+
+def _resolved(volume: str) -> str:
+    host, _, rest = volume.partition(":")
+    return f"{os.path.realpath(host)}:{rest}" if host.startswith("/") else volume
+
+
+def resolve_volumes(spec: EnvironmentSpec, environ: Mapping[str, str]) -> EnvironmentSpec:
+    """``spec`` with each volume's host folder as it really is here (symlinks followed: a link
+    a job left in an allowed folder must not mount what it points to), checked again against
+    the compute's folders when its runner was given them (:data:`ENV_VOLUMES`).
+
+    Raises:
+        InvalidRequestError: a volume resolves outside those folders.
+    """
+    args = list(spec.run_args)
+    for i, arg in enumerate(args):
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name in VOLUME_ARGS and eq:
+            args[i] = f"{arg.split('=', 1)[0]}={_resolved(value)}"
+        elif arg.lstrip("-") in VOLUME_ARGS and i + 1 < len(args):
+            args[i + 1] = _resolved(args[i + 1])
+    resolved = replace(
+        spec, volumes=tuple(_resolved(v) for v in spec.volumes), run_args=tuple(args)
+    )
+    if ENV_VOLUMES in environ:
+        roots = [r for r in environ[ENV_VOLUMES].split(os.pathsep) if r]
+        check_shared(resolved, "this compute", [os.path.realpath(r) for r in roots])
+    return resolved
 
 
 def copied_env(spec: EnvironmentSpec, environ: Mapping[str, str]) -> dict[str, str]:

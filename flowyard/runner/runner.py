@@ -340,7 +340,10 @@ class Runner:
         by name."""
         from flowyard.env import containers
 
-        spec = job.environment
+        try:
+            spec = containers.resolve_volumes(job.environment, os.environ)
+        except FlowyardError as e:
+            raise EnvBuildError(e.message) from e
         engine = containers.engine()
         self._engine = engine
         self.log.say(f"environment: {spec.image} in a container ({engine.describe()})")

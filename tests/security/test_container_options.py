@@ -4,9 +4,11 @@ is the attack surface: a mount of / or --privileged is the host)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from flowyard.env.containers import check_shared, run_args
+from flowyard.env.containers import ENV_VOLUMES, check_shared, resolve_volumes, run_args
 from flowyard.errors import InvalidRequestError
 from flowyard.jobspec import EnvironmentSpec, EnvManager
 
@@ -69,3 +71,19 @@ def test_allowed_volumes_and_limits_pass() -> None:
         args=run_args({"memory": "1g", "cpus": "2", "v": "/srv/data/x:/x", "init": True}),
     )
     check_shared(spec, "shared", ALLOWED)
+
+
+def test_a_symlink_in_an_allowed_folder_mounts_nothing_outside_it(tmp_path: Path) -> None:
+    allowed = tmp_path / "data"
+    allowed.mkdir()
+    (allowed / "escape").symlink_to("/etc")  # left there by an earlier job
+    (allowed / "inside").mkdir()
+    environ = {ENV_VOLUMES: str(allowed)}
+    spec = _spec(volumes=(f"{allowed}/escape:/x",))
+    with pytest.raises(InvalidRequestError, match="mounts /etc"):
+        resolve_volumes(spec, environ)
+    via_args = _spec(args=("--volume", f"{allowed}/escape:/x"))
+    with pytest.raises(InvalidRequestError, match="mounts /etc"):
+        resolve_volumes(via_args, environ)
+    fine = resolve_volumes(_spec(volumes=(f"{allowed}/inside/../inside:/x:ro",)), environ)
+    assert fine.volumes == (f"{allowed.resolve()}/inside:/x:ro",)
