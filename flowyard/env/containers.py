@@ -530,8 +530,10 @@ def prune(found: Engine, unused_days: float | None, *, dry_run: bool = False) ->
         # An image another cache folder's runners use (no record here) is theirs to age out.
         if cutoff is not None and (not use.exists() or use.stat().st_mtime >= cutoff):
             continue
-        if dry_run or found.call("rmi", tag).returncode == 0:
-            use.unlink(missing_ok=True) if not dry_run else None
+        if dry_run:
+            removed.append(tag)
+        elif found.call("rmi", tag).returncode == 0:
+            use.unlink(missing_ok=True)
             removed.append(tag)
     return removed
 
