@@ -47,8 +47,11 @@ with mlflow.start_run():
 
 
 @pytest.fixture(scope="module")
-def engine() -> containers.Engine:
-    return engine_or_skip()
+def engine() -> Iterator[containers.Engine]:
+    found = engine_or_skip()
+    yield found
+    # The job images these tests made (each snapshot differs: its MLproject names tmp paths).
+    containers.prune(found, None)
 
 
 @pytest.fixture(scope="module")
