@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 NETNS := $(if $(filter 0,$(shell id -u)),unshare --net --fork,unshare -rn --fork)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo )
 
-.PHONY: demo test test-ray lint bench studio-browser bubblewrap tmux
+.PHONY: demo test test-ray lint bench studio-browser bubblewrap tmux containers
 
 # --compile-bytecode: runners start many short-lived Pythons, which would otherwise compile
 # MLflow from source each time when PYTHONDONTWRITEBYTECODE is set.
@@ -28,7 +28,7 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
-test: lint studio-browser bubblewrap tmux
+test: lint studio-browser bubblewrap tmux containers
 	$(BIN)/python -m pytest -m "not ray"
 	$(MAKE) test-ray
 
@@ -43,6 +43,11 @@ bubblewrap:
 # The display's tests drive a real terminal: tmux, on a socket of their own.
 tmux:
 	command -v tmux >/dev/null || ($(SUDO)apt-get update && $(SUDO)apt-get install -y --no-install-recommends tmux)
+
+# docker_env jobs run in containers: Podman with runc (crun refuses hybrid cgroups), and
+# debootstrap, which makes the tests' base image from the Debian mirror (no registry is needed).
+containers:
+	command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || ($(SUDO)apt-get update && $(SUDO)apt-get install -y --no-install-recommends podman runc debootstrap)
 
 test-ray: $(BIN)/.installed
 	$(NETNS) bash -c 'ip link set lo up && RAY_USAGE_STATS_ENABLED=0 exec $(BIN)/python -m pytest -m ray'

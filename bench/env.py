@@ -12,6 +12,11 @@ mlflow-skinny), copied to a temp folder and run with `steps=1`. Measured, in rou
    `_create_virtualenv`;
 3. Flowyard warm starts against USE_CONDA false runs of the same project (interleaved), what a
    warm start is made of, and both again under this machine's default PYTHONDONTWRITEBYTECODE=1.
+4. Containers: a docker_env project (a trivial entry point that logs a metric) whose job image
+   is cached, against the same project run as a plain process job (no docker_env, USE_CONDA
+   false), interleaved: what a warm container start adds. The base image is the tests' (a
+   Debian root made with debootstrap, MLflow in it: tests/images.py), built first if missing.
+   MLflow's own docker backend is not run: it needs a Docker daemon, which this machine lacks.
 
 uv's download cache (UV_CACHE_DIR, in the temp folder) is shared by every build and warmed by an
 untimed build first, so "cold" means a new environment, not new downloads.
@@ -19,6 +24,7 @@ untimed build first, so "cold" means a new environment, not new downloads.
     python bench/env.py            # full run
     python bench/env.py --quick    # smoke run: one round, one pair
     python bench/env.py --json results.json
+    python bench/env.py --containers-only   # part 4 alone
 """
 
 from __future__ import annotations
@@ -91,9 +97,17 @@ class Counts:
     default_bytecode_pairs: int  # the same, under PYTHONDONTWRITEBYTECODE=1
     virtualenv_timeout_s: float  # MLflow's virtualenv manager may try to build a CPython
 
+    container_pairs: int  # interleaved (docker_env on a cached image, plain process job) pairs
 
-FULL = Counts(rounds=5, pairs=5, default_bytecode_pairs=2, virtualenv_timeout_s=1800)
-QUICK = Counts(rounds=1, pairs=1, default_bytecode_pairs=1, virtualenv_timeout_s=600)
+
+FULL = Counts(
+    rounds=5, pairs=5, default_bytecode_pairs=2, virtualenv_timeout_s=1800, container_pairs=5
+)
+QUICK = Counts(
+    rounds=1, pairs=1, default_bytecode_pairs=1, virtualenv_timeout_s=600, container_pairs=1
+)
+CONTAINER_MAIN = "import mlflow\nmlflow.log_metric('x', 1.0)\n"
+IMAGE_LINE = re.compile(r"environment: (built|reusing cached) image (\S+) \(([\d.]+) s\)")
 
 
 @dataclass
@@ -524,6 +538,7 @@ def render(res: dict[str, Any], c: Counts) -> list[dict[str, Any]]:
         f"{c.default_bytecode_pairs} pair(s), seconds",
     )
     render_parts(res)
+    render_containers(res["containers"])
     return goals(res)
 
 
@@ -717,6 +732,122 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# -- containers ------------------------------------------------------------------------------
+
+
+def container_projects(tmp: Path) -> tuple[Path, Path] | str:
+    """The docker_env project and its plain twin, or why containers cannot run here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from flowyard.env import containers
+    from flowyard.errors import EnvBuildError
+
+    try:
+        engine = containers.engine()
+    except EnvBuildError as e:
+        return e.message
+    from tests.images import base_image
+
+    console.print(f"  engine: {engine.describe()}; base image (built once per machine)...")
+    image = base_image(engine)
+    plain = tmp / "plain"
+    plain.mkdir(parents=True)
+    (plain / "MLproject").write_text(
+        "name: c\nentry_points:\n  main:\n    command: python main.py\n"
+    )
+    (plain / "main.py").write_text(CONTAINER_MAIN)
+    boxed = tmp / "boxed"
+    shutil.copytree(plain, boxed)
+    (boxed / "MLproject").write_text(
+        f"name: c\ndocker_env:\n  image: {image}\n"
+        + ("entry_points:\n  main:\n    command: python main.py\n")
+    )
+    return boxed, plain
+
+
+def container_run(url: str, project: Path, exp_id: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    submitted = mlflow.projects.run(
+        str(project),
+        backend="flowyard",
+        backend_config={"STREAM_OUTPUT": False},
+        experiment_id=exp_id,
+    )
+    wall = time.perf_counter() - t0
+    run = mlflow.MlflowClient().get_run(submitted.run_id)
+    if run.info.status != "FINISHED" or "x" not in run.data.metrics:
+        raise RuntimeError(f"run {run.info.run_id} is {run.info.status}, {run.data.metrics}")
+    with Client(url) as client:
+        text = job_log(client, submitted.run_id)
+        sample: dict[str, Any] = {"wall": wall, **job_phases(client.get_job(submitted.run_id))}
+    if found := IMAGE_LINE.search(text):
+        sample["verb"], sample["step"] = found[1], float(found[3])
+    return sample
+
+
+def measure_containers(url: str, exp_id: str, tmp: Path, n: int) -> dict[str, Any]:
+    """A cached docker_env job against the same project as a plain process job, interleaved."""
+    projects = container_projects(tmp / "containers")
+    if isinstance(projects, str):
+        console.print(f"  skipped: {projects}")
+        return {"skipped": projects}
+    boxed, plain = projects
+    first = container_run(url, boxed, exp_id)
+    console.print(
+        f"  first container run (untimed): {first.get('verb')} its image, {first['wall']:.2f} s"
+    )
+    out: dict[str, Any] = {"container": [], "plain": []}
+    for i in range(n):
+        for case in ("container", "plain") if i % 2 == 0 else ("plain", "container"):
+            sample = container_run(url, boxed if case == "container" else plain, exp_id)
+            if case == "container" and sample.get("verb") != "reusing cached":
+                raise RuntimeError(f"a warm container run said {sample.get('verb')!r}")
+            out[case].append(sample)
+            console.print(f"  container pair {i + 1} {case:9s}: wall {sample['wall']:7.3f} s")
+    return out
+
+
+def render_containers(res: dict[str, Any]) -> None:
+    if "skipped" in res:
+        console.print(f"[bold]Containers[/]: skipped ({escape(res['skipped'])})")
+        return
+    t = new_table(
+        "Containers: docker_env on a cached image vs a plain process job, seconds",
+        ("case", "n", "wall med", "submitted → running med", "entry point med", "image step med"),
+    )
+    names = {"container": "docker_env, cached image", "plain": "plain process job"}
+    for case, label in names.items():
+        rows = res[case]
+        t.add_row(
+            label,
+            str(len(rows)),
+            _fmt(_col(rows, "wall")),
+            _fmt(_col(rows, "to_running")),
+            _fmt(_col(rows, "entry_point")),
+            _fmt(_col(rows, "step")),
+        )
+    t.add_section()
+    c, p = res["container"], res["plain"]
+    t.add_row(
+        "container / plain",
+        "",
+        ratio_cell(median(_col(c, "wall")), median(_col(p, "wall"))),
+        ratio_cell(median(_col(c, "to_running")), median(_col(p, "to_running"))),
+        ratio_cell(median(_col(c, "entry_point")), median(_col(p, "entry_point"))),
+        "",
+        style="cyan",
+    )
+    t.add_row(
+        "added by the container",
+        "",
+        diff_cell(median(_col(c, "wall")), median(_col(p, "wall"))),
+        diff_cell(median(_col(c, "to_running")), median(_col(p, "to_running"))),
+        diff_cell(median(_col(c, "entry_point")), median(_col(p, "entry_point"))),
+        "",
+        style="cyan",
+    )
+    console.print(t)
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -755,7 +886,10 @@ def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
             default = measure_pairs(
                 url, project, exp_id, tmp, cache, counts.default_bytecode_pairs, "dwb"
             )
+        console.print("[bold]Part 4[/]: a docker_env job on a cached image vs a plain job")
+        boxes = measure_containers(url, exp_id, tmp, counts.container_pairs)
     return {
+        "containers": boxes,
         "warmup": asdict(first),
         "rounds": runs,
         "failed": failed,
@@ -765,9 +899,29 @@ def run_all(counts: Counts, tmp: Path) -> dict[str, Any]:
     }
 
 
+def containers_only(counts: Counts, tmp: Path) -> dict[str, Any]:
+    prepare_child_env(tmp)
+    os.environ["XDG_CACHE_HOME"] = str(tmp / "cache-server")
+    with running_server(tmp / "server") as url:
+        os.environ["MLFLOW_TRACKING_URI"] = url
+        mlflow.set_tracking_uri(url)
+        exp_id = mlflow.set_experiment("bench-env-containers").experiment_id
+        console.print("[bold]Part 4[/]: a docker_env job on a cached image vs a plain job")
+        return measure_containers(url, exp_id, tmp, counts.container_pairs)
+
+
 def main() -> int:
-    args = bench_parser(__doc__, "one round, one pair").parse_args()
+    parser = bench_parser(__doc__, "one round, one pair")
+    parser.add_argument("--containers-only", action="store_true", help="part 4 alone")
+    args = parser.parse_args()
     counts = QUICK if args.quick else FULL
+    if args.containers_only:
+        with tempfile.TemporaryDirectory(prefix="fy-bench-env-") as tmp:
+            boxes = containers_only(counts, Path(tmp))
+        render_containers(boxes)
+        if args.json:
+            write_json(args.json, args.quick, counts, console, results={"containers": boxes})
+        return 0
     console.print(
         header_line(args.quick, tools=builder.uv_version())
         + f"  load average {os.getloadavg()[0]:.2f}"

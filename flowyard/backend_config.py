@@ -124,6 +124,14 @@ def _sweep(value: Any, compute: str) -> SweepSpec | None:
     return SweepSpec.parse(value)
 
 
+def _docker_args(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    from flowyard.env.containers import run_args
+
+    return run_args(_object("DOCKER_ARGS", value))
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     """``backend_config`` as Flowyard understands it."""
@@ -143,6 +151,9 @@ class BackendOptions:
     snapshot_max_files: int = 2000
     # SWEEP: run the project as a sweep of trials rather than once.
     sweep: SweepSpec | None = None
+    # MLflow's docker_args (the call's, or `mlflow run -A`), as engine options for a docker_env
+    # project's container.
+    docker_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # What no job can run with (a TIMEOUT of 0, an ENV_VARS name with '='), as the job's
@@ -214,6 +225,7 @@ class BackendOptions:
             snapshot_max_mb=_number("SNAPSHOT_MAX_MB", get("SNAPSHOT_MAX_MB", 300), float),
             snapshot_max_files=_number("SNAPSHOT_MAX_FILES", get("SNAPSHOT_MAX_FILES", 2000), int),
             sweep=_sweep(get("SWEEP"), compute),
+            docker_args=_docker_args(get("DOCKER_ARGS")),
         )
 
     @property

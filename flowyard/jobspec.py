@@ -158,6 +158,9 @@ class EnvManager(StrEnum):
 
     LOCAL = "local"  # the compute's own Python, the runner's
     UV = "uv"  # an environment flowyard.env.builder builds from the project's environment file
+    # The project's docker_env: its image with the snapshot in it (flowyard.env.containers).
+    # Named as MLflow names it in the run's mlflow.project.env tag.
+    DOCKER = "docker"
 
 
 @dataclass(frozen=True)
@@ -174,11 +177,25 @@ class EnvironmentSpec(_Json):
     python: str | None = None
     build_dependencies: tuple[str, ...] = ()
     dependencies: tuple[str, ...] = ()
+    # docker_env: the image, its volumes ("host:container[:options]"), the variables it sets
+    # (MLproject's [NAME, VALUE]) and those copied from the submitting machine (MLproject's
+    # NAME: their values travel as the job's secret ENV_VARS), and the call's docker_args as
+    # engine options.
+    image: str | None = None
+    volumes: tuple[str, ...] = ()
+    container_env: dict[str, str] = field(default_factory=dict)
+    copied_env: tuple[str, ...] = ()
+    run_args: tuple[str, ...] = ()
 
     @property
     def builds(self) -> bool:
         """Whether the runner builds an environment, rather than using its own Python."""
         return self.manager == EnvManager.UV
+
+    @property
+    def container(self) -> bool:
+        """Whether the job runs in a container of the project's image."""
+        return self.manager == EnvManager.DOCKER
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EnvironmentSpec:
@@ -189,4 +206,9 @@ class EnvironmentSpec(_Json):
             python=_text(data.get("python")),
             build_dependencies=_strings(data.get("build_dependencies")),
             dependencies=_strings(data.get("dependencies")),
+            image=_text(data.get("image")),
+            volumes=_strings(data.get("volumes")),
+            container_env={str(k): str(v) for k, v in (data.get("container_env") or {}).items()},
+            copied_env=_strings(data.get("copied_env")),
+            run_args=_strings(data.get("run_args")),
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from mlflow.projects.backend.abstract_backend import AbstractBackend
@@ -12,7 +14,7 @@ from flowyard import display, mlflow_internals
 from flowyard.backend_config import LOCAL, BackendOptions
 from flowyard.client import Client
 from flowyard.compute import launcher
-from flowyard.env import builder
+from flowyard.env import builder, containers
 from flowyard.errors import ConfigError, FlowyardError, NotAWorkspaceError
 from flowyard.mlflow_errors import as_execution_exception
 from flowyard.prepared_project import PreparedProject, prepare
@@ -91,7 +93,15 @@ def submit(
         options.sweep.check_types(
             {name: p.type for name, p in prepared.entry_point_spec.parameters.items()}
         )
-    if options.compute == LOCAL:
+    environment, secret_env = prepared.environment, options.secret_env
+    if environment.container:
+        environment = replace(environment, run_args=options.docker_args)
+        # Copied from this machine as MLflow copies them; secret, since such variables are
+        # mostly credentials (masked in the log, stored sealed).
+        secret_env = {**containers.copied_env(environment, os.environ), **secret_env}
+        if options.compute == LOCAL:
+            containers.check_image(containers.engine(), str(environment.image))
+    elif options.compute == LOCAL:
         builder.check_python(prepared.environment, str(info["mlflow_version"]))
     with display.snapshot_progress(sys.stderr, quiet=not options.stream_output) as progress:
         manifest = build_manifest(
@@ -110,7 +120,7 @@ def submit(
         project_uri=project_uri,
         entry_point=prepared.entry_point,
         parameters=prepared.parameters,
-        environment=prepared.environment,
+        environment=environment,
         options=options.job_options(prepared.command, prepared.entry_point_spec),
         compute=options.compute,
         priority=options.priority,
@@ -118,7 +128,7 @@ def submit(
         run_name=run_name,
         user=tags["mlflow.user"],
         tags=tags,
-        secret_env=options.secret_env,
+        secret_env=secret_env,
     )
     if options.sweep is not None:
         job = client.submit_sweep(SweepSubmit(job=body, spec=options.sweep.to_json()))

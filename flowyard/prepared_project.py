@@ -95,11 +95,6 @@ def prepare(
         ) from e
     except OSError as e:
         raise InvalidRequestError(f"The project at {uri} cannot be read ({e}).") from e
-    if project.docker_env:
-        raise InvalidRequestError(
-            f"The project at {uri} asks for docker_env, which Flowyard does not support yet; use "
-            "python_env or conda_env in its MLproject file."
-        )
     try:
         entry = project.get_entry_point(entry_point)
     except ExecutionException as e:

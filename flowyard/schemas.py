@@ -164,6 +164,8 @@ class GcOut(_Model):
     cache_bytes: int
     environments: int = 0
     environment_bytes: int = 0
+    # docker_env jobs' images (their bytes are the engine's, shared between layers: not counted).
+    job_images: int = 0
 
 
 class TrialOut(_Model):
@@ -240,7 +242,8 @@ class ComputeCreate(_Model):
     max_concurrent_jobs: int = Field(default=2, ge=1, le=10_000)
     workspace_url: str | None = None
     # {"resources": {"num_cpus": 1, "num_gpus": 0, "memory": 0}, "max_retries": 0,
-    #  "python": "python", "isolation": "sandbox"}
+    #  "python": "python", "isolation": "sandbox", "container_engine": "podman",
+    #  "container_volumes": ["/data"]}
     settings: dict[str, Any] = {}
 
 
@@ -267,6 +270,8 @@ class ComputeOut(_Model):
     # When the server's background check found ``healthy`` and ``health`` (None: not yet).
     health_checked_at: datetime | None = None
     resources: dict[str, Any] = {}
+    # Whether the compute runs docker_env jobs, and with what engine and volumes.
+    containers: str | None = None
 
 
 class ComputeList(_Model):

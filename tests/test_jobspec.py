@@ -45,6 +45,15 @@ UV = EnvironmentSpec(
     build_dependencies=("setuptools",),
     dependencies=("numpy==1.26.4", "-e ."),
 )
+DOCKER = EnvironmentSpec(
+    manager=EnvManager.DOCKER,
+    source="MLproject docker_env",
+    image="localhost/team/train:1",
+    volumes=("/data:/data:ro",),
+    container_env={"GREETING": "hi"},
+    copied_env=("AWS_PROFILE",),
+    run_args=("--memory", "1g", "--init"),
+)
 
 
 def _submit(**fields: Any) -> JobSubmit:
@@ -52,7 +61,7 @@ def _submit(**fields: Any) -> JobSubmit:
     return JobSubmit.model_validate({**base, "user": "u", **fields})
 
 
-@pytest.mark.parametrize("value", [FULL, JobOptions(), UV, EnvironmentSpec()])
+@pytest.mark.parametrize("value", [FULL, JobOptions(), UV, DOCKER, EnvironmentSpec()])
 def test_a_value_reads_back_from_its_json_as_the_api_sends_it(
     value: JobOptions | EnvironmentSpec,
 ) -> None:
@@ -72,6 +81,11 @@ def test_the_json_is_plain() -> None:
         "python": "3.11",
         "build_dependencies": ["setuptools"],
         "dependencies": ["numpy==1.26.4", "-e ."],
+        "image": None,
+        "volumes": [],
+        "container_env": {},
+        "copied_env": [],
+        "run_args": [],
     }
     assert FULL.resources.asked() == {"num_cpus": 2.0, "memory": 1e9}
     assert FULL.to_json()["resources"] == {"num_cpus": 2.0, "num_gpus": None, "memory": 1e9}
@@ -109,7 +123,7 @@ def test_a_submit_with_an_unknown_key_is_refused_naming_it(
         ({"options": {"env_vars": {"A=B": "1"}}}, "ENV_VARS names must be non-empty"),
         ({"options": {"resources": {"num_gpus": -1}}}, "NUM_GPUS must be a number of 0 or more"),
         ({"options": {"entry_point_spec": {"name": "m"}}}, "Field required"),
-        ({"environment": {"manager": "conda"}}, "'local' or 'uv'"),
+        ({"environment": {"manager": "conda"}}, "'local', 'uv' or 'docker'"),
         ({"environment": {"dependencies": "numpy"}}, "valid tuple"),
         ({"max_retries": -1}, "greater than or equal to 0"),
     ],

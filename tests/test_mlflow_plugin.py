@@ -331,7 +331,11 @@ def test_missing_parameter_malformed_mlproject_and_docker_env(
     broken = make_project(tmp_path / "broken", "")
     (broken / "MLproject").write_text("entry_points: [this, is, not, a, mapping\n")
     _assert_refused(broken, tracking, sqlite_server, {}, "cannot be used")
-    docker = make_project(tmp_path / "docker", "", extra_mlproject="docker_env: {image: x}")
+    # An image neither here nor pullable (or no engine at all): refused, nothing uploaded.
+    missing = "localhost/flowyard-nowhere:1"
+    docker = make_project(
+        tmp_path / "docker", "", extra_mlproject=f"docker_env: {{image: {missing}}}"
+    )
     _assert_refused(docker, tracking, sqlite_server, {}, "docker_env")
 
 

@@ -110,3 +110,11 @@ def test_the_masker_catches_a_value_split_anywhere(split: int) -> None:
 def test_short_values_are_not_masked() -> None:
     masker = Masker(["abc"])
     assert masker.feed(b"abc abc", final=True) == b"abc abc"
+
+
+def test_a_whole_line_goes_out_at_once_while_a_split_value_waits() -> None:
+    masker = Masker(["a-long-secret-value"])
+    assert masker.feed(b"waiting\n") == b"waiting\n"
+    assert masker.feed(b"key a-long-") == b""
+    assert masker.feed(b"secret-value\nmore") == b"key ***\n"
+    assert masker.feed(b"", final=True) == b"more"

@@ -19,6 +19,8 @@ def _settings(
     max_retries: int | None,
     python: str | None,
     isolation: str | None,
+    container_engine: str | None = None,
+    container_volumes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     resources = {
         k: v
@@ -32,6 +34,10 @@ def _settings(
         settings["python"] = python
     if isolation:
         settings["isolation"] = isolation
+    if container_engine:
+        settings["container_engine"] = container_engine
+    if container_volumes:
+        settings["container_volumes"] = list(container_volumes)
     return settings
 
 
@@ -65,6 +71,17 @@ _options = [
         help="process: sandbox (default) runs each job in bubblewrap, away from the workspace's "
         "files; none runs it as the server's user, able to read them",
     ),
+    click.option(
+        "--container-engine",
+        type=click.Choice(["podman", "docker"]),
+        help="the engine for docker_env jobs (default: the first of podman and docker that works)",
+    ),
+    click.option(
+        "--container-volume",
+        "container_volumes",
+        multiple=True,
+        help="a host folder docker_env jobs' volumes may mount (repeat for more; default none)",
+    ),
 ]
 
 
@@ -97,6 +114,8 @@ def create(
     max_retries: int | None,
     python: str | None,
     isolation: str | None,
+    container_engine: str | None,
+    container_volumes: tuple[str, ...],
 ) -> None:
     """Register a compute target NAME."""
     created = workspace_client().create_compute(
@@ -105,7 +124,16 @@ def create(
         address=address,
         max_concurrent_jobs=max_concurrent_jobs,
         workspace_url=workspace_url,
-        settings=_settings(num_cpus, num_gpus, memory, max_retries, python, isolation),
+        settings=_settings(
+            num_cpus,
+            num_gpus,
+            memory,
+            max_retries,
+            python,
+            isolation,
+            container_engine,
+            container_volumes,
+        ),
     )
     _print(created)
 
@@ -124,11 +152,22 @@ def update(
     max_retries: int | None,
     python: str | None,
     isolation: str | None,
+    container_engine: str | None,
+    container_volumes: tuple[str, ...],
 ) -> None:
     """Change a compute target's settings (those given)."""
     client = workspace_client()
     current = client.get_compute(name)
-    given = _settings(num_cpus, num_gpus, memory, max_retries, python, isolation)
+    given = _settings(
+        num_cpus,
+        num_gpus,
+        memory,
+        max_retries,
+        python,
+        isolation,
+        container_engine,
+        container_volumes,
+    )
     updated = client.update_compute(
         name,
         address=address,

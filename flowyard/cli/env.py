@@ -49,18 +49,23 @@ def list_envs() -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 def prune(unused_days: float, max_mb: float | None, remove_all: bool, dry_run: bool) -> None:
     """Remove unfinished builds, and environments unused for a while or past a size; never
-    one a job is running in."""
+    one a job is running in. Job images of docker_env projects too (by age only)."""
     from rich.filesize import decimal
 
-    from flowyard.env import builder
+    from flowyard.env import builder, containers
 
     removed = builder.prune(
         None if remove_all else unused_days,
         None if max_mb is None else int(max_mb * 1e6),
         dry_run=dry_run,
     )
+    images = containers.prune_here(None if remove_all else unused_days, dry_run=dry_run)
+    if images:
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"{verb} {len(images)} job image(s): {', '.join(images)}")
     if not removed:
-        click.echo("nothing to remove")
+        if not images:
+            click.echo("nothing to remove")
         return
     verb = "would remove" if dry_run else "removed"
     freed = decimal(sum(size for _, size in removed))

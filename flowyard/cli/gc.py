@@ -33,3 +33,4 @@ def gc(dry_run: bool) -> None:
     click.echo(f"  {done.job_folders} job folder(s), {decimal(done.job_folder_bytes)}")
     click.echo(f"  {done.cache_blobs} cached blob(s), {decimal(done.cache_bytes)}")
     click.echo(f"  {done.environments} job environment(s), {decimal(done.environment_bytes)}")
+    click.echo(f"  {done.job_images} job image(s)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowyard.compute.base import ComputeTarget
+from flowyard.compute.base import ComputeTarget, ContainerPolicy
 from flowyard.errors import InvalidRequestError
 from flowyard.schemas import REGISTERED_TYPES, ComputeType
 
@@ -23,13 +23,15 @@ def target_for(
     if kind == ComputeType.PROCESS:
         from flowyard.compute.process import ProcessTarget
 
-        return ProcessTarget(name, settings.get("isolation", "sandbox"))
+        return ProcessTarget(
+            name, settings.get("isolation", "sandbox"), ContainerPolicy.from_settings(settings)
+        )
     if kind == ComputeType.RAY:
         from flowyard.compute.ray import RayTarget
 
         if not address:
             raise InvalidRequestError(f"The ray compute {name!r} has no --address.")
-        return RayTarget(name, address, settings)
+        return RayTarget(name, address, settings, ContainerPolicy.from_settings(settings))
     raise InvalidRequestError(
         f"Unknown compute type {kind!r}; use one of {', '.join(REGISTERED_TYPES)}."
     )

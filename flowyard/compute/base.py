@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from flowyard.compute import launcher
+from flowyard.jobspec import EnvironmentSpec
 
 
 class ExternalState(StrEnum):
@@ -35,6 +37,8 @@ class RunnerCommand:
     # Where else the runner may reach the workspace while ``workspace_url`` is away: the
     # workspace's other replicas.
     fallback_urls: tuple[str, ...] = ()
+    # Whether the job runs in a container (a docker_env project): its runner drives the engine.
+    container: bool = False
 
     @property
     def argv(self) -> list[str]:
@@ -53,6 +57,37 @@ class Health:
     detail: str
     # Engine-specific facts worth showing (Ray: nodes, CPUs, GPUs).
     resources: dict[str, Any] = field(default_factory=dict)
+    # Whether the compute can run docker_env jobs, and with what (None: not checked).
+    containers: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerPolicy:
+    """A compute's settings for docker_env jobs: the engine its runners use (None: the first of
+    Podman and Docker that answers) and the host folders a job's volumes may mount."""
+
+    engine: str | None = None
+    volumes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> ContainerPolicy:
+        return cls(
+            engine=settings.get("container_engine") or None,
+            volumes=tuple(str(v) for v in settings.get("container_volumes") or ()),
+        )
+
+    def runner_env(self) -> dict[str, str]:
+        """What tells a shared compute's runners which engine to use and which folders volumes
+        may mount (checked again on the runner's host, after symlinks)."""
+        from flowyard.env.containers import ENV_ENGINE, ENV_VOLUMES
+
+        env = {ENV_VOLUMES: os.pathsep.join(self.volumes)}
+        return {**env, ENV_ENGINE: self.engine} if self.engine else env
+
+    def describe(self) -> str:
+        engine = self.engine or "Podman or Docker, whichever answers"
+        where = ", ".join(self.volumes) or "none"
+        return f"{engine}; volumes may mount: {where}"
 
 
 class ComputeTarget(ABC):
@@ -68,8 +103,31 @@ class ComputeTarget(ABC):
     # retries a lost one. `local`'s runner is started by the submitting machine instead.
     starts_runners = True
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, containers: ContainerPolicy | None = None) -> None:
         self.name = name
+        self.containers = containers or ContainerPolicy()
+
+    def check_environment(self, spec: EnvironmentSpec) -> None:
+        """Refuse, before the job exists, an environment this compute must not run: on a
+        compute the workspace's users share, a container's volume outside the folders it allows
+        or an engine option beyond limits. Called from a request handler: no long I/O.
+
+        Raises:
+            InvalidRequestError: a sentence naming what is refused and the fix.
+        """
+        if spec.container:
+            from flowyard.env import containers
+
+            containers.check_shared(spec, self.name, self.containers.volumes)
+
+    @property
+    def containers_detail(self) -> str:
+        """Whether and how docker_env jobs run here, for `compute show` when no health check
+        says more. No I/O."""
+        return (
+            "yes, if the node that runs the job has an engine: its runner starts the container "
+            f"there, with {self.containers.describe()}"
+        )
 
     @abstractmethod
     def submit(self, command: RunnerCommand) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flowyard.compute.base import ComputeTarget, ExternalState, Health, RunnerCommand
 from flowyard.errors import ComputeError
+from flowyard.jobspec import EnvironmentSpec
 
 NAME = "local"
 
@@ -24,6 +25,14 @@ class LocalTarget(ComputeTarget):
             "none: runs as the submitting user on their own machine, with their environment "
             "and files"
         )
+
+    def check_environment(self, spec: EnvironmentSpec) -> None:
+        """Anything goes: the job runs as its submitter on their own machine, whose engine,
+        image and volumes the submitting side has checked."""
+
+    @property
+    def containers_detail(self) -> str:
+        return "yes, with the submitting machine's Podman or Docker; any volume and docker_args"
 
     def submit(self, command: RunnerCommand) -> str:
         raise ComputeError(

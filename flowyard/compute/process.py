@@ -12,8 +12,15 @@ from pathlib import Path
 
 from flowyard import paths
 from flowyard.compute import launcher, sandbox
-from flowyard.compute.base import ComputeTarget, ExternalState, Health, RunnerCommand
-from flowyard.errors import ComputeError
+from flowyard.compute.base import (
+    ComputeTarget,
+    ContainerPolicy,
+    ExternalState,
+    Health,
+    RunnerCommand,
+)
+from flowyard.errors import ComputeError, FlowyardError, InvalidRequestError
+from flowyard.jobspec import EnvironmentSpec
 
 
 def _start_time(pid: int) -> str | None:
@@ -35,11 +42,37 @@ def _state(pid: int) -> str | None:
 class ProcessTarget(ComputeTarget):
     """Each runner is a process in its own session, so it outlives a server restart and a cancel
     can stop its whole process group. With isolation ``sandbox`` that process is bubblewrap's,
-    and the runner its child in a sandbox (see :mod:`flowyard.compute.sandbox`)."""
+    and the runner its child in a sandbox (see :mod:`flowyard.compute.sandbox`).
 
-    def __init__(self, name: str, isolation: str = sandbox.SANDBOX) -> None:
-        super().__init__(name)
+    A docker_env job's runner is never sandboxed: the engine it drives mounts file systems and
+    makes cgroups, which the sandbox's dropped capabilities forbid. The job's code runs in the
+    container instead, which shows it none of the host's files but its outputs folder and the
+    volumes the compute allows (:meth:`check_environment`)."""
+
+    def __init__(
+        self,
+        name: str,
+        isolation: str = sandbox.SANDBOX,
+        containers: ContainerPolicy | None = None,
+    ) -> None:
+        super().__init__(name, containers)
         self.isolation = isolation
+
+    def check_environment(self, spec: EnvironmentSpec) -> None:
+        """Besides the shared compute's rules: an engine answers on this host, which has the
+        image or pulls it, so a job that cannot start here is refused before it exists."""
+        super().check_environment(spec)
+        if not spec.container:
+            return
+        from flowyard.env import containers
+
+        try:
+            engine = containers.engine(self.containers.engine)
+        except FlowyardError as e:
+            raise InvalidRequestError(
+                f"Compute {self.name} cannot run containers: {e.message}"
+            ) from e
+        containers.check_image(engine, str(spec.image))
 
     @property
     def isolation_detail(self) -> str:
@@ -65,11 +98,14 @@ class ProcessTarget(ComputeTarget):
         argv = [sys.executable, *command.argv]
         # bubblewrap tells the host pid of the sandbox's first process, which lives exactly as
         # long as the runner (bwrap's own process dies at once on a SIGTERM).
-        info, info_w = os.pipe() if self.isolation == sandbox.SANDBOX else (-1, -1)
+        sandboxed = self.isolation == sandbox.SANDBOX and not command.container
+        info, info_w = os.pipe() if sandboxed else (-1, -1)
         if info_w >= 0:
             argv = sandbox.wrap(argv, command.private_paths, folder, info_w)
         out_file = folder / f"runner-{command.attempt}.out"
         env = launcher.process_env(os.environ, command.token)
+        if command.container:
+            env.update(self.containers.runner_env())
         try:
             proc = launcher.spawn(argv, env, out_file, (info_w,) if info_w >= 0 else ())
         except OSError as e:
@@ -127,9 +163,23 @@ class ProcessTarget(ComputeTarget):
 
     def health(self) -> Health:
         problem = self._unsandboxable()
+        found = self._containers()
         if problem:
-            return Health(False, problem)
-        return Health(True, f"runs on {socket.gethostname()}", {"cpus": os.cpu_count()})
+            return Health(False, problem, containers=found)
+        return Health(
+            True, f"runs on {socket.gethostname()}", {"cpus": os.cpu_count()}, containers=found
+        )
+
+    def _containers(self) -> str:
+        from flowyard.env import containers
+
+        try:
+            engine = containers.engine(self.containers.engine)
+        except FlowyardError as e:
+            return f"no: {e.message}"
+        return f"yes, with {engine.describe()}; volumes may mount: " + (
+            ", ".join(self.containers.volumes) or "none"
+        )
 
 
 class _Reapers:

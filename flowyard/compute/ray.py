@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowyard.compute.base import ComputeTarget, ExternalState, Health, RunnerCommand
+from flowyard.compute.base import (
+    ComputeTarget,
+    ContainerPolicy,
+    ExternalState,
+    Health,
+    RunnerCommand,
+)
 from flowyard.errors import ComputeError, ComputeUnavailableError
 
 
@@ -29,8 +35,14 @@ class RayTarget(ComputeTarget):
     it. The runner pulls its snapshot from the workspace, so nothing goes through Ray's
     ``working_dir`` and its size cap."""
 
-    def __init__(self, name: str, address: str, settings: dict[str, Any]) -> None:
-        super().__init__(name)
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        settings: dict[str, Any],
+        containers: ContainerPolicy | None = None,
+    ) -> None:
+        super().__init__(name, containers)
         self.address = address
         self.settings = settings
         self._cached: Any = None
@@ -53,6 +65,9 @@ class RayTarget(ComputeTarget):
         resources = {**self.settings.get("resources", {}), **command.resources}
         python = self.settings.get("python", "python")
         submission_id = f"flowyard-{command.job_id}-{command.attempt}"
+        # The job's token alone, and for a container job the engine named for the compute: the
+        # runner's other variables are the cluster's.
+        env = {**command.env, **(self.containers.runner_env() if command.container else {})}
         try:
             return str(
                 self._ray.submit_job(
@@ -62,8 +77,7 @@ class RayTarget(ComputeTarget):
                     entrypoint_num_gpus=resources.get("num_gpus", 0),
                     entrypoint_memory=int(resources.get("memory", 0)) or None,
                     metadata={"flowyard_job": command.job_id},
-                    # The job's token alone: the runner's other variables are the cluster's.
-                    runtime_env={"env_vars": command.env} if command.env else None,
+                    runtime_env={"env_vars": env} if env else None,
                 )
             )
         except (ConnectionError, OSError) as e:

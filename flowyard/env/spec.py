@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,44 @@ def from_conda_yaml(path: Path) -> EnvironmentSpec:
     )
 
 
+def from_docker_env(docker_env: Mapping[str, Any], source: str) -> EnvironmentSpec:
+    """MLproject's ``docker_env`` (``image``, ``volumes``, ``environment``) as MLflow reads it:
+    each ``environment`` entry is a ``[NAME, VALUE]`` to set, or a ``NAME`` to copy from the
+    submitting machine's environment."""
+    image = docker_env.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise InvalidRequestError(
+            f"{source}'s docker_env has no image; name one, e.g. `docker_env: {{image: "
+            "python:3.11-slim}`."
+        )
+    volumes = docker_env.get("volumes") or []
+    if not isinstance(volumes, list) or not all(isinstance(v, str) and ":" in v for v in volumes):
+        raise InvalidRequestError(
+            f'{source}\'s docker_env volumes must be a list of "HOST:CONTAINER" strings, not '
+            f"{volumes!r}."
+        )
+    values: dict[str, str] = {}
+    copied: list[str] = []
+    for entry in docker_env.get("environment") or []:
+        if isinstance(entry, list) and len(entry) == 2:
+            values[str(entry[0])] = str(entry[1])
+        elif isinstance(entry, str):
+            copied.append(entry)
+        else:
+            raise InvalidRequestError(
+                f"{source}'s docker_env environment entry {entry!r} must be [NAME, VALUE] or a "
+                "NAME to copy from the submitting machine."
+            )
+    return EnvironmentSpec(
+        manager=EnvManager.DOCKER,
+        source=f"{source} docker_env",
+        image=image.strip(),
+        volumes=tuple(volumes),
+        container_env=values,
+        copied_env=tuple(copied),
+    )
+
+
 def resolve(project: Any, work_dir: Path, *, build: bool) -> EnvironmentSpec:
     """The environment a job of ``project`` gets.
 
@@ -190,6 +229,9 @@ def resolve(project: Any, work_dir: Path, *, build: bool) -> EnvironmentSpec:
             rules: MLproject's python_env/conda_env, else python_env.yaml, else conda.yaml).
         build: USE_CONDA / ENV_MANAGER asked for the project's environment.
     """
+    if project.docker_env:
+        # As in MLflow, docker_env wins over every other environment, USE_CONDA or not.
+        return from_docker_env(project.docker_env, "MLproject")
     if not build:
         return EnvironmentSpec(reason="USE_CONDA is false: the compute's own Python")
     path = getattr(project, "env_config_path", None)

@@ -12,7 +12,8 @@ MIN_SECRET_LEN = 4
 
 class Masker:
     """Replaces each secret value in a stream of chunks with ``***``, also where a value is split
-    between two chunks: the last ``longest - 1`` bytes wait for the next chunk (or the end)."""
+    between two chunks: the last ``longest - 1`` bytes wait for the next chunk (or the end), but
+    for a whole line when no secret spans lines (a live log shows `waiting` as it is printed)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         values = sorted(
@@ -20,6 +21,7 @@ class Masker:
         )
         self._pattern = re.compile(b"|".join(re.escape(v) for v in values)) if values else None
         self._keep = max((len(v) for v in values), default=1) - 1
+        self._lines_end_values = not any(b"\n" in v for v in values)
         self._pending = b""
 
     def feed(self, chunk: bytes, *, final: bool = False) -> bytes:
@@ -28,6 +30,8 @@ class Masker:
             return chunk
         data = self._pending + chunk
         cut = len(data) if final else max(0, len(data) - self._keep)
+        if self._lines_end_values:
+            cut = max(cut, data.rfind(b"\n") + 1)
         out = bytearray()
         pos = 0
         for match in self._pattern.finditer(data):

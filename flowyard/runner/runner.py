@@ -45,6 +45,7 @@ from flowyard.status import JobStatus
 
 if TYPE_CHECKING:
     from flowyard.env.builder import Env
+    from flowyard.env.containers import Engine
 
 T = TypeVar("T")
 
@@ -100,6 +101,9 @@ class Runner:
         self._proc: subprocess.Popen[bytes] | None = None
         self._masker = Masker(())
         self._env: Env | None = None
+        # A docker_env job's engine and container, which a stop stops.
+        self._engine: Engine | None = None
+        self._container: str | None = None
         # This runner, even where its pid is a sandbox's (the same on every runner of a host).
         self._instance = secrets.token_hex(8)
 
@@ -195,7 +199,16 @@ class Runner:
     def _prune_environments(self) -> None:
         """Let go of the job's environment, then prune this host's: those unused for
         ``ENV_UNUSED_DAYS``, and the least recently used past ``env_cache_mb``. Another job's
-        environment in use is never removed; a failure here is the host's, not the job's."""
+        environment in use is never removed; a failure here is the host's, not the job's.
+        After a container job, its container (were it left) and the job images unused as long."""
+        if self._engine is not None:
+            from flowyard.env import containers
+
+            try:
+                containers.remove(self._engine, self.job_id)
+                containers.prune(self._engine, defaults.ENV_UNUSED_DAYS)
+            except (OSError, subprocess.SubprocessError) as e:
+                print(f"flowyard runner: pruning job images failed: {e}", file=sys.stderr)
         if self._env is None:
             return
         self._env.release()
@@ -223,7 +236,7 @@ class Runner:
             self.log.say(f"blob cache: pruned {pruned.count} blob(s), {pruned.bytes:,} bytes")
         command = self._command(job, project_dir)
         try:
-            bin_dir = self._environment(job)
+            argv, env = self._entry_point(job, project_dir, command)
         except EnvBuildError as e:
             self.log.say(f"environment build failed: {e.message}")
             build_error = ErrorReport(type=type(e).__name__, message=e.message)
@@ -232,7 +245,7 @@ class Runner:
             assert self._stop_reason is not None
             return self._stop_reason[0], self._stop_reason[1], None, None
         self.log.say(f"running: {command}")
-        reader = self._spawn(command, project_dir, job, bin_dir)
+        reader = self._spawn(argv, project_dir, job, env)
         try:
             # Reported once the entry point is on its way: its start waits for no round trip.
             self._status(JobStatus.RUNNING, "entry point started")
@@ -257,9 +270,32 @@ class Runner:
             return status, reason, stopped, returncode
         if returncode == 0:
             return JobStatus.COMPLETED, "entry point exited with code 0", None, 0
+        return self._failure(returncode)
+
+    def _failure(self, returncode: int) -> tuple[JobStatus, str, ErrorReport, int]:
+        if self._engine is not None and returncode in (125, 126):
+            from flowyard.env.containers import explain_failure
+
+            # The engine's own failure, not the entry point's: what it means on this host.
+            said = explain_failure(self.log.tail(), self._engine)
+            if said is not None:
+                self.log.say(said)
+                failed = ErrorReport(type="ContainerError", message=said, exit_code=returncode)
+                return JobStatus.FAILED, "the container did not start", failed, returncode
         error = parse_error(self.log.tail(), returncode)
         what = f"{error.type}: {error.message}" if error.type else f"exit code {returncode}"
         return JobStatus.FAILED, f"entry point failed ({what})", error, returncode
+
+    def _entry_point(
+        self, job: ClaimedJob, project_dir: Path, command: str
+    ) -> tuple[list[str], dict[str, str]]:
+        """What runs ``command``, and its environment: a container of the project's image, or
+        bash with the job's environment's Python first on PATH."""
+        if job.environment.container:
+            return self._container_command(job, project_dir, command)
+        bin_dir = self._environment(job)
+        path = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
+        return ["bash", "-c", command], {**os.environ, **self._job_env(job), "PATH": path}
 
     def _command(self, job: ClaimedJob, project_dir: Path) -> str:
         if job.options.command:
@@ -296,12 +332,47 @@ class Runner:
         self.log.say(f"environment: {verb} {env.path} ({took:.3f} s)")
         return env.bin_dir
 
-    def _spawn(self, command: str, cwd: Path, job: ClaimedJob, bin_dir: Path) -> threading.Thread:
-        """Start the entry point, and the thread that ships its output."""
-        # What the job prints goes through this before the log: its secrets come out as ***.
-        self._masker = Masker(job.secret_env.values())
-        env = {
-            **os.environ,
+    def _container_command(
+        self, job: ClaimedJob, project_dir: Path, command: str
+    ) -> tuple[list[str], dict[str, str]]:
+        """The engine command that runs ``command`` in the job's image (built, or reused when
+        cached), and the engine's environment, whose job variables it passes into the container
+        by name."""
+        from flowyard.env import containers
+
+        try:
+            spec = containers.resolve_volumes(job.environment, os.environ)
+        except FlowyardError as e:
+            raise EnvBuildError(e.message) from e
+        engine = containers.engine()
+        self._engine = engine
+        self.log.say(f"environment: {spec.image} in a container ({engine.describe()})")
+        gone = containers.remove(engine, job.id)
+        if gone:
+            self.log.say(f"removed {len(gone)} container(s) left by an earlier attempt")
+        started = time.monotonic()
+        try:
+            image = containers.job_image(engine, spec, job.snapshot_id, project_dir, self.log.write)
+        except FlowyardError as e:
+            raise EnvBuildError(e.message) from e
+        verb = "built" if image.built else "reusing cached"
+        self.log.say(f"environment: {verb} image {image.tag} ({time.monotonic() - started:.3f} s)")
+        # The tags MLflow's docker backend sets on the run.
+        for key, value in (("uri", image.tag), ("id", image.id)):
+            self._call(functools.partial(self._set_tag, f"mlflow.docker.image.{key}", value))
+        outputs = project_dir / "outputs"
+        outputs.mkdir(exist_ok=True)
+        self._container = containers.container_name(job.id, job.attempt)
+        names = [*spec.container_env, *self._job_env(job)]
+        argv = containers.run_argv(
+            engine, self._container, job.id, image.tag, command, names, spec, outputs
+        )
+        return argv, {**os.environ, **spec.container_env, **self._job_env(job)}
+
+    def _job_env(self, job: ClaimedJob) -> dict[str, str]:
+        """What the entry point's environment adds to the runner's: the job's variables, then
+        what MLflow and Flowyard set."""
+        return {
             **job.options.env_vars,
             **job.secret_env,
             "MLFLOW_TRACKING_URI": self.url,
@@ -314,18 +385,24 @@ class Runner:
             "MLFLOW_RUN_ID": job.id,
             "MLFLOW_EXPERIMENT_ID": job.experiment_id,
             "PYTHONUNBUFFERED": "1",
-            # The entry point's `python` is its environment's.
-            "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
         }
+
+    def _spawn(
+        self, argv: list[str], cwd: Path, job: ClaimedJob, env: dict[str, str]
+    ) -> threading.Thread:
+        """Start the entry point, and the thread that ships its output."""
+        # What the job prints goes through this before the log: its secrets come out as ***.
+        self._masker = Masker(job.secret_env.values())
         # Its own session, so a cancel stops everything it started and nothing else; and it dies
         # with the runner, so a lost runner leaves no orphan behind to be run again on retry.
         self._proc = subprocess.Popen(
-            ["bash", "-c", command],
+            argv,
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            # A container's input is held open until the runner ends (see containers._WATCH).
+            stdin=subprocess.PIPE if self._container else subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (one foreign call, looked up before fork)
         )
@@ -381,6 +458,11 @@ class Runner:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
+        if self._engine is not None and self._container is not None:
+            from flowyard.env import containers
+
+            # The engine's client does not stop its container when signalled; the engine does.
+            containers.stop(self._engine, self._container, self.settings.kill_grace_s)
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(self.settings.kill_grace_s)
@@ -436,6 +518,17 @@ class Runner:
                 lambda: MlflowClient(self.url).log_artifacts(self.job_id, str(outputs), "outputs")
             )
         self.log.say(f"uploaded {len(files)} file(s) from ./outputs to the run's outputs/")
+
+    def _set_tag(self, key: str, value: str) -> None:
+        url = f"{self.url}/api/2.0/mlflow/runs/set-tag"
+        body = {"run_id": self.job_id, "key": key, "value": value}
+        try:
+            response = self.client.http.post(url, json=body)
+        except httpx.HTTPError as e:
+            raise WorkspaceUnreachableError(f"tagging the run failed: {e}") from e
+        if response.status_code >= 500:
+            raise FlowyardError(f"tagging the run: HTTP {response.status_code}")
+        response.raise_for_status()
 
     def _put_artifact(self, artifact_path: str, path: Path) -> None:
         url = f"{self.url}/api/2.0/mlflow-artifacts/artifacts/{quote(artifact_path)}"

@@ -249,3 +249,36 @@ def test_a_sweep_runs_its_trials_on_ray(client: Client) -> None:
     assert all(client.get_job(t.run_id).external_id for t in sweep.trials)
     parent = MlflowClient().get_run(run.run_id)
     assert parent.data.params["x"] == "2" and parent.data.metrics["loss"] == 0.0
+
+
+def test_a_docker_env_project_runs_in_a_container_on_a_ray_node(
+    client: Client, tmp_path: Path
+) -> None:
+    from tests.images import base_image, engine_or_skip
+
+    image = base_image(engine_or_skip())
+    script = (
+        "import os, mlflow\n"
+        "print('in a container:', os.path.exists('/run/.containerenv'))\n"
+        "mlflow.log_metric('score', float(os.environ['SCORE']))\n"
+    )
+    project = make_project(
+        tmp_path / "p",
+        script,
+        parameters="{}",
+        command="python main.py",
+        extra_mlproject=f'docker_env: {{image: {image}, environment: [["SCORE", "0.5"]]}}',
+    )
+    run = mlflow.projects.run(
+        str(project),
+        backend="flowyard",
+        backend_config={"COMPUTE": "ray-cluster", "STREAM_OUTPUT": False},
+    )
+    tracked = MlflowClient().get_run(run.run_id)
+    assert tracked.info.status == "FINISHED"
+    assert tracked.data.metrics["score"] == 0.5
+    assert tracked.data.tags["mlflow.project.env"] == "docker"
+    log = Path(MlflowClient().download_artifacts(run.run_id, "logs/std_log.txt")).read_text()
+    assert "in a container: True" in log
+    shown = client.get_compute("ray-cluster")
+    assert shown.containers is not None and "its runner starts the container" in shown.containers

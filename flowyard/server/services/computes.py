@@ -61,6 +61,7 @@ def _check(kind: str, address: str | None, settings: dict[str, Any]) -> None:
         raise InvalidRequestError(
             "A ray compute needs --address, the cluster's dashboard URL (http://HEAD:8265)."
         )
+    _check_containers(settings)
     isolation = settings.get("isolation")
     if isolation is None:
         return
@@ -72,6 +73,29 @@ def _check(kind: str, address: str | None, settings: dict[str, Any]) -> None:
     if isolation not in sandbox.ISOLATIONS:
         raise InvalidRequestError(
             f"Unknown isolation {isolation!r}; use sandbox (bubblewrap, the default) or none."
+        )
+
+
+def _check_containers(settings: dict[str, Any]) -> None:
+    from flowyard.env.containers import ENGINES
+
+    engine = settings.get("container_engine")
+    if engine is not None and engine not in ENGINES:
+        raise InvalidRequestError(
+            f"Unknown container engine {engine!r}; use {' or '.join(ENGINES)}, or leave it out "
+            "to use whichever answers."
+        )
+    volumes = settings.get("container_volumes") or []
+    if not isinstance(volumes, list) or not all(
+        isinstance(v, str) and v.startswith("/") for v in volumes
+    ):
+        raise InvalidRequestError(
+            f"--container-volume must name absolute host folders, not {volumes!r}."
+        )
+    if "/" in volumes:
+        raise InvalidRequestError(
+            "--container-volume / would let every job mount the whole host (the workspace's "
+            "database and keys included); name the data folders jobs need."
         )
 
 
@@ -316,6 +340,7 @@ def _out(
     result = ComputeOut(
         name=found.name,
         isolation=found.isolation_detail,
+        containers=found.containers_detail,
         active_jobs=(count or {}).get("active", 0),
         queued_jobs=(count or {}).get("queued", 0),
         **fields,
@@ -329,6 +354,7 @@ def _out(
             checked.health.resources,
         )
         result.health_checked_at = checked.at
+        result.containers = checked.health.containers or result.containers
     return result
 
 

@@ -173,6 +173,7 @@ class Dispatcher:
             token=self.keys.job_token(job.id, job.attempt),
             private_paths=self.private_paths,
             fallback_urls=replicas.fallbacks(first, replicas.seen_since(session, since)),
+            container=job.environment.container,
         )
         try:
             external_id = computes.target(compute).submit(command)

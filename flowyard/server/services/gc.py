@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from flowyard import caches, defaults
-from flowyard.env import builder
+from flowyard.env import builder, containers
 from flowyard.schemas import JobStatus
 from flowyard.server.db.models import Blob, Job, Snapshot, SnapshotBlob, utc_now
 from flowyard.server.services import retention, snapshots
@@ -60,6 +60,7 @@ class Collected:
     cache_bytes: int = 0
     environments: int = 0
     environment_bytes: int = 0
+    job_images: int = 0
 
 
 def collect(
@@ -78,6 +79,7 @@ def collect(
     envs = builder.prune(
         defaults.ENV_UNUSED_DAYS, int(settings.env_cache_mb * 1e6), dry_run=dry_run
     )
+    images = containers.prune_here(defaults.ENV_UNUSED_DAYS, dry_run=dry_run)
     return Collected(
         dry_run=dry_run,
         expired_jobs=len(expired.job_ids),
@@ -91,6 +93,7 @@ def collect(
         cache_bytes=cache.bytes,
         environments=len(envs),
         environment_bytes=sum(size for _, size in envs),
+        job_images=len(images),
     )
 
 

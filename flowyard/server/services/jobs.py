@@ -95,6 +95,7 @@ def submit(
     if (earlier := _submitted_before(session, request)) is not None:
         return earlier, False
     target = computes.named_target(session, request.compute)
+    target.check_environment(request.environment)
     # Marked used: the collector keeps it at least its grace period, job or no job yet.
     if not snapshots.touch_snapshot(session, request.snapshot_id):
         raise InvalidRequestError(
