@@ -15,6 +15,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import ExecutionException
+from mlflow.projects.submitted_run import SubmittedRun
 
 from flowyard import Workspace
 from flowyard.client import Client
@@ -179,9 +180,8 @@ def test_a_failing_container_fails_its_job_with_the_error(
     assert _containers_of(engine, run.run_id) == []
 
 
-def test_cancel_stops_the_container(
-    tracking: str, tmp_path: Path, image: str, engine: containers.Engine
-) -> None:
+def _waiting_job(tmp_path: Path, image: str) -> tuple[SubmittedRun, Client]:
+    """A container job that prints "waiting" and sleeps, once it has printed it."""
     script = "import time\nprint('waiting', flush=True)\ntime.sleep(600)\n"
     project = docker_project(tmp_path / "p", image, script)
     run = mlflow.projects.run(
@@ -192,6 +192,13 @@ def test_cancel_stops_the_container(
     while b"waiting" not in client.read_log(run.run_id)[0]:
         assert time.monotonic() < deadline, "the container never started"
         time.sleep(0.2)
+    return run, client
+
+
+def test_cancel_stops_the_container(
+    tracking: str, tmp_path: Path, image: str, engine: containers.Engine
+) -> None:
+    run, client = _waiting_job(tmp_path, image)
     assert _containers_of(engine, run.run_id)
     client.cancel_job(run.run_id)
     assert final_job(client, run.run_id).status == JobStatus.CANCELED
@@ -215,18 +222,10 @@ def _engine_client_parent(name: str) -> int:
 def test_a_killed_runner_leaves_no_container_behind(
     tracking: str, tmp_path: Path, image: str, engine: containers.Engine
 ) -> None:
-    script = "import time\nprint('waiting', flush=True)\ntime.sleep(600)\n"
-    project = docker_project(tmp_path / "p", image, script)
-    run = mlflow.projects.run(
-        str(project), backend="flowyard", backend_config=QUIET, synchronous=False
-    )
-    client = Client(mlflow.get_tracking_uri())
-    deadline = time.monotonic() + 180
-    while b"waiting" not in client.read_log(run.run_id)[0]:
-        assert time.monotonic() < deadline, "the container never started"
-        time.sleep(0.2)
+    run, _ = _waiting_job(tmp_path, image)
     runner = _engine_client_parent(containers.container_name(run.run_id, 1))
     os.kill(runner, signal.SIGKILL)
+    deadline = time.monotonic() + 180
     while _containers_of(engine, run.run_id):
         assert time.monotonic() < deadline, "the container outlived its runner"
         time.sleep(0.2)
