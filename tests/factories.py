@@ -104,9 +104,11 @@ def read_news_while_gate_opens(client: Client, run_id: str, gate: Path) -> bytes
     return log
 
 
-def unstarted_job(url: str, headers: dict[str, str]) -> tuple[str, str]:
-    """A local job whose runner never starts (a one-file snapshot, submitted through the API):
-    its id and its job token."""
+def unstarted_job(
+    url: str, headers: dict[str, str], tags: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """A local job whose runner never starts (a one-file snapshot, submitted through the API,
+    its run given ``tags``): its id and its job token."""
     import hashlib
     import uuid
 
@@ -128,6 +130,7 @@ def unstarted_job(url: str, headers: dict[str, str]) -> tuple[str, str]:
                 "project_uri": ".",
                 "entry_point": "main",
                 "user": "ignored: the token says who submits",
+                "tags": tags or {},
             },
         )
         assert job.status_code == 201, job.text

@@ -9,6 +9,8 @@ import mlflow as mlflow_module
 import pytest
 from mlflow import MlflowClient
 
+from flowyard import defaults
+from tests.factories import unstarted_job
 from tests.server.test_auth import new_token
 from tests.servers import Server, auth_headers
 
@@ -76,32 +78,12 @@ def test_a_jobs_run_names_its_submitter_and_keeps_their_note(sqlite_server: Serv
     """The run's ``mlflow.user`` is who the token says (MLflow's UI shows that tag), whatever
     the submitting machine claimed; the submitter's own description is kept, the link to the
     studio after it."""
-    import hashlib
-    import uuid
-
-    from flowyard import defaults
-
-    content = uuid.uuid4().bytes
-    digest = hashlib.sha256(content).hexdigest()
     headers = auth_headers(sqlite_server)
-    with httpx.Client(base_url=sqlite_server.url + defaults.API_PREFIX, headers=headers) as api:
-        assert api.put(f"/blobs/{digest}", content=content).status_code == 200
-        files = [{"path": "main.py", "digest": digest, "size": len(content), "executable": False}]
-        snapshot = api.post("/snapshots", json={"files": files}).json()
-        job = api.post(
-            "/jobs",
-            json={
-                "experiment_id": "0",
-                "snapshot_id": snapshot["id"],
-                "project_uri": ".",
-                "entry_point": "main",
-                "user": "mallory",
-                "tags": {"mlflow.user": "mallory", "mlflow.note.content": "My **own** words."},
-            },
-        )
-        assert job.status_code == 201, job.text
-        found = job.json()
-        who = api.get("/whoami").json()
+    tags = {"mlflow.user": "mallory", "mlflow.note.content": "My **own** words."}
+    job_id, _ = unstarted_job(sqlite_server.url, headers, tags)
+    api = sqlite_server.url + defaults.API_PREFIX
+    found = httpx.get(f"{api}/jobs/{job_id}", headers=headers, timeout=30).json()
+    who = httpx.get(f"{api}/whoami", headers=headers, timeout=30).json()
     run = MlflowClient(sqlite_server.url).get_run(found["id"])
     assert run.data.tags["mlflow.user"] == found["user"] == who["user"] != "mallory"
     note = run.data.tags["mlflow.note.content"]
