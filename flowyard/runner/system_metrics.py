@@ -22,6 +22,9 @@ from typing import Any
 ENABLE = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"
 INTERVAL = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"
 DEFAULT_INTERVAL_S = 10.0
+# How long the job's end waits for the last samples to be logged: MLflow's client retries a
+# workspace that is away for minutes, and the job's result must not wait for its system metrics.
+FINISH_WAIT_S = 10.0
 _OFF = {"false", "0", "no", "off"}
 
 
@@ -89,10 +92,19 @@ class SystemMetrics:
         self.say(f"system metrics: recording every {self.interval:g} s")
 
     def finish(self) -> None:
-        """Stop, logging what was sampled since the last values were logged."""
+        """Stop, logging what was sampled since the last values were logged, waiting for that
+        at most :data:`FINISH_WAIT_S`."""
         self._stop.set()
         with self._lock:
             self._finished = True
             monitor, self._monitor = self._monitor, None
-        if monitor is not None:
-            monitor.finish()
+        if monitor is None:
+            return
+        last = threading.Thread(target=monitor.finish, name="system-metrics-last", daemon=True)
+        last.start()
+        last.join(FINISH_WAIT_S)
+        if last.is_alive():
+            self.say(
+                f"system metrics: the last samples were not logged within {FINISH_WAIT_S:g} s "
+                "(the workspace did not answer); the job goes on without them"
+            )
