@@ -10,12 +10,9 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from flowyard.client import Client
-from flowyard.schemas import JobSubmit
-from flowyard.snapshot import build_manifest, upload
-from tests.factories import make_project
+from tests.factories import unstarted_job
 from tests.server.test_auth import new_token
-from tests.servers import Server, new_workspace
+from tests.servers import Server, auth_headers, new_workspace
 
 API = "/api/flowyard/v1"
 HOSTILE = (
@@ -41,26 +38,15 @@ class Logged:
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
     server = new_workspace(tmp_path_factory.mktemp("log-view"))
-    project = make_project(tmp_path_factory.mktemp("project"), "print(1)\n")
-    with Client(server.url) as client:
-        job = client.submit_job(
-            JobSubmit(
-                experiment_id="0",
-                snapshot_id=upload(client, build_manifest(project)).id,
-                project_uri=".",
-                entry_point="main",
-                user="someone",
-            )
-        )
-    assert job.runner_token is not None
+    job_id, runner_token = unstarted_job(server.url, auth_headers(server))
     appended = httpx.post(
-        f"{server.url}{API}/jobs/{job.id}/logs",
+        f"{server.url}{API}/jobs/{job_id}/logs",
         params={"offset": 0},
         content=HOSTILE,
-        headers={"Authorization": f"Bearer {job.runner_token}"},
+        headers={"Authorization": f"Bearer {runner_token}"},
     )
     assert appended.status_code == 200, appended.text
-    yield Logged(server, job.id, new_token(server, "reader"))
+    yield Logged(server, job_id, new_token(server, "reader"))
     server.stop()
 
 

@@ -18,10 +18,9 @@ import pytest
 from mlflow import MlflowClient
 
 from flowyard.client import Client
-from flowyard.schemas import JobStatus, JobSubmit
-from flowyard.snapshot import build_manifest, upload
+from flowyard.schemas import JobStatus
 from flowyard.submitted_run import FlowyardSubmittedRun
-from tests.factories import make_project
+from tests.factories import unstarted_job
 from tests.servers import Server, auth_headers, new_workspace, run_cli
 
 API = "/api/flowyard/v1"
@@ -55,28 +54,17 @@ def big(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bi
     """A job whose runner (its own token) has appended a 50 MB log; still running."""
     # Printable lines, different on every line, so any misplaced byte shows.
     log = base64.encodebytes(random.Random(7).randbytes(LOG_MB * MiB * 3 // 4))
-    project = make_project(tmp_path_factory.mktemp("project"), "print(1)\n")
-    with Client(server.url) as client:
-        job = client.submit_job(
-            JobSubmit(
-                experiment_id="0",
-                snapshot_id=upload(client, build_manifest(project)).id,
-                project_uri=".",
-                entry_point="main",
-                user="someone",
-            )
-        )
-    assert job.runner_token is not None
+    job_id, runner_token = unstarted_job(server.url, auth_headers(server))
     with httpx.Client(
         base_url=server.url + API,
-        headers={"Authorization": f"Bearer {job.runner_token}"},
+        headers={"Authorization": f"Bearer {runner_token}"},
         timeout=120,
     ) as runner:
         for at in range(0, len(log), MiB):
             piece = log[at : at + MiB]
-            answer = runner.post(f"/jobs/{job.id}/logs", params={"offset": at}, content=piece)
+            answer = runner.post(f"/jobs/{job_id}/logs", params={"offset": at}, content=piece)
             assert answer.status_code == 200, answer.text
-        yield BigLog(job.id, runner, log)
+        yield BigLog(job_id, runner, log)
 
 
 def _memory(server: Server, field: str) -> int:
