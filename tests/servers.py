@@ -184,6 +184,20 @@ def fast_workspace(project: Path, env: dict[str, str] | None = None) -> Server:
 
 
 @contextmanager
+def tracking(server: Server) -> Iterator[Server]:
+    """``server`` as MLflow's tracking URI (its client finds the workspace's saved token for
+    it) while inside; stopped, and MLflow pointed nowhere, after."""
+    import mlflow
+
+    mlflow.set_tracking_uri(server.url)
+    try:
+        yield server
+    finally:
+        mlflow.set_tracking_uri(None)
+        server.stop()
+
+
+@contextmanager
 def mounted_tmpfs(folder: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` (mount's notation, e.g. ``2m``) mounted on the existing empty
     ``folder``, unmounted afterwards; skips the test where mounting is refused."""

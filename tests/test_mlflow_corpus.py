@@ -14,13 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow.exceptions import ExecutionException
 
 from tests.factories import make_project, process_workspace
 from tests.parity import PROJECTS, Case, run_both, run_case
-from tests.servers import Server, free_port
+from tests.servers import Server, free_port, tracking
 
 CASES = [
     Case(
@@ -50,13 +49,9 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = process_workspace(
-        tmp_path_factory.mktemp("corpus"), "cpu-cluster", "--max-concurrent-jobs", "2"
-    )
-    mlflow.set_tracking_uri(server.url)
-    yield server
-    mlflow.set_tracking_uri(None)
-    server.stop()
+    folder = tmp_path_factory.mktemp("corpus")
+    with tracking(process_workspace(folder, "cpu-cluster", "--max-concurrent-jobs", "2")) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -10,21 +10,17 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from tests.factories import process_workspace
 from tests.parity import PARITY, run_both
-from tests.servers import Server
+from tests.servers import Server, tracking
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = process_workspace(tmp_path_factory.mktemp("parity"), "cpu-cluster")
-    mlflow.set_tracking_uri(server.url)
-    yield server
-    mlflow.set_tracking_uri(None)
-    server.stop()
+    with tracking(process_workspace(tmp_path_factory.mktemp("parity"), "cpu-cluster")) as server:
+        yield server
 
 
 @pytest.mark.parametrize("compute", ["local", "cpu-cluster"])

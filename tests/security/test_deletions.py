@@ -11,26 +11,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from tests.factories import unstarted_job
 from tests.server.test_auth import new_token
-from tests.servers import Server, auth_headers, new_workspace
+from tests.servers import Server, auth_headers, new_workspace, tracking
 
 API = "/api/flowyard/v1"
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = new_workspace(tmp_path_factory.mktemp("delete-rights"))
-    mlflow.set_tracking_uri(server.url)
-    try:
+    with tracking(new_workspace(tmp_path_factory.mktemp("delete-rights"))) as server:
         yield server
-    finally:
-        mlflow.set_tracking_uri(None)
-        server.stop()
 
 
 def _ended_job(server: Server) -> str:

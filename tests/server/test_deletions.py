@@ -18,7 +18,7 @@ from flowyard.client import Client
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import JobStatus
 from tests.factories import final_job, make_project, unstarted_job
-from tests.servers import Server, auth_headers, fast_workspace, run_cli
+from tests.servers import Server, auth_headers, fast_workspace, run_cli, tracking
 
 LOCAL = {"USE_CONDA": False, "STREAM_OUTPUT": False}
 # A job that writes outputs (artifacts), a log, a metric and a file of its own as an artifact.
@@ -38,14 +38,8 @@ print("log line " * 2000)
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = fast_workspace(tmp_path_factory.mktemp("deletions"))
-    # MLflow's client finds the workspace's token for the tracking URI set here.
-    mlflow.set_tracking_uri(server.url)
-    try:
+    with tracking(fast_workspace(tmp_path_factory.mktemp("deletions"))) as server:
         yield server
-    finally:
-        mlflow.set_tracking_uri(None)
-        server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -18,7 +17,7 @@ from flowyard.schemas import JobSubmit
 from flowyard.server.services.retention import Rules, expired
 from flowyard.snapshot import upload
 from tests.factories import make_project
-from tests.servers import Server, fast_workspace, run_cli
+from tests.servers import Server, fast_workspace, run_cli, tracking
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -57,15 +56,9 @@ def test_a_job_without_an_end_time_is_kept_by_days() -> None:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = fast_workspace(
-        tmp_path_factory.mktemp("retention"), env={"FLOWYARD_GC_INTERVAL_S": "3600"}
-    )
-    mlflow.set_tracking_uri(server.url)
-    try:
+    folder = tmp_path_factory.mktemp("retention")
+    with tracking(fast_workspace(folder, env={"FLOWYARD_GC_INTERVAL_S": "3600"})) as server:
         yield server
-    finally:
-        mlflow.set_tracking_uri(None)
-        server.stop()
 
 
 def test_gc_deletes_exactly_what_the_policy_lets_go(workspace: Server, tmp_path: Path) -> None:
