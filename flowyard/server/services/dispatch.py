@@ -91,6 +91,8 @@ class Dispatcher:
         self.settings = settings
         self.keys = keys
         self.private_paths = computes.private_paths(settings)
+        # Recorded every reconcile: worked out once (on a wildcard address, a name lookup).
+        self.replica_url = settings.reachable_url
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
@@ -213,7 +215,7 @@ class Dispatcher:
         ones whose runner is gone."""
         now = utc_now()
         with Session(self.engine, expire_on_commit=False) as session:
-            replicas.record(session, self.settings.reachable_url)
+            replicas.record(session, self.replica_url)
             # A sweep has no runner to lose: the sweep controller settles it.
             active = list(session.scalars(sa.select(Job).where(computes.takes_slot())))
             for job in active:
