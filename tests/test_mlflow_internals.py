@@ -422,3 +422,110 @@ def test_configure_server_app_serves_artifacts_from_the_destination(
 ) -> None:
     assert served["put"] == 200
     assert served["stored"] == "hello"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def varied_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, str]]:
+    """MLflow's SQL store (SQLite, then PostgreSQL where one answers) with an experiment of runs
+    that tie, miss values and hold NaN in every column the experiment table sorts by."""
+    from mlflow.entities import RunStatus
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from tests.servers import fresh_postgres_database
+
+    tmp_path = tmp_path_factory.mktemp("orders")
+    databases = fresh_postgres_database() if request.param == "postgresql" else None
+    url = next(databases) if databases else f"sqlite:///{tmp_path}/mlflow.db"
+    engine = sa.create_engine(url)
+    server_internals.prepare_tables(engine)
+    store = SqlAlchemyStore(url, str(tmp_path / "artifacts"))
+    experiment_id = store.create_experiment("orders")
+    other = store.create_experiment("other")
+    start = 1_700_000_000_000
+    for i in range(23):
+        # Start times, names, statuses and values repeat, so ties are broken as MLflow does.
+        run = store.create_run(
+            other if i == 22 else experiment_id, "me", start + (i // 3) * 1000, [], f"r{i % 5}"
+        )
+        run_id = run.info.run_id
+        metrics = (
+            [] if i % 4 == 0 else [Metric("loss", float("nan") if i % 7 == 0 else i % 6, 0, 0)]
+        )
+        params = [] if i % 5 == 0 else [Param("alpha", str(i % 3))]
+        tags = [] if i % 6 == 0 else [RunTag("mine", "abc"[i % 3])]
+        store.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        if i % 3:
+            status = RunStatus.FINISHED if i % 2 else RunStatus.FAILED
+            store.update_run_info(run_id, status, start + i * 500, None)
+    yield store, experiment_id
+    store.engine.dispose()
+    engine.dispose()
+    if databases:
+        next(databases, None)
+
+
+ORDERED_BY = [
+    f"{key} {direction}"
+    for key in (
+        "attributes.start_time",
+        "attributes.run_name",
+        "attributes.status",
+        "attributes.end_time",
+        "metrics.`loss`",
+        "params.`alpha`",
+        "tags.`mine`",
+    )
+    for direction in ("ASC", "DESC")
+]
+
+
+@pytest.mark.parametrize("order_by", ORDERED_BY)
+@pytest.mark.parametrize("filter_string", ["", "params.alpha != '1'", "metrics.loss >= 2"])
+def test_page_run_ids_pages_in_mlflows_own_order(
+    varied_runs: tuple[Any, str], order_by: str, filter_string: str
+) -> None:
+    from mlflow.entities import ViewType
+
+    store, experiment_id = varied_runs
+    theirs = [
+        r.info.run_id
+        for r in store.search_runs(
+            [experiment_id], filter_string, ViewType.ACTIVE_ONLY, 1000, [order_by]
+        )
+    ]
+    assert len(theirs) > 5
+    pages = [
+        server_internals.page_run_ids(store, experiment_id, filter_string, order_by, offset, 4)
+        for offset in range(0, len(theirs) + 4, 4)
+    ]
+    assert [i for page in pages for i in page] == theirs
+    assert pages[-1] == []
+
+
+def test_page_run_ids_refuses_what_mlflow_refuses(varied_runs: tuple[Any, str]) -> None:
+    store, experiment_id = varied_runs
+    for filter_string, order_by in (
+        ("metrics.loss <", "attributes.start_time DESC"),
+        ("", "datasets.name ASC"),
+    ):
+        with pytest.raises(MlflowException):
+            server_internals.page_run_ids(store, experiment_id, filter_string, order_by, 0, 5)
+
+
+def test_runs_by_ids_loads_what_get_run_gives(varied_runs: tuple[Any, str]) -> None:
+    from mlflow.entities import ViewType
+
+    store, experiment_id = varied_runs
+    ids = [r.info.run_id for r in store.search_runs([experiment_id], "", ViewType.ALL, 6)]
+    wanted = [ids[3], "no-such-run", ids[0], ids[5]]
+    loaded = server_internals.runs_by_ids(store, wanted)
+    assert [r.info.run_id for r in loaded] == [ids[3], ids[0], ids[5]]
+    for run in loaded:
+        theirs = store.get_run(run.info.run_id)
+        assert run.info.to_proto() == theirs.info.to_proto()
+        assert run.data.params == theirs.data.params
+        assert run.data.tags == theirs.data.tags
+        assert str(run.data.metrics) == str(theirs.data.metrics)  # NaN == NaN as text
+    assert server_internals.runs_by_ids(store, []) == []

@@ -18,7 +18,7 @@ from typing import Any, TypeVarTuple
 
 import sqlalchemy as sa
 from sqlalchemy import Engine, Select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from flowyard.errors import DatabaseError
 
@@ -495,6 +495,129 @@ def experiment_run_counts(session: Session) -> dict[str, int]:
     return {str(i): int(n) for i, n in rows}
 
 
+def _searched_runs(session: Any, store: Any, experiment_id: str, filter_string: str) -> Any:
+    """``select(run_uuid)`` of the experiment's live runs that ``filter_string`` selects, the
+    filter read exactly as MLflow's search reads it: the first half of the store's
+    ``_search_runs`` (``SearchUtils.parse_search_filter``, ``_get_sqlalchemy_filter_clauses``,
+    the store's ``_get_dialect``), without the loading of whole runs that follows it.
+
+    Raises:
+        MlflowException: MLflow refuses the filter.
+    """
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+    from mlflow.store.tracking.sqlalchemy_store import _get_sqlalchemy_filter_clauses
+    from mlflow.utils.search_utils import SearchUtils
+
+    parsed = SearchUtils.parse_search_filter(filter_string)
+    attributes, joined, datasets = _get_sqlalchemy_filter_clauses(
+        parsed, session, store._get_dialect()
+    )
+    runs = sa.select(SqlRun.run_uuid)
+    for clause in joined:
+        runs = runs.join(clause)
+    for dataset in datasets:
+        runs = runs.join(dataset, SqlRun.run_uuid == dataset.c.destination_id)
+    key: int | str = int(experiment_id) if experiment_id.isdigit() else experiment_id
+    return runs.where(SqlRun.experiment_id == key, SqlRun.lifecycle_stage == "active", *attributes)
+
+
+def page_run_ids(
+    store: Any, experiment_id: str, filter_string: str, order_by: str, offset: int, limit: int
+) -> list[str]:
+    """The ids of a page of the experiment's live runs that ``filter_string`` selects, in the
+    order MLflow's ``search_runs`` gives for ``order_by`` (one term of its syntax).
+
+    MLflow's search sorts every run the filter selects before it cuts a page, and puts a
+    ``CASE WHEN start_time IS NULL`` first even for its default order, so no index can hand it
+    the newest runs in order: 0.3-0.6 s a page at 20,000 runs in an experiment. This is the same
+    order in terms an index serves (``NULLS LAST`` in place of the ``CASE``; migration 0010's
+    index on start time) over ids alone, so a start-time page stops after ``offset + limit``
+    rows; a metric, parameter or tag is joined on its key as MLflow's outer join does.
+    ``tests/test_mlflow_internals.py`` checks the order against MLflow's own on every kind of key.
+
+    Raises:
+        MlflowException: MLflow refuses the filter or the order.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.utils.search_utils import SearchUtils
+
+    kind, key, ascending = SearchUtils.parse_order_by_for_search_runs(order_by)
+    key = SearchUtils.translate_key_alias(key)
+
+    def ordered(column: Any, nulls_last: bool = True) -> None:
+        keys.append(column)
+        term = column.asc() if ascending else column.desc()
+        terms.append(term.nulls_last() if nulls_last else term)
+
+    keys: list[Any] = []
+    terms: list[Any] = []
+    with store.ManagedSessionMaker() as session:
+        runs = _searched_runs(session, store, experiment_id, filter_string)
+        if SearchUtils.is_string_attribute(kind, key, "=") or SearchUtils.is_numeric_attribute(
+            kind, key, "="
+        ):
+            ordered(getattr(SqlRun, SqlRun.get_attribute_name(key)))
+        else:
+            entity: Any
+            if SearchUtils.is_metric(kind, "="):
+                entity = aliased(SqlLatestMetric)
+            elif SearchUtils.is_param(kind, "="):
+                entity = aliased(SqlParam)
+            elif SearchUtils.is_tag(kind, "="):
+                entity = aliased(SqlTag)
+            else:
+                raise MlflowException.invalid_parameter_value(
+                    f"Invalid identifier type '{kind}' to order runs by"
+                )
+            # Joined on the table itself, not on a subquery of it as MLflow does: SQLite
+            # scans a materialised subquery once for every run.
+            runs = runs.outerjoin(
+                entity, sa.and_(entity.run_uuid == SqlRun.run_uuid, entity.key == key)
+            )
+            if SearchUtils.is_metric(kind, "="):
+                # MLflow's order of a metric: values, then NaN, then runs without it.
+                last = sa.case(
+                    (entity.is_nan.is_(sa.true()), 1), (entity.value.is_(None), 2), else_=0
+                )
+                keys.append(last)
+                terms.append(last)
+                ordered(entity.value, nulls_last=False)
+            else:
+                ordered(entity.value)
+        if not (kind == SearchUtils._ATTRIBUTE_IDENTIFIER and key == SqlRun.start_time.key):
+            keys.append(SqlRun.start_time)
+            terms.append(SqlRun.start_time.desc())
+        terms.append(SqlRun.run_uuid)
+        # The order's own columns are selected too: PostgreSQL sorts a DISTINCT (MLflow's,
+        # for joins that repeat a run) only by what it selects.
+        query = runs.add_columns(*keys).distinct().order_by(*terms).offset(offset).limit(limit)
+        return [str(row[0]) for row in session.execute(query)]
+
+
+def runs_by_ids(store: Any, run_ids: list[str]) -> list[Any]:
+    """MLflow's ``Run`` entities of ``run_ids`` (info, parameters, latest metrics and tags; not
+    dataset inputs or model outputs), in the order of ``run_ids``; ids of no run are left out.
+
+    What the store's ``_search_runs`` loads, by primary key: its search for
+    ``attributes.run_id IN (...)`` scans the experiment (SQLite picks the experiment index), so
+    a page of 50 runs took 150 ms at 20,000 runs. Wraps ``SqlRun``, the store's
+    ``_get_eager_run_query_options`` and ``SqlRun.to_mlflow_entity``.
+    """
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    if not run_ids:
+        return []
+    with store.ManagedSessionMaker() as session:
+        rows = session.scalars(
+            sa.select(SqlRun)
+            .options(*store._get_eager_run_query_options())
+            .where(SqlRun.run_uuid.in_(run_ids))
+        )
+        found = {row.run_uuid: row.to_mlflow_entity() for row in rows}
+    return [found[i] for i in run_ids if i in found]
+
+
 def metric_ranges(
     store: Any, experiment_id: str, filter_string: str
 ) -> dict[str, tuple[float, float]]:
@@ -502,31 +625,13 @@ def metric_ranges(
     ``filter_string`` (MLflow's search syntax) selects: one aggregate query, whatever the number
     of runs, with the filter read exactly as MLflow's search reads it.
 
-    Wraps ``SearchUtils.parse_search_filter``, ``sqlalchemy_store._get_sqlalchemy_filter_clauses``
-    and the store's ``ManagedSessionMaker`` and ``_get_dialect``: the first half of the store's
-    ``_search_runs``, whose run ids are aggregated here instead of loaded.
-
     Raises:
         MlflowException: MLflow refuses the filter.
     """
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlRun
-    from mlflow.store.tracking.sqlalchemy_store import _get_sqlalchemy_filter_clauses
-    from mlflow.utils.search_utils import SearchUtils
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric
 
-    parsed = SearchUtils.parse_search_filter(filter_string)
     with store.ManagedSessionMaker() as session:
-        attributes, joined, datasets = _get_sqlalchemy_filter_clauses(
-            parsed, session, store._get_dialect()
-        )
-        runs = sa.select(SqlRun.run_uuid)
-        for clause in joined:
-            runs = runs.join(clause)
-        for dataset in datasets:
-            runs = runs.join(dataset, SqlRun.run_uuid == dataset.c.destination_id)
-        key: int | str = int(experiment_id) if experiment_id.isdigit() else experiment_id
-        runs = runs.where(
-            SqlRun.experiment_id == key, SqlRun.lifecycle_stage == "active", *attributes
-        )
+        runs = _searched_runs(session, store, experiment_id, filter_string)
         rows = session.execute(
             sa.select(
                 SqlLatestMetric.key,

@@ -63,8 +63,35 @@ def test_hostile_names_values_and_filters_are_text(sqlite_server: Server, experi
     assert "cannot hold both" in quotes.text
 
 
-def test_a_reader_may_look_and_no_one_else(sqlite_server: Server, experiment: str) -> None:
-    url = f"{sqlite_server.url}/studio/experiments/{experiment}"
+def test_the_ranges_take_the_same_filter_as_text(sqlite_server: Server, experiment: str) -> None:
+    url = f"{sqlite_server.url}/studio/experiments/{experiment}/ranges"
+    ranges = httpx.get(url, headers=auth_headers(sqlite_server), timeout=30)
+    assert ranges.status_code == 200
+    assert 'data-key="loss"' in ranges.text and ">0.5</span>" in ranges.text
+    # A filter MLflow refuses: its sentence as plain text, the markup in it inert.
+    bad = httpx.get(
+        url,
+        params={"filter": f"params.alpha = {MARKUP}"},
+        headers=auth_headers(sqlite_server),
+        timeout=30,
+    )
+    assert bad.status_code == 400
+    assert bad.headers["content-type"].startswith("text/plain")
+    assert "not MLflow search syntax" in bad.text
+    # A filter that selects nothing gives no ranges; an experiment that is not there, a 404.
+    none = httpx.get(
+        url, params={"filter": "metrics.loss > 1"}, headers=auth_headers(sqlite_server), timeout=30
+    )
+    assert none.status_code == 200 and "data-key" not in none.text
+    missing = f"{sqlite_server.url}/studio/experiments/987654/ranges"
+    assert httpx.get(missing, headers=auth_headers(sqlite_server), timeout=30).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["", "/ranges"])
+def test_a_reader_may_look_and_no_one_else(
+    sqlite_server: Server, experiment: str, path: str
+) -> None:
+    url = f"{sqlite_server.url}/studio/experiments/{experiment}{path}"
     reader = new_token(sqlite_server, "reader")
     ok = httpx.get(url, headers={"Authorization": f"Bearer {reader}"}, timeout=30)
     assert ok.status_code == 200

@@ -271,6 +271,7 @@ FLOWYARD: dict[tuple[str, str], str] = {
     ("GET", "/studio/<path:rest>"): "reader",
     ("GET", "/studio/experiments"): "reader",
     ("GET", "/studio/experiments/<experiment_id>"): "reader",
+    ("GET", "/studio/experiments/<experiment_id>/ranges"): "reader",
     ("GET", "/favicon.ico"): "public",
 }
 # Routes whose handler reaches out to the internet (a model catalogue) and waits there: only the

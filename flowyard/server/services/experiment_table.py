@@ -4,8 +4,11 @@ The filter is MLflow's search syntax (``metrics.rmse < 0.7 and params.alpha = '0
 the tracking store MLflow's server app uses, with the sort as its ``order_by``, so the studio
 accepts exactly what ``mlflow.search_runs`` and MLflow's UI accept, and says what MLflow says when
 it does not. A text search on run names is one more clause (``attributes.run_name ILIKE``).
-Each metric's lowest and highest value over the filtered runs come from one aggregate query over
-the runs MLflow's own filter translation selects (``mlflow_internals.metric_ranges``).
+A page's run ids come from ``mlflow_internals.page_run_ids`` (MLflow's filter translation and
+order, in terms an index serves), the runs themselves from the store's ``search_runs``. Each
+metric's lowest and highest value over the filtered runs is one aggregate over all of them
+(``mlflow_internals.metric_ranges``), so the page asks for it separately (:func:`ranges`) and
+shows its rows first: at 20,000 runs in an experiment the aggregate takes longer than the page.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ class TableQuery:
     sort: str = DEFAULT_SORT
     desc: bool = True
     page: int = 1
-    token: str = ""
 
     def query(self, **changes: Any) -> dict[str, str]:
         """This query as URL parameters, with ``changes``; empty ones left out."""
@@ -55,7 +57,6 @@ class TableQuery:
             "sort": self.sort,
             "order": "desc" if self.desc else "asc",
             "page": self.page,
-            "token": self.token,
         }
         values.update(changes)
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
@@ -63,7 +64,7 @@ class TableQuery:
     def sort_link(self, key: str) -> dict[str, str]:
         """The query that sorts by ``key``: ascending first, then the other way on each click."""
         order = "desc" if key == self.sort and not self.desc else "asc"
-        return self.query(sort=key, order=order, page=1, token="")
+        return self.query(sort=key, order=order, page=1)
 
 
 @dataclass
@@ -104,8 +105,7 @@ class ExperimentTable:
     rows: list[TableRow]
     param_keys: list[str]
     metric_keys: list[str]
-    stats: dict[str, Stat]
-    next_token: str
+    has_next: bool
     first: int
     error: str = ""
 
@@ -168,55 +168,40 @@ def table(session: Session, experiment_id: str, q: TableQuery) -> ExperimentTabl
     A filter MLflow refuses comes back as the table's ``error``, with no rows.
     """
     store = mlflow_internals.tracking_store()
-    try:
-        experiment = store.get_experiment(experiment_id)
-    except MlflowException as e:
-        raise NotFoundError(
-            f"Experiment {experiment_id} does not exist in this workspace; pick one from the "
-            "experiments page."
-        ) from e
+    experiment = _experiment(store, experiment_id)
     params, metrics = mlflow_internals.experiment_keys(session, experiment_id)
+    offset = (max(q.page, 1) - 1) * PAGE_SIZE
     result = ExperimentTable(
         experiment_id=str(experiment.experiment_id),
         name=str(experiment.name),
         rows=[],
         param_keys=params,
         metric_keys=metrics,
-        stats={},
-        next_token="",
-        first=(max(q.page, 1) - 1) * PAGE_SIZE + 1,
+        has_next=False,
+        first=offset + 1,
     )
     try:
-        clauses = [c for c in (q.filter.strip(), _name_clause(q.name) if q.name else "") if c]
-        where = " and ".join(f"{c}" for c in clauses)
+        where = _where(q)
         sort = q.sort if _sortable(q.sort, params, metrics) else DEFAULT_SORT
-        # MLflow's store breaks ties by start time, newest first, then by run id.
-        orders = [order_by(sort, q.desc)]
         try:
-            found = store.search_runs(
-                experiment_ids=[experiment_id],
-                filter_string=where,
-                run_view_type=ViewType.ACTIVE_ONLY,
-                max_results=PAGE_SIZE,
-                order_by=orders,
-                page_token=q.token or None,
+            ids = mlflow_internals.page_run_ids(
+                store, experiment_id, where, order_by(sort, q.desc), offset, PAGE_SIZE + 1
             )
         except MlflowException as e:
             raise _mlflow_error(e, "filter") from e
     except InvalidRequestError as e:
         result.error = e.message
         return result
-    result.next_token = found.token or ""
+    result.has_next = len(ids) > PAGE_SIZE
+    ids = ids[:PAGE_SIZE]
+    found = mlflow_internals.runs_by_ids(store, ids)
     # Keys only older runs have (past the newest thousand) still show for the page's runs.
     for run in found:
         params += [k for k in run.data.params if k not in params]
         metrics += [k for k in run.data.metrics if k not in metrics]
     params.sort()
     metrics.sort()
-    page_ids = [r.info.run_id for r in found]
-    jobs = (
-        set(session.scalars(sa.select(Job.id).where(Job.id.in_(page_ids)))) if page_ids else set()
-    )
+    jobs = set(session.scalars(sa.select(Job.id).where(Job.id.in_(ids)))) if ids else set()
     for run in found:
         info = run.info
         result.rows.append(
@@ -232,10 +217,41 @@ def table(session: Session, experiment_id: str, q: TableQuery) -> ExperimentTabl
                 metrics=dict(run.data.metrics),
             )
         )
-    ranges = mlflow_internals.metric_ranges(store, experiment_id, where)
-    for key, (low, high) in ranges.items():
-        result.stats[key] = Stat(low, high, lower_is_better=bool(LOWER_IS_BETTER.search(key)))
     return result
+
+
+def _experiment(store: Any, experiment_id: str) -> Any:
+    try:
+        return store.get_experiment(experiment_id)
+    except MlflowException as e:
+        raise NotFoundError(
+            f"Experiment {experiment_id} does not exist in this workspace; pick one from the "
+            "experiments page."
+        ) from e
+
+
+def _where(q: TableQuery) -> str:
+    """The filter and the name search as one MLflow search filter."""
+    return " and ".join(c for c in (q.filter.strip(), _name_clause(q.name) if q.name else "") if c)
+
+
+def ranges(experiment_id: str, q: TableQuery) -> dict[str, Stat]:
+    """The lowest and highest value of each metric over the runs ``q`` selects (all its pages).
+
+    Raises:
+        NotFoundError: no such experiment.
+        InvalidRequestError: MLflow refuses the filter.
+    """
+    store = mlflow_internals.tracking_store()
+    _experiment(store, experiment_id)
+    try:
+        found = mlflow_internals.metric_ranges(store, experiment_id, _where(q))
+    except MlflowException as e:
+        raise _mlflow_error(e, "filter") from e
+    return {
+        key: Stat(low, high, lower_is_better=bool(LOWER_IS_BETTER.search(key)))
+        for key, (low, high) in found.items()
+    }
 
 
 def _ms(value: int | None) -> datetime | None:

@@ -1,6 +1,6 @@
 // Flowyard studio: the experiments pages. Relative times ("5 min ago", the exact time with its
-// time zone on hover) and the experiment table's column chooser, kept per experiment in this
-// browser's localStorage.
+// time zone on hover), the experiment table's column chooser, kept per experiment in this
+// browser's localStorage, and its "min" and "max" rows, asked for once the rows are shown.
 "use strict";
 
 const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
@@ -51,6 +51,37 @@ function columnChooser() {
   apply();
 }
 
+// Each metric's lowest and highest value over every run the filter selects, the best marked
+// there and on the page's runs that hold it.
+async function metricRanges() {
+  const table = document.getElementById("experiment-table");
+  if (!table) return;
+  const cells = (stat, key) =>
+    table.querySelectorAll(`tr.stat[data-stat="${stat}"] td[data-col="${CSS.escape(`metrics.${key}`)}"]`);
+  let html = "";
+  try {
+    const answer = await fetch(table.dataset.ranges, { credentials: "same-origin" });
+    if (answer.ok) html = await answer.text();
+  } catch { /* the rows stay without their ranges */ }
+  for (const cell of table.querySelectorAll("tr.stat td.num")) cell.replaceChildren();
+  const found = new DOMParser().parseFromString(html, "text/html");
+  for (const entry of found.querySelectorAll("div[data-key]")) {
+    const key = entry.dataset.key;
+    for (const span of entry.querySelectorAll("span[data-stat]")) {
+      for (const cell of cells(span.dataset.stat, key)) cell.replaceChildren(span.cloneNode(true));
+    }
+    const best = Number(entry.dataset.best);
+    const values = table.querySelectorAll(`tbody td[data-col="${CSS.escape(`metrics.${key}`)}"] span[data-value]`);
+    for (const value of values) {
+      if (Number(value.dataset.value) !== best) continue;
+      value.classList.add("best");
+      value.title = entry.dataset.title;
+    }
+  }
+  table.dataset.rangesShown = "1";
+}
+
 relativeTimes(document);
 columnChooser();
+metricRanges();
 setInterval(() => relativeTimes(document), 30_000);
