@@ -122,3 +122,35 @@ def test_an_answer_kept_for_reuse_follows_the_history(server: Server, run_id: st
         line = http.get(ROUTE, params=params).json()["runs"][run_id]["growing"]
     assert first["runs"][run_id]["growing"]["value"] == [1.0]
     assert line["value"] == [1.0, 2.0]
+
+
+def test_a_growing_history_is_the_kept_answer_and_what_came_since(
+    server: Server, run_id: str
+) -> None:
+    # A live job's charts: the kept (sampled) answer with the values logged since appended, until
+    # they are more than a quarter of what was sampled; then the whole history is sampled again.
+    headers = {"Authorization": f"Bearer {server.token}"}
+    params = {"run": run_id, "key": "live", "points": 10}
+
+    def log(steps: range) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric("live", float(s), now + s, s) for s in steps]
+        MlflowClient(server.url).log_batch(run_id, metrics=metrics)
+
+    with (
+        httpx.Client(base_url=server.url, headers=headers) as http,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        env.setenv("MLFLOW_TRACKING_TOKEN", server.token or "")
+        log(range(40))
+        sampled = http.get(ROUTE, params=params).json()["runs"][run_id]["live"]
+        assert len(sampled["value"]) <= 10 and sampled["value"][-1] == 39.0
+        log(range(40, 45))
+        grown = http.get(ROUTE, params=params).json()["runs"][run_id]["live"]
+        assert grown["total"] == 45
+        assert grown["value"] == sampled["value"] + [40.0, 41.0, 42.0, 43.0, 44.0]
+        assert grown["step"] == sampled["step"] + [40, 41, 42, 43, 44]
+        log(range(45, 70))
+        again = http.get(ROUTE, params=params).json()["runs"][run_id]["live"]
+    assert again["total"] == 70
+    assert len(again["value"]) <= 10 and again["value"][0] == 0.0 and again["value"][-1] == 69.0

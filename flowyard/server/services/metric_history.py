@@ -106,40 +106,87 @@ class _Answer:
 
 # Whole answers, by what was asked, while the histories they hold are unchanged (their values'
 # counts, read from an index in milliseconds, are the same): a finished job's charts opened again,
-# or by another reader, cost no sampling. Bounded in bytes; the least recently used go first.
+# or by another reader, cost no sampling. A live job's answer is its kept one with the values
+# logged since appended (thinned to EXTEND_SHARE of the points), until a history has grown by
+# more than that share: then it is sampled again. Bounded in bytes; least recently used go first.
 _answers: OrderedDict[tuple[Any, ...], _Answer] = OrderedDict()
 _answers_lock = threading.Lock()
 CACHE_BYTES = 32 * 1024 * 1024
+EXTEND_SHARE = 4  # a quarter
 
 
 def answer(session: Session, query: Query, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
     """The histories as the route sends them: compact JSON, gzipped when the client takes it."""
     headers = {"Vary": "Accept-Encoding", "Cache-Control": "no-store"}
     gzip_ok = "gzip" in accept_encoding.lower()
-    if query.since_ms is not None:
-        data = _encode(history(session, query))
+
+    def sent(data: bytes, gzipped: bytes | None = None) -> tuple[bytes, dict[str, str]]:
         if gzip_ok and len(data) >= GZIP_FROM_BYTES:
-            return gzip.compress(data, compresslevel=5), {**headers, "Content-Encoding": "gzip"}
+            body = gzipped or gzip.compress(data, compresslevel=5)
+            return body, {**headers, "Content-Encoding": "gzip"}
         return data, headers
+
+    if query.since_ms is not None:
+        return sent(_encode(history(session, query)))
     wanted = tuple(_known_runs(session, query))
     counts = mlflow_internals.metric_counts(session, wanted, system=query.system, keys=query.keys)
     cache_key = (wanted, query.keys, query.system, query.points)
     with _answers_lock:
-        found = _answers.get(cache_key)
-        if found is not None and found.counts == counts:
+        kept = _answers.get(cache_key)
+        if kept is not None:
             _answers.move_to_end(cache_key)
-        else:
-            found = None
-    if found is None:
-        data = _encode(_history(session, query, counts))
-        found = _Answer(counts, data, gzip.compress(data, compresslevel=5))
-        with _answers_lock:
-            _answers[cache_key] = found
-            while sum(len(a.data) + len(a.gzipped) for a in _answers.values()) > CACHE_BYTES:
-                _answers.popitem(last=False)
-    if gzip_ok and len(found.data) >= GZIP_FROM_BYTES:
-        return found.gzipped, {**headers, "Content-Encoding": "gzip"}
-    return found.data, headers
+    if kept is not None and kept.counts == counts:
+        return sent(kept.data, kept.gzipped)
+    if kept is not None and _grew_a_little(kept.counts, counts):
+        return sent(_encode(_extended(session, query, json.loads(kept.data), counts)))
+    data = _encode(_history(session, query, counts))
+    kept = _Answer(counts, data, gzip.compress(data, compresslevel=5))
+    with _answers_lock:
+        _answers[cache_key] = kept
+        while sum(len(a.data) + len(a.gzipped) for a in _answers.values()) > CACHE_BYTES:
+            _answers.popitem(last=False)
+    return sent(kept.data, kept.gzipped)
+
+
+def _grew_a_little(before: list[tuple[str, str, int]], now: list[tuple[str, str, int]]) -> bool:
+    """Whether the same histories each only grew, by at most 1/EXTEND_SHARE of what they were."""
+    if [(r, k) for r, k, _ in before] != [(r, k) for r, k, _ in now]:
+        return False
+    grown = zip((b for _, _, b in before), (n for _, _, n in now), strict=True)
+    return all(b <= n <= b + b // EXTEND_SHARE for b, n in grown)
+
+
+def _extended(
+    session: Session, query: Query, kept: dict[str, Any], counts: list[tuple[str, str, int]]
+) -> dict[str, Any]:
+    """``kept`` with the values logged since its newest one appended, each history's new part
+    thinned to 1/EXTEND_SHARE of the points (its first and last kept)."""
+    since = Query(
+        run_ids=query.run_ids,
+        points=max(MIN_POINTS, query.points // EXTEND_SHARE),
+        system=query.system,
+        keys=query.keys,
+        since_ms=int(kept["until"]),
+    )
+    new = history(session, since)
+    totals = {(r, k): n for r, k, n in counts}
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for run_id, series in kept["runs"].items():
+        runs[run_id] = {}
+        for key, old in series.items():
+            line = {name: list(old[name]) for name in ("step", "time", "value")}
+            added = new["runs"].get(run_id, {}).get(key)
+            if added:
+                last = (line["step"][-1], line["time"][-1]) if line["step"] else None
+                values = zip(added["step"], added["time"], added["value"], strict=True)
+                for step, at, value in values:
+                    # Values of the kept answer's last millisecond come again: dropped.
+                    if last is None or (at, step) > (last[1], last[0]):
+                        line["step"].append(step)
+                        line["time"].append(at)
+                        line["value"].append(value)
+            runs[run_id][key] = {"total": totals.get((run_id, key), old["total"]), **line}
+    return {"runs": runs, "points": query.points, "until": max(kept["until"], new["until"])}
 
 
 def _encode(body: dict[str, Any]) -> bytes:
