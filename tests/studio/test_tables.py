@@ -128,6 +128,26 @@ def test_experiment_table_filters_sorts_and_links_with_mlflow_search(
     expect(duration).to_have_text(re.compile(r"^\d+( min \d\d)? s$|^\d+ ms$"))
 
 
+def test_which_is_best_is_the_readers_to_flip(page: Page, workspace: Server, table: Table) -> None:
+    # The guess (lower is better for an error) flipped by the reader, kept across a reload.
+    page.goto(f"{workspace.url}/studio/experiments/{table.experiment_id}")
+    stats = page.locator("tr.stat td[data-col='metrics.rmse']")
+    hostile = page.locator(f"tr[data-run='{table.hostile_run}'] td[data-col='metrics.rmse']")
+    flip = stats.nth(0).locator("button.better")
+    expect(flip).to_have_text("↓ better")
+    expect(hostile.locator(".best")).to_have_count(0)
+    flip.click()
+    for _ in range(2):
+        expect(flip).to_have_text("↑ better")
+        expect(stats.nth(0).locator(".best")).to_have_count(0)
+        expect(stats.nth(1).locator(".best")).to_have_count(1)
+        expect(hostile.locator(".best")).to_have_count(1)  # its 1000 is the highest
+        page.reload()
+    flip.click()
+    expect(stats.nth(0).locator(".best")).to_have_count(1)
+    expect(hostile.locator(".best")).to_have_count(0)
+
+
 def test_column_chooser_is_kept_per_experiment(page: Page, workspace: Server, table: Table) -> None:
     url = f"{workspace.url}/studio/experiments/{table.experiment_id}"
     page.goto(url)

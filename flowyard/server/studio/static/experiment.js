@@ -52,12 +52,17 @@ function columnChooser() {
 }
 
 // Each metric's lowest and highest value over every run the filter selects, the best marked
-// there and on the page's runs that hold it.
+// there and on the page's runs that hold it. Which is best (lower or higher) is guessed from the
+// metric's name; the button beside the lowest flips it, kept per experiment in this browser.
 async function metricRanges() {
   const table = document.getElementById("experiment-table");
   if (!table) return;
-  const cells = (stat, key) =>
-    table.querySelectorAll(`tr.stat[data-stat="${stat}"] td[data-col="${CSS.escape(`metrics.${key}`)}"]`);
+  const filtered = table.dataset.filtered === "1" ? "filtered " : "";
+  const storeKey = `flowyard.better.${table.dataset.experiment}`;
+  let chosen;
+  try { chosen = JSON.parse(localStorage.getItem(storeKey) || "{}"); } catch { chosen = {}; }
+  const column = (key) => CSS.escape(`metrics.${key}`);
+  const statCell = (stat, key) => table.querySelector(`tr.stat[data-stat="${stat}"] td[data-col="${column(key)}"]`);
   let html = "";
   try {
     const answer = await fetch(table.dataset.ranges, { credentials: "same-origin" });
@@ -67,16 +72,38 @@ async function metricRanges() {
   const found = new DOMParser().parseFromString(html, "text/html");
   for (const entry of found.querySelectorAll("div[data-key]")) {
     const key = entry.dataset.key;
-    for (const span of entry.querySelectorAll("span[data-stat]")) {
-      for (const cell of cells(span.dataset.stat, key)) cell.replaceChildren(span.cloneNode(true));
-    }
-    const best = Number(entry.dataset.best);
-    const values = table.querySelectorAll(`tbody td[data-col="${CSS.escape(`metrics.${key}`)}"] span[data-value]`);
-    for (const value of values) {
-      if (Number(value.dataset.value) !== best) continue;
-      value.classList.add("best");
-      value.title = entry.dataset.title;
-    }
+    const min = statCell("min", key), max = statCell("max", key);
+    if (!min || !max) continue;
+    const [low, high] = entry.querySelectorAll("span[data-stat]");
+    const flip = document.createElement("button");
+    flip.type = "button";
+    flip.className = "better";
+    max.append(high);
+    min.append(low, " ", flip);
+    const mark = () => {
+      const lower = key in chosen ? chosen[key] === "lower" : entry.dataset.lowerIsBetter === "1";
+      const best = Number(lower ? entry.dataset.low : entry.dataset.high);
+      flip.textContent = lower ? "↓ better" : "↑ better";
+      flip.title = `${lower ? "lower" : "higher"} is better for ${key}: click for ${lower ? "higher" : "lower"}`;
+      flip.setAttribute("aria-label", flip.title);
+      for (const [span, isBest] of [[low, lower], [high, !lower]]) {
+        span.classList.toggle("best", isBest);
+        span.title = isBest ? `best: ${lower ? "lower" : "higher"} is better for ${key}` : "";
+      }
+      const values = table.querySelectorAll(`tbody td[data-col="${column(key)}"] span[data-value]`);
+      for (const value of values) {
+        const isBest = Number(value.dataset.value) === best;
+        value.classList.toggle("best", isBest);
+        value.title = isBest ? `the best ${key} of the ${filtered}runs` : "";
+      }
+    };
+    flip.addEventListener("click", () => {
+      const lower = key in chosen ? chosen[key] === "lower" : entry.dataset.lowerIsBetter === "1";
+      chosen[key] = lower ? "higher" : "lower";
+      localStorage.setItem(storeKey, JSON.stringify(chosen));
+      mark();
+    });
+    mark();
   }
   table.dataset.rangesShown = "1";
 }
