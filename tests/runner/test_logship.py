@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+from flowyard import log_ranges
+from flowyard.log_ranges import Range
 from flowyard.runner import logship
 from flowyard.runner.logship import LogShipper
 
@@ -18,18 +20,35 @@ class Receiver:
     def __init__(self, log: bytes = b"") -> None:
         self.log = bytearray(log)
         self.calls: list[tuple[int, int]] = []
+        # The stderr ranges that arrived, in absolute offsets, as the workspace keeps them.
+        self.stderr: list[Range] = []
         self.failures = 0
         self.lock = threading.Lock()
 
-    def append(self, offset: int, data: bytes) -> int:
+    def append(self, offset: int, data: bytes, stderr: list[Range]) -> int:
         with self.lock:
             self.calls.append((offset, len(data)))
             if self.failures:
                 self.failures -= 1
                 raise ConnectionError("workspace away")
             assert offset <= len(self.log), "a piece past the end: one was lost"
+            # What the workspace checks of every append's ranges.
+            assert log_ranges.parse(log_ranges.encode(stderr), len(data)) == stderr
+            if offset == len(self.log):
+                for a, b in stderr:
+                    log_ranges.add(self.stderr, offset + a, offset + b)
             self.log[offset : offset + len(data)] = data
             return len(self.log)
+
+    def lines(self, stderr: bool) -> list[bytes]:
+        """The log's lines that hold a byte of a stderr range (or none)."""
+        out, at = [], 0
+        for line in bytes(self.log).splitlines(keepends=True):
+            hit = any(a < at + len(line) and at < b for a, b in self.stderr)
+            if hit == stderr:
+                out.append(line)
+            at += len(line)
+        return out
 
 
 def test_everything_arrives_once_in_order_after_the_earlier_attempts(tmp_path: Path) -> None:

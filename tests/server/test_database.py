@@ -22,7 +22,7 @@ from flowyard.server.db.engine import (
 )
 from flowyard.server.db.models import Job
 
-HEAD = "0010"
+HEAD = "0011"
 
 
 def _tables(url: str) -> set[str]:
