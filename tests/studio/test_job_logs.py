@@ -74,7 +74,10 @@ def failed(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Failed:
                 root / "shell",
                 "",
                 command="bash fail.sh",
-                files={"fail.sh": "echo 'fatal: cannot open data.csv' >&2\nexit 3\n"},
+                files={
+                    "fail.sh": "echo 'reading data.csv'\necho 'fatal: cannot open data.csv' >&2\n"
+                    "exit 3\n"
+                },
             )
         ),
         killed=submit(make_project(root / "killed", KILLED)),
@@ -173,6 +176,8 @@ def test_the_error_box_says_why_a_job_ended(page: Page, workspace: Server, faile
     box = page.locator("#error-box")
     expect(box).to_contain_text("exit code 3")
     expect(box.locator("#last-lines")).to_contain_text("fatal: cannot open data.csv")
+    # A job that wrote to stderr: its last stderr lines, not what it said on stdout.
+    expect(box.locator("#last-lines")).not_to_contain_text("reading data.csv")
     expect(box.locator("#last-lines")).not_to_contain_text("[flowyard]")
 
     page.goto(f"{workspace.url}/studio/jobs/{failed.killed}")
