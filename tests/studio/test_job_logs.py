@@ -57,6 +57,19 @@ print("stdout line two")
 """
 
 
+# A progress bar on stderr, redrawn in place and never ended while the test looks (bounded: a
+# minute, should the test stop before canceling it).
+DOWNLOADING = """\
+import sys, time
+
+print("starting", flush=True)
+for p in range(120):
+    sys.stderr.write(f"\\rdownloading {p}%")
+    sys.stderr.flush()
+    time.sleep(0.5)
+"""
+
+
 @dataclass
 class Failed:
     noisy: str
@@ -251,3 +264,18 @@ def test_the_lines_a_job_wrote_to_stderr_are_marked_apart_from_errors(
     assert download.content == client.http.get(f"/jobs/{run_id}/logs").content
     for text in ("stdout line one", "stderr line one", "stderr line two"):
         assert f"\n{text}\n".encode() in download.content
+
+
+def test_a_live_progress_bar_on_stderr_shows_before_its_line_ends(
+    page: Page, workspace: Server, client: Client, tmp_path: Path
+) -> None:
+    run_id = submit(make_project(tmp_path / "downloading", DOWNLOADING))
+    try:
+        page.goto(f"{workspace.url}/studio/jobs/{run_id}#logs")
+        bar = page.locator("#log .ll.se.partial", has_text=re.compile(r"downloading \d+%$"))
+        expect(bar).to_be_visible(timeout=SLOW)
+        expect(page.locator("#log .ll", has_text="starting")).not_to_have_class(
+            re.compile(r"\bse\b")
+        )
+    finally:
+        client.cancel_job(run_id)
