@@ -225,7 +225,7 @@ def test_the_tabs_follow_the_aria_tabs_pattern(
 
 
 def test_the_lines_a_job_wrote_to_stderr_are_marked_apart_from_errors(
-    page: Page, workspace: Server, client: Client, tmp_path: Path
+    page: Page, workspace: Server, client: Client, tmp_path: Path, screenshots: Path
 ) -> None:
     run_id = submit(make_project(tmp_path / "streams", STREAMS))
     assert final_job(client, run_id).status == JobStatus.COMPLETED
@@ -247,6 +247,7 @@ def test_the_lines_a_job_wrote_to_stderr_are_marked_apart_from_errors(
     for text in ("stdout line one", "stdout line two", "[flowyard] running:"):
         expect(log.locator(".ll", has_text=text)).not_to_have_class(re.compile(r"\bse\b"))
     expect(page.locator("#log-key")).to_contain_text("stderr")
+    page.screenshot(path=str(screenshots / "job-log-stderr.png"))
 
     # "stderr only" lists the whole log's stderr lines (those holding the search term, if any).
     page.check("#log-stderr")
