@@ -26,6 +26,11 @@ print("the key is", value, flush=True)
 # Split over two writes with a pause, so it reaches the runner in two pieces.
 sys.stdout.write("again: " + value[:7]); sys.stdout.flush(); time.sleep(0.5)
 sys.stdout.write(value[7:] + " done\\n"); sys.stdout.flush()
+# On stderr too, split while a stdout line waits for its end: each stream masked on its own.
+sys.stdout.write("out: " + value[:3]); sys.stdout.flush()
+sys.stderr.write("err: " + value[:5]); sys.stderr.flush(); time.sleep(0.5)
+sys.stderr.write(value[5:] + " end\\n"); sys.stderr.flush()
+sys.stdout.write(value[3:] + " end\\n"); sys.stdout.flush()
 print("plain is", os.environ["PLAIN"])
 os.makedirs("outputs", exist_ok=True)
 open("outputs/digest.txt", "w").write(hashlib.sha256(value.encode()).hexdigest())
@@ -66,6 +71,7 @@ def test_a_secret_reaches_the_job_and_nowhere_else(
         raw_job = api.http.get(f"/jobs/{submitted.run_id}").text
     text = log.decode()
     assert "the key is ***" in text and "again: *** done" in text and "plain is visible" in text
+    assert "out: *** end" in text and "err: *** end" in text
     assert SECRET not in text and SECRET not in stored_log.read_text()
     assert job.secret_env_names == ["API_KEY"] and job.secret_env is None
     assert job.options.env_vars == {"PLAIN": "visible"}

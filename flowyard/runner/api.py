@@ -7,9 +7,11 @@ sends and reads the same JSON shapes through :meth:`Client.request` without them
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from flowyard import log_ranges
 from flowyard.client import Client
 from flowyard.jobspec import EnvironmentSpec, JobOptions
 from flowyard.status import JobStatus
@@ -77,11 +79,13 @@ class RunnerApi:
         )
         return ClaimedJob.from_json(body)
 
-    def append_log(self, offset: int, data: bytes) -> int:
-        """Returns the log's size after the append."""
-        body = self.client.request(
-            "POST", f"{self.path}/logs", params={"offset": offset}, content=data
-        )
+    def append_log(self, offset: int, data: bytes, stderr: Sequence[tuple[int, int]] = ()) -> int:
+        """Append ``data`` at ``offset``, ``stderr`` naming the ranges of it the job's stderr
+        wrote; returns the log's size after the append."""
+        params: dict[str, int | str] = {"offset": offset}
+        if stderr:
+            params["stderr"] = log_ranges.encode(stderr)
+        body = self.client.request("POST", f"{self.path}/logs", params=params, content=data)
         return int(body["size"])
 
     def heartbeat(self) -> bool:

@@ -7,6 +7,7 @@ import ctypes
 import functools
 import os
 import secrets
+import selectors
 import shutil
 import signal
 import socket
@@ -99,7 +100,6 @@ class Runner:
         self._signaled = threading.Event()
         self.log = LogShipper(self._append)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._masker = Masker(())
         self._env: Env | None = None
         # A docker_env job's engine and container, which a stop stops.
         self._engine: Engine | None = None
@@ -145,8 +145,8 @@ class Runner:
                     raise
         raise AssertionError("unreachable")
 
-    def _append(self, offset: int, data: bytes) -> int:
-        return self._call(lambda: self.api.append_log(offset, data))
+    def _append(self, offset: int, data: bytes, stderr: list[tuple[int, int]]) -> int:
+        return self._call(lambda: self.api.append_log(offset, data, stderr))
 
     def _status(
         self,
@@ -391,23 +391,24 @@ class Runner:
         self, argv: list[str], cwd: Path, job: ClaimedJob, env: dict[str, str]
     ) -> threading.Thread:
         """Start the entry point, and the thread that ships its output."""
-        # What the job prints goes through this before the log: its secrets come out as ***.
-        self._masker = Masker(job.secret_env.values())
         # Its own session, so a cancel stops everything it started and nothing else; and it dies
         # with the runner, so a lost runner leaves no orphan behind to be run again on retry.
         self._proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
+            # Apart, so the log knows which lines the job wrote to stderr.
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             # A container's input is held open until the runner ends (see containers._WATCH).
             stdin=subprocess.PIPE if self._container else subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (one foreign call, looked up before fork)
         )
-        assert self._proc.stdout is not None
-        reader = threading.Thread(target=self._pump, args=(self._proc.stdout,), daemon=True)
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        streams = (self._proc.stdout, self._proc.stderr)
+        values = list(job.secret_env.values())
+        reader = threading.Thread(target=self._pump, args=(streams, values), daemon=True)
         reader.start()
         # Woken the moment the entry point exits, rather than at the next tick of a poll.
         threading.Thread(target=self._reap, args=(self._proc,), daemon=True).start()
@@ -448,11 +449,24 @@ class Runner:
         proc.wait()
         self._wake.set()
 
-    def _pump(self, stream: Any) -> None:
-        fd = stream.fileno()
-        while chunk := os.read(fd, 65536):
-            self.log.write(self._masker.feed(chunk))
-        self.log.write(self._masker.feed(b"", final=True))
+    def _pump(self, streams: tuple[Any, Any], secret_values: list[str]) -> None:
+        """Read the job's stdout and stderr as they come, into the log, until both end."""
+        # What the job prints goes through these before the log: its secrets come out as ***.
+        # One for each stream: a masker holds back the start of a secret split between reads.
+        maskers = {False: Masker(secret_values), True: Masker(secret_values)}
+        with selectors.DefaultSelector() as selector:
+            for stderr, stream in enumerate(streams):
+                selector.register(stream.fileno(), selectors.EVENT_READ, bool(stderr))
+            while selector.get_map():
+                for key, _ in selector.select():
+                    stderr = key.data
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        self.log.write(maskers[stderr].feed(chunk), stderr=stderr)
+                        continue
+                    selector.unregister(key.fd)
+                    self.log.write(maskers[stderr].feed(b"", final=True), stderr=stderr)
+                    self.log.end_line(stderr=stderr)
 
     def _kill(self) -> None:
         proc = self._proc

@@ -178,6 +178,15 @@ def test_a_failing_container_fails_its_job_with_the_error(
     assert job.error is not None and job.error.type == "ValueError"
     assert job.error.message == "bad alpha"
     assert _containers_of(engine, run.run_id) == []
+    # The container's stderr reaches the runner apart from its stdout: the traceback is marked.
+    client = Client(mlflow.get_tracking_uri())
+    found = client.http.get(
+        f"{mlflow.get_tracking_uri()}/studio/jobs/{run.run_id}/log/search",
+        params={"stderr": "true"},
+    )
+    stderr = [m["html"] for m in found.json()["matches"]]
+    assert "ValueError: bad alpha" in stderr, stderr
+    assert not any(line.startswith("[flowyard]") for line in stderr), stderr
 
 
 def _waiting_job(tmp_path: Path, image: str) -> tuple[SubmittedRun, Client]:

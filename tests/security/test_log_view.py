@@ -25,7 +25,10 @@ HOSTILE = (
 )
 # What the viewer itself puts in a line: its own tags and attributes, nothing else.
 TAGS = {"div", "a", "span", "mark"}
-ATTRIBUTES = {"class", "id", "href"}
+ATTRIBUTES = {"class", "id", "href", "title"}
+# Its hostile lines written to stderr, the traceback among them: marked, and still inert.
+FIRST_END = HOSTILE.index(b"\n") + 1
+STDERR = f"0-{FIRST_END},{HOSTILE.index(b'Traceback')}-{len(HOSTILE)}"
 
 
 @dataclass
@@ -41,7 +44,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
     job_id, runner_token = unstarted_job(server.url, auth_headers(server))
     appended = httpx.post(
         f"{server.url}{API}/jobs/{job_id}/logs",
-        params={"offset": 0},
+        params={"offset": 0, "stderr": STDERR},
         content=HOSTILE,
         headers={"Authorization": f"Bearer {runner_token}"},
     )
@@ -63,6 +66,8 @@ class Checker(HTMLParser):
                 self.bad.append(f"{tag} {name}")
             if name == "href" and not (value or "").startswith(("#L", "/studio/jobs/")):
                 self.bad.append(f"href {value}")
+            if name == "title" and value != "Written to stderr":
+                self.bad.append(f"title {value}")
 
 
 def inert(html: str) -> None:
@@ -79,11 +84,13 @@ def test_a_reader_gets_the_log_rendered_inert(logged: Logged) -> None:
     page = httpx.get(f"{url}/lines", params={"offset": 0}, headers=reader).json()
     assert page["lines"] == 7
     inert(page["html"])
+    assert page["html"].count('title="Written to stderr"') == 4
     assert "&lt;script&gt;document.title='pwned'&lt;/script&gt;" in page["html"]
     assert "click me" in page["html"] and "javascript:" not in page["html"]
     assert "<b>title</b>" not in page["html"]
 
-    for params in ({"q": "<script>"}, {"q": '"><'}, {"q": "alert"}, {"errors": "true"}):
+    searches = ({"q": "<script>"}, {"q": '"><'}, {"q": "alert"}, {"errors": "true"})
+    for params in (*searches, {"stderr": "true"}, {"q": "alert", "stderr": "true"}):
         found = httpx.get(f"{url}/search", params=params, headers=reader).json()
         assert found["matches"], params
         for match in found["matches"]:

@@ -22,7 +22,7 @@ from flowyard.server.db.engine import (
 )
 from flowyard.server.db.models import Job
 
-HEAD = "0010"
+HEAD = "0011"
 
 
 def _tables(url: str) -> set[str]:
@@ -273,5 +273,70 @@ def test_snapshots_stored_before_0008_have_their_blob_references(empty_db: str) 
             assert refs == {("1" * 64, a), ("1" * 64, b), ("2" * 64, c)}
             assert {s.used_at for s in session.scalars(sa.select(Snapshot))} == {created}
             assert {s.used_at for s in session.scalars(sa.select(Blob))} == {created}
+    finally:
+        engine.dispose()
+
+
+def test_log_chunks_stored_before_0011_read_as_stdout(empty_db: str) -> None:
+    """0011 adds which bytes of a chunk stderr wrote; chunks stored before hold none, and the
+    log reads as it did, new appends with their ranges after them."""
+    from flowyard.server.services import jobs
+
+    engine = make_engine(parse_db_url(empty_db))
+    old = sa.table(
+        "flowyard_jobs",
+        *(sa.column(c) for c in ("id", "experiment_id", "snapshot_id", "project_uri")),
+        *(sa.column(c) for c in ("entry_point", "compute", "status", "priority", "user")),
+        *(sa.column(c) for c in ("cancel_requested", "attempt", "submitted_at", "log_size")),
+        *(sa.column(c, sa.JSON) for c in ("parameters", "environment", "options")),
+    )
+    now = datetime.now(UTC)
+    try:
+        migrate(engine, "0010")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO flowyard_snapshots (id, file_count, total_bytes, manifest, "
+                    "created_at, used_at) VALUES (:id, 0, 0, '[]', :at, :at)"
+                ),
+                {"id": "0" * 64, "at": now},
+            )
+            conn.execute(
+                old.insert(),
+                {
+                    "id": "logged",
+                    "experiment_id": "0",
+                    "snapshot_id": "0" * 64,
+                    "project_uri": ".",
+                    "entry_point": "main",
+                    "compute": "cpu",
+                    "status": "running",
+                    "priority": 0,
+                    "user": "u",
+                    "cancel_requested": False,
+                    "attempt": 1,
+                    "submitted_at": now,
+                    "log_size": 12,
+                    "parameters": {},
+                    "environment": {"manager": "local"},
+                    "options": {"timeout": None, "env_vars": {}},
+                },
+            )
+            conn.execute(
+                sa.text(
+                    'INSERT INTO flowyard_log_chunks (job_id, "offset", data, at) '
+                    "VALUES ('logged', 0, :data, :at)"
+                ),
+                {"data": b"old output\n\n", "at": now},
+            )
+        migrate(engine)
+        with Session(engine) as session:
+            assert jobs.read_log_marked(session, "logged") == (b"old output\n\n", [])
+            jobs.append_log(session, "logged", 12, b"out\nerr\n", stderr=[(4, 8)])
+            assert jobs.read_log_marked(session, "logged") == (
+                b"old output\n\nout\nerr\n",
+                [(16, 20)],
+            )
+            assert jobs.read_log_marked(session, "logged", 17, 2) == (b"rr", [(17, 19)])
     finally:
         engine.dispose()

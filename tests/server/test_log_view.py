@@ -77,3 +77,30 @@ def test_a_page_holds_whole_lines_and_at_most_max_lines() -> None:
     assert (page.next_offset, page.next_line) == (2 * log_view.MAX_LINES, log_view.MAX_LINES + 1)
     assert log_view.skip_to_last(b"1\n2\n3\n4\n", 2) == (4, 2)
     assert log_view.skip_to_last(b"1\n2\n", 5) == (0, 0)
+
+
+def test_lines_with_a_byte_of_stderr_are_marked_whatever_they_say() -> None:
+    data = b"ok\nERROR: on stdout\nwarn on stderr\n\nhalf from stdout, half from stderr\nlast"
+    # Absolute offsets: the page is read from offset 100.
+    third = data.index(b"warn")
+    empty = data.index(b"\n\n") + 1
+    mixed = data.index(b"half from stderr")
+    stderr = [
+        (100 + third, 100 + empty),  # the third line, its newline included
+        (100 + empty, 100 + empty + 1),  # an empty line: its newline only
+        (100 + mixed, 100 + mixed + 4),
+        (100 + len(data) - 2, 100 + len(data)),  # in the last line, not ended yet
+    ]
+    page = log_view.render(data, 100, 5, "", at_end=False, stderr=stderr)
+    assert [(ln.text, ln.kind, ln.stderr) for ln in page.lines] == [
+        ("ok", "", False),
+        ("ERROR: on stdout", "e", False),
+        ("warn on stderr", "", True),
+        ("", "", True),
+        ("half from stdout, half from stderr", "", True),
+        ("last", "", True),
+    ]
+    # Old logs (no ranges) and a line only touching a range's end are stdout.
+    assert not any(ln.stderr for ln in log_view.render(data, 0, 1, "", True).lines)
+    touching = log_view.render(b"a\nb\n", 0, 1, "", True, [(0, 2)]).lines
+    assert [ln.stderr for ln in touching] == [True, False]

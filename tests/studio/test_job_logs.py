@@ -46,6 +46,30 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
+STREAMS = """\
+import sys
+
+print("stdout line one")
+print("stderr line one", file=sys.stderr)
+print("ERROR: an error said on stdout")
+print("stderr line two", file=sys.stderr)
+print("stdout line two")
+"""
+
+
+# A progress bar on stderr, redrawn in place and never ended while the test looks (bounded: a
+# minute, should the test stop before canceling it).
+DOWNLOADING = """\
+import sys, time
+
+print("starting", flush=True)
+for p in range(120):
+    sys.stderr.write(f"\\rdownloading {p}%")
+    sys.stderr.flush()
+    time.sleep(0.5)
+"""
+
+
 @dataclass
 class Failed:
     noisy: str
@@ -63,7 +87,10 @@ def failed(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Failed:
                 root / "shell",
                 "",
                 command="bash fail.sh",
-                files={"fail.sh": "echo 'fatal: cannot open data.csv' >&2\nexit 3\n"},
+                files={
+                    "fail.sh": "echo 'reading data.csv'\necho 'fatal: cannot open data.csv' >&2\n"
+                    "exit 3\n"
+                },
             )
         ),
         killed=submit(make_project(root / "killed", KILLED)),
@@ -162,6 +189,8 @@ def test_the_error_box_says_why_a_job_ended(page: Page, workspace: Server, faile
     box = page.locator("#error-box")
     expect(box).to_contain_text("exit code 3")
     expect(box.locator("#last-lines")).to_contain_text("fatal: cannot open data.csv")
+    # A job that wrote to stderr: its last stderr lines, not what it said on stdout.
+    expect(box.locator("#last-lines")).not_to_contain_text("reading data.csv")
     expect(box.locator("#last-lines")).not_to_contain_text("[flowyard]")
 
     page.goto(f"{workspace.url}/studio/jobs/{failed.killed}")
@@ -193,3 +222,61 @@ def test_the_tabs_follow_the_aria_tabs_pattern(
     expect(overview).to_have_attribute("aria-selected", "true")
     page.keyboard.press("ArrowLeft")
     expect(page.locator("a[role=tab][href='#snapshot']")).to_have_attribute("aria-selected", "true")
+
+
+def test_the_lines_a_job_wrote_to_stderr_are_marked_apart_from_errors(
+    page: Page, workspace: Server, client: Client, tmp_path: Path, screenshots: Path
+) -> None:
+    run_id = submit(make_project(tmp_path / "streams", STREAMS))
+    assert final_job(client, run_id).status == JobStatus.COMPLETED
+    page.goto(f"{workspace.url}/studio/jobs/{run_id}#logs")
+    log = page.locator("#log")
+    expect(log.locator(".ll", has_text="stdout line two")).to_be_visible(timeout=SLOW)
+    for text in ("stderr line one", "stderr line two"):
+        line = log.locator(".ll", has_text=text)
+        expect(line).to_have_class(re.compile(r"\bse\b"))
+        expect(line).to_have_attribute("title", "Written to stderr")
+        # Told to a screen reader with the line's number, and not copied with the text.
+        expect(line.locator("a.ln .sr")).to_have_text(", stderr")
+        expect(line.locator(".lt")).to_have_text(text)
+    expect(log.locator(".ll.se")).to_have_count(2)
+    # What a line says and which stream wrote it are apart: an error on stdout is no stderr.
+    said = log.locator(".ll", has_text="ERROR: an error said on stdout")
+    expect(said).to_have_class(re.compile(r"\be\b"))
+    expect(said).not_to_have_class(re.compile(r"\bse\b"))
+    for text in ("stdout line one", "stdout line two", "[flowyard] running:"):
+        expect(log.locator(".ll", has_text=text)).not_to_have_class(re.compile(r"\bse\b"))
+    expect(page.locator("#log-key")).to_contain_text("stderr")
+    page.screenshot(path=str(screenshots / "job-log-stderr.png"))
+
+    # "stderr only" lists the whole log's stderr lines (those holding the search term, if any).
+    page.check("#log-stderr")
+    expect(page.locator("#log-matches")).to_have_text("2 stderr lines in the whole log")
+    expect(page.locator("#log-results li.se")).to_have_count(2)
+    page.fill("#log-search", "line two")
+    expect(page.locator("#log-results li")).to_have_count(1)
+    expect(page.locator("#log-results li.se")).to_contain_text("stderr line two")
+    page.uncheck("#log-stderr")
+    expect(page.locator("#log-results li")).to_have_count(2)
+
+    # The log's bytes are as printed: the marks live beside them, never in them.
+    download = client.http.get(f"{workspace.url}/studio/jobs/{run_id}/log.txt")
+    assert download.status_code == 200
+    assert download.content == client.http.get(f"/jobs/{run_id}/logs").content
+    for text in ("stdout line one", "stderr line one", "stderr line two"):
+        assert f"\n{text}\n".encode() in download.content
+
+
+def test_a_live_progress_bar_on_stderr_shows_before_its_line_ends(
+    page: Page, workspace: Server, client: Client, tmp_path: Path
+) -> None:
+    run_id = submit(make_project(tmp_path / "downloading", DOWNLOADING))
+    try:
+        page.goto(f"{workspace.url}/studio/jobs/{run_id}#logs")
+        bar = page.locator("#log .ll.se.partial", has_text=re.compile(r"downloading \d+%$"))
+        expect(bar).to_be_visible(timeout=SLOW)
+        expect(page.locator("#log .ll", has_text="starting")).not_to_have_class(
+            re.compile(r"\bse\b")
+        )
+    finally:
+        client.cancel_job(run_id)

@@ -240,6 +240,9 @@ class LogChunk(Base):
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     at: Mapped[datetime] = mapped_column(_Time, default=utc_now)
+    # The [start, end) byte ranges of `data` the job's stderr wrote, relative to `offset`
+    # (flowyard/log_ranges.py); NULL: none (and every chunk stored before 0011).
+    stderr: Mapped[list[list[int]] | None] = mapped_column(JSON)
 
 
 class Compute(Base):

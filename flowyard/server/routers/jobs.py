@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from flowyard import log_ranges
 from flowyard.schemas import (
     INT32_MAX,
     INT32_MIN,
@@ -34,6 +35,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 # Log offsets are BIGINT in the database; past this, a query would overflow it.
 MAX_OFFSET = 2**62
+# The longest `stderr` parameter of a log append: MAX_RANGES ranges of two 12-digit offsets.
+MAX_STDERR_PARAM = log_ranges.MAX_RANGES * 26
 # The longest a log read waits for news: well under any client's request timeout.
 MAX_LOG_WAIT_S = 20.0
 
@@ -226,12 +229,16 @@ async def append_log(
     session: DbSession,
     state: State,
     offset: int = Query(ge=0, le=MAX_OFFSET),
+    stderr: str = Query("", max_length=MAX_STDERR_PARAM),
 ) -> LogAppended:
     """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``. A log
-    that reaches the server's ``max_log_mb`` is cut there, the cut marked in it."""
+    that reaches the server's ``max_log_mb`` is cut there, the cut marked in it. ``stderr``
+    names the byte ranges of the body the job's stderr wrote (``0-12,40-95``; 400 for ranges
+    out of the body, out of order, overlapping, or too many)."""
     data = await request.body()
+    ranges = log_ranges.parse(stderr, len(data))
     cap = int(state.settings.max_log_mb * 1e6)
-    size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data, cap)
+    size = await run_in_threadpool(jobs.append_log, session, job_id, offset, data, cap, ranges)
     state.watch.changed(job_id)
     return LogAppended(size=size)
 

@@ -8,6 +8,7 @@ HTML in it for ``static/logs.js`` to put in the page. Both are reads: a ``reader
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -34,15 +35,25 @@ def _manifest_paths(session: Session, job: Job) -> list[str]:
     return [entry["path"] for entry in snapshot.manifest] if snapshot else []
 
 
+# How a stderr line is told apart: a class for the eye (a mark in the gutter), a title for the
+# pointer, and words in the line number's link for a screen reader (the gutter is not copied).
+STDERR_MARK = ' title="Written to stderr"'
+STDERR_WORDS = '<span class="sr">, stderr</span>'
+
+
 def _line_html(job_id: str, line: log_view.Line, paths: list[str]) -> str:
     kind = f" {line.kind}" if line.kind else ""
+    title, words = "", ""
+    if line.stderr:
+        kind += " se"
+        title, words = STDERR_MARK, STDERR_WORDS
     text = line.html
     if line.frame and (path := log_view.snapshot_path(line.frame[0], paths)):
         href = f"{PREFIX}/jobs/{quote(job_id)}/snapshot/{quote(path)}#L-{line.frame[1]}"
         text += f' <a class="frame" href="{href}">{escape(path)}:{line.frame[1]}</a>'
     return (
-        f'<div class="ll{kind}" id="L{line.number}"><a class="ln" href="#L{line.number}">'
-        f'{line.number}</a><span class="lt">{text}</span></div>'
+        f'<div class="ll{kind}" id="L{line.number}"{title}><a class="ln" href="#L{line.number}">'
+        f'{line.number}{words}</a><span class="lt">{text}</span></div>'
     )
 
 
@@ -94,23 +105,41 @@ def log_search(
     session: DbSession,
     q: str = Query("", max_length=log_view.MAX_QUERY),
     errors: bool = False,
+    stderr: bool = False,
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     line: int = Query(1, ge=1, le=MAX_OFFSET),
     limit: int = Query(log_view.MAX_MATCHES, ge=1, le=log_view.MAX_MATCHES),
 ) -> JSONResponse:
     """Lines of the whole stored log holding ``q`` (case-insensitive, as typed), or with
-    ``errors`` the lines that read as errors; from ``offset`` (line ``line``) on, ``limit`` at
+    ``errors`` the lines that read as errors; with ``stderr``, of the lines the job wrote to
+    stderr only (all of them without ``q``). From ``offset`` (line ``line``) on, ``limit`` at
     most. ``next_offset``/``next_line`` say where to go on from when there is more to read."""
     term = q.strip()
-    if not term and not errors:
-        raise InvalidRequestError("Searching a log needs a term: ?q=WORDS (or ?errors=true).")
+    if not term and not errors and not stderr:
+        raise InvalidRequestError(
+            "Searching a log needs a term: ?q=WORDS (or ?errors=true, or ?stderr=true)."
+        )
     job = job_service.get(session, job_id)
-    wanted = log_view.errors if errors else log_view.containing(term)
-    found = log_view.search(session, job_id, job.log_size, wanted, offset, line, limit)
+    wanted: Callable[[str, str], list[tuple[int, int]] | None]
+    if errors:
+        wanted = log_view.errors
+    elif term:
+        wanted = log_view.containing(term)
+    else:
+        wanted = log_view.every
+    found = log_view.search(
+        session, job_id, job.log_size, wanted, offset, line, limit, only_stderr=stderr
+    )
     return JSONResponse(
         {
             "matches": [
-                {"line": m.number, "offset": m.offset, "kind": m.kind, "html": m.html}
+                {
+                    "line": m.number,
+                    "offset": m.offset,
+                    "kind": m.kind,
+                    "stderr": m.stderr,
+                    "html": m.html,
+                }
                 for m in found.matches
             ],
             "next_offset": found.next_offset,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
+from flowyard import log_ranges
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
+from flowyard.log_ranges import Range
 from flowyard.schemas import ErrorInfo, JobStatus, JobSubmit, StatusUpdate
 from flowyard.server import mlflow_internals
 from flowyard.server.auth.tokens import Keys
@@ -343,10 +345,16 @@ def cut_mark(max_bytes: int) -> bytes:
 
 
 def append_log(
-    session: Session, job_id: str, offset: int, data: bytes, max_bytes: int | None = None
+    session: Session,
+    job_id: str,
+    offset: int,
+    data: bytes,
+    max_bytes: int | None = None,
+    stderr: Sequence[Range] = (),
 ) -> int:
-    """Append ``data`` at byte ``offset``; bytes already stored at their offset (a retry) are
-    not stored again.
+    """Append ``data`` at byte ``offset``, ``stderr`` naming the ranges of it (relative to
+    ``offset``; sorted and disjoint, see :func:`log_ranges.parse`) the job's stderr wrote; bytes
+    already stored at their offset (a retry) are not stored again.
 
     A log reaching ``max_bytes`` is cut there, with :func:`cut_mark` after the cut; from then on
     appends are answered as taken and store nothing (the runner goes on counting its offsets,
@@ -372,8 +380,12 @@ def append_log(
         if not new:
             session.commit()
             return size
+        kept = len(new)
         if max_bytes is not None and size + len(new) >= max_bytes:
-            new = new[: max_bytes - size] + cut_mark(max_bytes)
+            kept = max_bytes - size
+            new = new[:kept] + cut_mark(max_bytes)
+        # The ranges of what is stored: after what a retry repeats, before the cut.
+        marked = log_ranges.window(stderr, size - offset, size - offset + kept)
         try:
             # Conditional on the size read above, so two writers (a runner and the workspace's
             # own note) never both take one offset, on SQLite too, where rows are not locked.
@@ -386,7 +398,9 @@ def append_log(
             if getattr(moved, "rowcount", 1) != 1:
                 session.rollback()
                 continue
-            session.add(LogChunk(job_id=job_id, offset=size, data=new, at=utc_now()))
+            chunk = LogChunk(job_id=job_id, offset=size, data=new, at=utc_now())
+            chunk.stderr = [list(r) for r in marked] or None
+            session.add(chunk)
             session.commit()
         except (IntegrityError, OperationalError):
             session.rollback()
@@ -398,6 +412,21 @@ def append_log(
 def read_log(session: Session, job_id: str, offset: int = 0, limit: int = LOG_PAGE) -> bytes:
     """The log's bytes from ``offset``: at most ``limit`` of them, and never more than
     :data:`MAX_LOG_PAGE`, so a read holds a page of the log, however long it is."""
+    return _read_log(session, job_id, offset, limit, None)
+
+
+def read_log_marked(
+    session: Session, job_id: str, offset: int = 0, limit: int = LOG_PAGE
+) -> tuple[bytes, list[Range]]:
+    """:func:`read_log`, and the ranges of what it read that the job's stderr wrote, in absolute
+    offsets of the log."""
+    stderr: list[Range] = []
+    return _read_log(session, job_id, offset, limit, stderr), stderr
+
+
+def _read_log(
+    session: Session, job_id: str, offset: int, limit: int, stderr: list[Range] | None
+) -> bytes:
     get(session, job_id)
     end = offset + min(limit, MAX_LOG_PAGE)
     # The chunk that holds `offset` starts at the greatest chunk offset at or before it (chunks
@@ -408,13 +437,16 @@ def read_log(session: Session, job_id: str, offset: int = 0, limit: int = LOG_PA
         .scalar_subquery()
     )
     query = (
-        sa.select(LogChunk.offset, LogChunk.data)
+        sa.select(LogChunk.offset, LogChunk.data, LogChunk.stderr)
         .where(LogChunk.job_id == job_id, LogChunk.offset >= first, LogChunk.offset < end)
         .order_by(LogChunk.offset)
     )
     parts = []
-    for start_at, data in session.execute(query):
+    for start_at, data, marked in session.execute(query):
         parts.append(data[max(offset - start_at, 0) : end - start_at])
+        if stderr is not None and marked:
+            for a, b in log_ranges.window(marked, offset - start_at, end - start_at):
+                log_ranges.add(stderr, a + offset, b + offset)
     return b"".join(parts)
 
 

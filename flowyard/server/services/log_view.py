@@ -5,10 +5,12 @@ Job output is hostile input: every byte of text is HTML-escaped, colours become 
 escape sequence other than a colour (cursor moves, window titles, hyperlinks, private modes) is
 dropped, as are control characters. A carriage return without a newline (a progress bar redrawn
 in place) shows only what was drawn last. Each line is numbered, with an ``#L<n>`` anchor, and
-marked as an error, a warning, part of a Python traceback, or a note of Flowyard's own.
+marked as an error, a warning, part of a Python traceback, or a note of Flowyard's own, by what
+it says; and, apart from that, as written to stderr.
 
-The log is stored as one stream (the runner merges the job's stdout and stderr, in order), so
-what marks a line is what it says, not which stream wrote it.
+The log is stored as one stream of bytes, the job's stdout and stderr in the order the runner
+read them, with the byte ranges stderr wrote beside it (flowyard/log_ranges.py): a line with a
+byte in one is a stderr line.
 
 Search reads the whole stored log, a page at a time, not the tail a browser has loaded; a
 request scans at most :data:`SCAN_BUDGET` bytes and says where to go on from.
@@ -24,6 +26,7 @@ from html import escape
 
 from sqlalchemy.orm import Session
 
+from flowyard.log_ranges import Marks, Range
 from flowyard.server.services import jobs as job_service
 
 # One page of the stored log per read (the log API's page).
@@ -219,6 +222,7 @@ class Line:
     html: str
     kind: str  # "" | "e" (error) | "w" (warning) | "t" (traceback) | "n" (Flowyard's own)
     frame: tuple[str, int] | None = None
+    stderr: bool = False  # written (in part) by the job's stderr
 
 
 def _visible(raw: str, style: Style) -> tuple[str, list[tuple[str, str]]]:
@@ -288,9 +292,17 @@ class Rendered:
     partial: bool = False
 
 
-def render(data: bytes, offset: int, line: int, state: str, at_end: bool) -> Rendered:
+def render(
+    data: bytes,
+    offset: int,
+    line: int,
+    state: str,
+    at_end: bool,
+    stderr: list[Range] | None = None,
+) -> Rendered:
     """Whole lines of ``data`` (read from ``offset``, whose first line is number ``line``), at
-    most :data:`MAX_LINES` of them."""
+    most :data:`MAX_LINES` of them; those with a byte in ``stderr`` (absolute offsets) marked."""
+    marks = Marks(stderr or ())
     style = Style.decode(state)
     out = Rendered(next_offset=offset, next_line=line, state=style.encode())
     end = data.rfind(b"\n") + 1
@@ -307,6 +319,8 @@ def render(data: bytes, offset: int, line: int, state: str, at_end: bool) -> Ren
     pos = offset
     for number, raw in enumerate(whole, start=line):
         out.lines.append(_line(number, pos, raw, style, in_traceback))
+        # Its newline too: a line stderr only ended (an empty one) is stderr's.
+        out.lines[-1].stderr = marks.hit(pos, pos + len(raw) + 1)
         in_traceback = _traceback_state(out.lines[-1], in_traceback)
         pos = min(pos + len(raw) + 1, offset + len(data))
     out.next_offset = pos
@@ -315,6 +329,7 @@ def render(data: bytes, offset: int, line: int, state: str, at_end: bool) -> Ren
     if partial:
         # Rendered with a copy of the style: its colours are read again with the rest of it.
         out.lines.append(_line(out.next_line, pos, partial, Style.decode(out.state), in_traceback))
+        out.lines[-1].stderr = marks.hit(pos, pos + len(partial))
         out.partial = True
     return out
 
@@ -350,33 +365,36 @@ def read_lines(
     session: Session, job_id: str, offset: int, line: int, state: str, size: int
 ) -> Rendered:
     """A page of the log from ``offset`` as rendered lines."""
-    data = job_service.read_log(session, job_id, offset, PAGE)
-    return render(data, offset, line, state, at_end=offset + len(data) >= size)
+    data, stderr = job_service.read_log_marked(session, job_id, offset, PAGE)
+    return render(data, offset, line, state, offset + len(data) >= size, stderr)
 
 
 def _scan(
     session: Session, job_id: str, offset: int, line: int, size: int
-) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, offset, raw bytes) of each whole line from ``offset``, reading at most
-    :data:`SCAN_BUDGET` bytes; the last line of the log counts even without its newline."""
+) -> Iterator[tuple[int, int, bytes, bool]]:
+    """(line number, offset, raw bytes, whether stderr wrote it) of each whole line from
+    ``offset``, reading at most :data:`SCAN_BUDGET` bytes; the last line of the log counts even
+    without its newline."""
     budget = SCAN_BUDGET
     carry = b""
     start = offset
+    marks = Marks()
     while offset < size and budget > 0:
-        data = job_service.read_log(session, job_id, offset, PAGE)
+        data, stderr = job_service.read_log_marked(session, job_id, offset, PAGE)
         if not data:
             break
+        marks.extend(stderr)
         offset += len(data)
         budget -= len(data)
         data = carry + data
         pieces = data.split(b"\n")
         carry = pieces.pop()
         for raw in pieces:
-            yield line, start, raw
+            yield line, start, raw, marks.hit(start, start + len(raw) + 1)
             start += len(raw) + 1
             line += 1
     if carry and offset >= size:
-        yield line, start, carry
+        yield line, start, carry, marks.hit(start, start + len(carry))
 
 
 @dataclass
@@ -396,20 +414,24 @@ def search(
     offset: int = 0,
     line: int = 1,
     limit: int = MAX_MATCHES,
+    only_stderr: bool = False,
 ) -> Found:
     """Lines whose visible text ``wanted`` accepts (it answers the spans to highlight, or None),
-    from ``offset`` on; at most ``limit`` of them and :data:`SCAN_BUDGET` bytes read."""
+    from ``offset`` on, with ``only_stderr`` those written to stderr only; at most ``limit`` of
+    them and :data:`SCAN_BUDGET` bytes read."""
     matches: list[Line] = []
     in_traceback = False
     last_end, last_number = offset, line - 1
     next_at: tuple[int, int] | None = None
-    for number, at, raw in _scan(session, job_id, offset, line, size):
+    for number, at, raw, stderr in _scan(session, job_id, offset, line, size):
         last_number = number
         text, _runs = _visible(raw.decode("utf-8", errors="replace"), Style())
         kind = _kind(text, in_traceback)
-        line_info = Line(number, at, text, "", kind)
+        line_info = Line(number, at, text, "", kind, stderr=stderr)
         in_traceback = _traceback_state(line_info, in_traceback)
         last_end = at + len(raw) + 1
+        if only_stderr and not stderr:
+            continue
         spans = wanted(text, kind)
         if spans is None:
             continue
@@ -451,6 +473,10 @@ def errors(text: str, kind: str) -> list[tuple[int, int]] | None:
     return [] if kind == "e" else None
 
 
+def every(text: str, kind: str) -> list[tuple[int, int]] | None:
+    return []
+
+
 def _highlighted(text: str, spans: list[tuple[int, int]]) -> str:
     """The text escaped, with each span in ``<mark>``: escaped piece by piece, so a search for
     ``&`` or ``lt`` never lands inside an entity."""
@@ -468,7 +494,7 @@ def line_offset(session: Session, job_id: str, size: int, number: int) -> tuple[
     """The byte offset where line ``number`` starts, and its number (the last line's, for a
     number past the end)."""
     last = (0, 1)
-    for line, at, _raw in _scan(session, job_id, 0, 1, size):
+    for line, at, _raw, _stderr in _scan(session, job_id, 0, 1, size):
         last = (at, line)
         if line >= number:
             break
@@ -495,12 +521,17 @@ def tail_start(session: Session, job_id: str, size: int, tail: int) -> tuple[int
 
 
 def last_lines(session: Session, job_id: str, size: int, count: int = 20) -> list[str]:
-    """The log's last ``count`` lines of the job's own output (not Flowyard's notes), as text."""
-    data = job_service.read_log(session, job_id, max(0, size - 64 * 1024), 64 * 1024)
-    rendered = render(data, 0, 1, "", at_end=True)
-    own = [ln.text for ln in rendered.lines if ln.kind != "n"]
-    if size > 64 * 1024 and own:
-        own = own[1:]  # the first may be cut
+    """The log's last ``count`` lines of the job's own output (not Flowyard's notes), as text:
+    those it wrote to stderr, if it wrote any there."""
+    start = max(0, size - 64 * 1024)
+    data, stderr = job_service.read_log_marked(session, job_id, start, 64 * 1024)
+    rendered = render(data, start, 1, "", True, stderr)
+    lines = [ln for ln in rendered.lines if ln.kind != "n"]
+    if start > 0 and lines:
+        lines = lines[1:]  # the first may be cut
+    if any(ln.stderr for ln in lines):
+        lines = [ln for ln in lines if ln.stderr]
+    own = [ln.text for ln in lines]
     while own and not own[-1].strip():
         own.pop()
     return own[-count:]

@@ -15,6 +15,7 @@
   const KEEP = 20000;          // lines kept in the page while following a chatty job
   const follow = document.getElementById("log-follow");
   const search = document.getElementById("log-search");
+  const onlyStderr = document.getElementById("log-stderr");
   const results = document.getElementById("log-results");
   const matches = document.getElementById("log-matches");
   const note = document.getElementById("log-truncated");
@@ -166,6 +167,14 @@
       a.href = `#L${m.line}`;
       a.className = "ln";
       a.textContent = String(m.line);
+      if (m.stderr) {
+        li.className = "se";
+        li.title = "Written to stderr";
+        const words = document.createElement("span");
+        words.className = "sr";
+        words.textContent = ", stderr";
+        a.append(words);
+      }
       const text = document.createElement("span");
       text.className = `lt ${m.kind}`;
       text.innerHTML = m.html; // escaped on the server, with <mark> around each match
@@ -176,7 +185,8 @@
     const count = results.querySelectorAll("li:not(.more)").length;
     results.hidden = count === 0;
     const more = found.next_offset !== null;
-    matches.textContent = `${count} matching line${count === 1 ? "" : "s"}${more ? " so far" : " in the whole log"}`;
+    const what = term ? "matching line" : "stderr line";
+    matches.textContent = `${count} ${what}${count === 1 ? "" : "s"}${more ? " so far" : " in the whole log"}`;
     if (more) {
       const li = document.createElement("li");
       li.className = "more";
@@ -184,7 +194,7 @@
       button.type = "button";
       button.textContent = "Search on";
       button.addEventListener("click", async () => {
-        showResults(await find({ q: term, offset: found.next_offset, line: found.next_line }), term, true);
+        showResults(await find({ ...wantedLines(term), offset: found.next_offset, line: found.next_line }), term, true);
       });
       li.append(button);
       results.append(li);
@@ -198,12 +208,16 @@
     return body;
   }
 
+  // The search term, and "stderr only": the lines the job wrote to stderr (holding the term).
+  const wantedLines = (term) => (onlyStderr.checked ? { q: term, stderr: "true" } : { q: term });
+
   async function runSearch() {
     const term = search.value.trim();
-    if (!term) { results.hidden = true; results.replaceChildren(); matches.textContent = ""; return; }
+    if (!term && !onlyStderr.checked) { results.hidden = true; results.replaceChildren(); matches.textContent = ""; return; }
     matches.textContent = "Searching…";
-    try { showResults(await find({ q: term }), term, false); } catch (e) { matches.textContent = e.message; }
+    try { showResults(await find(wantedLines(term)), term, false); } catch (e) { matches.textContent = e.message; }
   }
+  onlyStderr.addEventListener("change", runSearch);
   search.addEventListener("input", () => { clearTimeout(busy); busy = setTimeout(runSearch, 250); });
   document.getElementById("log-search-form").addEventListener("submit", (e) => { e.preventDefault(); runSearch(); });
   results.addEventListener("click", (e) => {
