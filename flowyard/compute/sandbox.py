@@ -19,7 +19,9 @@ from flowyard import paths
 
 SANDBOX = "sandbox"
 NONE = "none"
-ISOLATIONS = (SANDBOX, NONE)
+# Every job in a container of the compute's image (flowyard.env.containers), its runner outside.
+CONTAINER = "container"
+ISOLATIONS = (SANDBOX, CONTAINER, NONE)
 
 # The server's variables a runner gets, each with its reason; a name ending in "*" is a prefix.
 # Everything else stays behind: the database URL (_MLFLOW_SERVER_FILE_STORE), the server's
@@ -74,8 +76,15 @@ def runner_env(environ: Mapping[str, str], own: Mapping[str, str]) -> dict[str, 
     return {**kept, **own}
 
 
-def describe(isolation: str) -> str:
+def describe(isolation: str, image: str | None = None) -> str:
     """What a process compute's jobs are kept from, in a line for `compute show`."""
+    if isolation == CONTAINER:
+        return (
+            f"container: every job runs in a container of {image} (a docker_env job in its own "
+            "image), which shows it no host file but its own folder and, read-only, its "
+            "environment and the Python that links to; own pid, IPC and mount namespaces; the "
+            "host's network; a clean environment"
+        )
     if isolation == NONE:
         return (
             "none: jobs run as the server's user and can read the workspace's database, "

@@ -290,10 +290,13 @@ class Runner:
         self, job: ClaimedJob, project_dir: Path, command: str
     ) -> tuple[list[str], dict[str, str]]:
         """What runs ``command``, and its environment: a container of the project's image, or
-        bash with the job's environment's Python first on PATH."""
+        bash with the job's environment's Python first on PATH, on this host or in a container
+        of the compute's isolation image."""
         if job.environment.container:
             return self._container_command(job, project_dir, command)
         bin_dir = self._environment(job)
+        if self.settings.isolation_image:
+            return self._isolated_command(job, project_dir, command, bin_dir)
         path = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
         return ["bash", "-c", command], {**os.environ, **self._job_env(job), "PATH": path}
 
@@ -368,6 +371,39 @@ class Runner:
             engine, self._container, job.id, image.tag, command, names, spec, outputs
         )
         return argv, {**os.environ, **spec.container_env, **self._job_env(job)}
+
+    def _isolated_command(
+        self, job: ClaimedJob, project_dir: Path, command: str, bin_dir: Path
+    ) -> tuple[list[str], dict[str, str]]:
+        """The engine command that runs ``command`` in a container of the compute's isolation
+        image, which sees of this host only the job's folder and, read-only, the environment
+        ``bin_dir`` is in (built here as for any job) and the Python that links to."""
+        from flowyard.env import containers
+
+        image = self.settings.isolation_image
+        assert image is not None
+        engine = containers.engine()
+        self._engine = engine
+        self.log.say(f"isolation: a container of {image} ({engine.describe()})")
+        gone = containers.remove(engine, job.id)
+        if gone:
+            self.log.say(f"removed {len(gone)} container(s) left by an earlier attempt")
+        try:
+            # Pulled here, not at submit: a pull may take minutes.
+            containers.check_image(engine, image, named_by="this compute's --isolation-image")
+        except FlowyardError as e:
+            raise EnvBuildError(e.message) from e
+        storage = self.dir / "storage"
+        shown = containers.interpreter_prefixes(bin_dir) + ([storage] if storage.is_dir() else [])
+        mounts = containers.isolation_mounts(project_dir, shown)
+        self.log.say(f"isolation: mounting {', '.join(mounts)}")
+        (project_dir / "outputs").mkdir(exist_ok=True)
+        self._container = containers.container_name(job.id, job.attempt)
+        job_env = self._job_env(job)
+        argv = containers.isolated_argv(
+            engine, self._container, job.id, image, command, job_env, project_dir, mounts, bin_dir
+        )
+        return argv, {**os.environ, **job_env}
 
     def _job_env(self, job: ClaimedJob) -> dict[str, str]:
         """What the entry point's environment adds to the runner's: the job's variables, then
@@ -501,6 +537,8 @@ class Runner:
     # --- results --------------------------------------------------------------------------
 
     def _upload_outputs(self, outputs: Path, artifact_uri: str) -> None:
+        if self._container is not None:
+            self._drop_links(outputs)
         files = sorted(p for p in outputs.rglob("*") if p.is_file()) if outputs.is_dir() else []
         if not files:
             self.log.say("no ./outputs to upload")
@@ -518,6 +556,23 @@ class Runner:
                 lambda: MlflowClient(self.url).log_artifacts(self.job_id, str(outputs), "outputs")
             )
         self.log.say(f"uploaded {len(files)} file(s) from ./outputs to the run's outputs/")
+
+    def _drop_links(self, outputs: Path) -> None:
+        """Remove the symbolic links a container job left in its outputs: they name paths in
+        its container, and this runner, outside it, would read the host's files of that name
+        (a link to /etc/shadow, or outputs itself a link to /)."""
+        found = [outputs] if outputs.is_symlink() else []
+        if not found and outputs.is_dir():
+            for folder, dirs, files in os.walk(outputs):
+                found += [Path(folder, n) for n in [*dirs, *files] if Path(folder, n).is_symlink()]
+        for link in found:
+            link.unlink()
+        if found:
+            self.log.say(
+                f"left out {len(found)} symbolic link(s) in ./outputs (a container's links "
+                "name its own files, not this host's): "
+                + ", ".join(str(p.relative_to(outputs.parent)) for p in found[:5])
+            )
 
     def _set_tag(self, key: str, value: str) -> None:
         url = f"{self.url}/api/2.0/mlflow/runs/set-tag"

@@ -17,6 +17,8 @@ ENV_KILL_GRACE_S = "FLOWYARD_KILL_GRACE_S"
 ENV_RETRY_FOR_S = "FLOWYARD_RETRY_FOR_S"
 ENV_BLOB_CACHE_MB = "FLOWYARD_BLOB_CACHE_MB"
 ENV_ENV_CACHE_MB = "FLOWYARD_ENV_CACHE_MB"
+# Set by a compute with isolation ``container`` (flowyard.env.containers.ENV_ISOLATION_IMAGE).
+ENV_ISOLATION_IMAGE = "FLOWYARD_ISOLATION_IMAGE"
 
 
 def _number(
@@ -59,6 +61,8 @@ class RunnerSettings:
             materialization, in MB.
         env_cache_mb: The bound this host's job environments are pruned back to after each
             job, in MB (besides those unused for ``defaults.ENV_UNUSED_DAYS``).
+        isolation_image: The image a job that is not a docker_env one runs in, its environment
+            built here and mounted (a compute with isolation ``container``); None: on the host.
     """
 
     heartbeat_s: float = defaults.RUNNER_HEARTBEAT_S
@@ -66,6 +70,7 @@ class RunnerSettings:
     retry_for_s: float = defaults.RUNNER_RETRY_FOR_S
     blob_cache_mb: float = defaults.BLOB_CACHE_MB
     env_cache_mb: float = defaults.ENV_CACHE_MB
+    isolation_image: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RunnerSettings:
@@ -75,4 +80,5 @@ class RunnerSettings:
             retry_for_s=seconds(environ, ENV_RETRY_FOR_S, defaults.RUNNER_RETRY_FOR_S),
             blob_cache_mb=megabytes(environ, ENV_BLOB_CACHE_MB, defaults.BLOB_CACHE_MB),
             env_cache_mb=megabytes(environ, ENV_ENV_CACHE_MB, defaults.ENV_CACHE_MB),
+            isolation_image=environ.get(ENV_ISOLATION_IMAGE, "").strip() or None,
         )
