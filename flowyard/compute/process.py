@@ -116,7 +116,13 @@ class ProcessTarget(ComputeTarget):
                     f"`flowyard compute update {self.name} --isolation sandbox` to run jobs in "
                     "bubblewrap instead."
                 )
-            return None
+            problem = sandbox.check.problem()
+            if problem is None:
+                return None
+            return (
+                f"Compute {self.name} runs every job in a container and builds job environments "
+                f"in bubblewrap, but {problem}; install bubblewrap (apt-get install bubblewrap)."
+            )
         problem = sandbox.check.problem() if self.isolation == sandbox.SANDBOX else None
         if problem is None:
             return None
@@ -144,9 +150,10 @@ class ProcessTarget(ComputeTarget):
         if command.container or self._isolates:
             env.update(self.containers.runner_env())
         if self._isolates and self.isolation_image:
-            from flowyard.env.containers import ENV_ISOLATION_IMAGE
+            from flowyard.runner.settings import ENV_ISOLATION_IMAGE, ENV_PRIVATE_PATHS
 
             env[ENV_ISOLATION_IMAGE] = self.isolation_image
+            env[ENV_PRIVATE_PATHS] = json.dumps(command.private_paths)
         try:
             proc = launcher.spawn(argv, env, out_file, (info_w,) if info_w >= 0 else ())
         except OSError as e:

@@ -38,9 +38,6 @@ ENV_ENGINE = "FLOWYARD_CONTAINER_ENGINE"
 # Set on a shared compute's runners: the host folders its jobs' volumes may mount, checked again
 # where the volume is mounted, after symlinks (os.pathsep between folders).
 ENV_VOLUMES = "FLOWYARD_CONTAINER_VOLUMES"
-# Set on a runner by a compute with isolation ``container``: the image every job that is not a
-# docker_env one runs in (read into flowyard.runner.settings.RunnerSettings).
-ENV_ISOLATION_IMAGE = "FLOWYARD_ISOLATION_IMAGE"
 # Where the project's code lives in the image, as MLflow's docker backend puts it.
 WORKDIR = "/mlflow/projects/code"
 # Labels on what Flowyard makes, so it finds (and prunes) its own and nothing else.

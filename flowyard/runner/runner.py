@@ -327,13 +327,31 @@ class Runner:
         mlflow_version = str(info["mlflow_version"])
         started = time.monotonic()
         self.log.say(f"environment: {builder.describe(spec)}")
-        env = builder.ensure(spec, mlflow_version, self.log.write, self.dir / "project")
+        env = builder.ensure(
+            spec, mlflow_version, self.log.write, self.dir / "project", self._build_wrap()
+        )
         # Held until the job has ended: no pruning removes the environment it runs in.
         self._env = env
         took = time.monotonic() - started
         verb = "built" if env.built else "reusing cached"
         self.log.say(f"environment: {verb} {env.path} ({took:.3f} s)")
         return env.bin_dir
+
+    def _build_wrap(self) -> list[str]:
+        """What runs the environment's build: bubblewrap's sandbox where this runner is not in
+        one, as with isolation ``container`` (a package built from source runs its code)."""
+        if self.settings.isolation_image is None:
+            return []
+        from flowyard.compute import sandbox
+
+        problem = sandbox.check.problem()
+        if problem is not None:
+            raise EnvBuildError(
+                f"This compute builds job environments in bubblewrap, but {problem}; install "
+                "bubblewrap (apt-get install bubblewrap)."
+            )
+        self.log.say("environment: any build runs in a bubblewrap sandbox")
+        return sandbox.build_wrap(self.settings.private_paths, self.dir)
 
     def _container_command(
         self, job: ClaimedJob, project_dir: Path, command: str

@@ -10,7 +10,7 @@ import pytest
 from flowyard.compute.process import ProcessTarget
 from flowyard.env import containers
 from flowyard.errors import EnvBuildError, InvalidRequestError
-from flowyard.runner.settings import RunnerSettings
+from flowyard.runner.settings import ENV_ISOLATION_IMAGE, RunnerSettings
 from flowyard.server.services.computes import _check_isolation
 
 ENGINE = containers.Engine(
@@ -163,13 +163,14 @@ def test_a_docker_env_jobs_command_is_unchanged_by_the_refactor(tmp_path: Path) 
     )
     argv = containers.run_argv(ENGINE, "n", "j", "tag", "cmd", ["A"], spec, tmp_path / "out")
     assert _values(argv, "--workdir") == [containers.WORKDIR]
-    assert _values(argv, "-v") == [f"{tmp_path / 'out'}:{containers.WORKDIR}/outputs", "/d:/data:ro"]
+    outputs = f"{tmp_path / 'out'}:{containers.WORKDIR}/outputs"
+    assert _values(argv, "-v") == [outputs, "/d:/data:ro"]
     assert argv[argv.index("tag") - 1] == "--init"
 
 
 def test_the_runner_reads_the_image_its_compute_gives_it() -> None:
     assert RunnerSettings.from_env({}).isolation_image is None
-    found = RunnerSettings.from_env({containers.ENV_ISOLATION_IMAGE: " localhost/base:1 "})
+    found = RunnerSettings.from_env({ENV_ISOLATION_IMAGE: " localhost/base:1 "})
     assert found.isolation_image == "localhost/base:1"
 
 
