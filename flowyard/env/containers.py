@@ -1,7 +1,7 @@
 """Running a job in a container: the engine (Podman or Docker, through its command line), this
 host's facts about it, the job's image (the project's image with the snapshot in it, cached by
-content) and the engine command that runs the entry point; and the container a compute with
-isolation ``container`` runs every other job in (its environment built on the host, mounted).
+content) and the engine command that runs the entry point. The container a compute with
+isolation ``container`` runs every other job in is :mod:`flowyard.env.isolation`'s.
 
 The runner imports this for a container job only; the submitting side and the server use
 its checks. Every engine call is a subprocess: no engine SDK is needed anywhere.
@@ -17,7 +17,6 @@ import json
 import os
 import re
 import resource
-import shlex
 import shutil
 import subprocess
 import time
@@ -549,71 +548,6 @@ def container_argv(
         argv += ["-e", env_name]
     argv += ["--interactive", *extra_args, image, "sh", "-c", _WATCH, "flowyard", command]
     return argv
-
-
-# Prefixes every image has of its own: an interpreter there is the host distribution's, which the
-# image's own at the same path stands in for (mounting the host's would hide the image's).
-SYSTEM_PREFIXES = frozenset({"/", "/usr", "/usr/local"})
-
-
-def interpreter_prefixes(bin_dir: Path) -> list[Path]:
-    """The folders the Python in ``bin_dir`` runs from: its own prefix and, for a virtual
-    environment, the prefix of the interpreter its ``python`` links to (``home`` in its
-    ``pyvenv.cfg``); each as it really is here (links followed), the image's own system
-    prefixes left out."""
-    prefix = bin_dir.parent
-    found = [prefix.resolve()]
-    try:
-        config = (prefix / "pyvenv.cfg").read_text()
-    except OSError:
-        config = ""
-    for line in config.splitlines():
-        key, eq, value = line.partition("=")
-        if eq and key.strip() == "home" and value.strip():
-            found.append(Path(value.strip()).resolve().parent)
-    return [p for p in dict.fromkeys(found) if str(p) not in SYSTEM_PREFIXES]
-
-
-def isolation_mounts(project_dir: Path, read_only: Iterable[Path]) -> list[str]:
-    """``-v`` values for a job in a compute's isolation container, each folder at the same path
-    as on the host (the environment's absolute links and scripts then work unchanged): its
-    project folder writable (the job's own copy of its snapshot, which it writes as it would on
-    the host), then the ``read_only`` folders (its environment, the interpreter that links to,
-    MLflow's downloads), a folder inside another left to that one.
-
-    Raises:
-        EnvBuildError: a folder's path has a ``:``, which an engine's ``-v`` cannot mount.
-    """
-    project = project_dir.resolve()
-    folders = list(dict.fromkeys(p.resolve() for p in read_only if p.resolve() != project))
-    kept = [p for p in folders if not any(p != o and p.is_relative_to(o) for o in folders)]
-    for path in (project, *kept):
-        if ":" in str(path):
-            raise EnvBuildError(
-                f"The folder {path} has a ':' in its path, which a container cannot mount; "
-                "move it (or the cache folder, $XDG_CACHE_HOME) to a path without one."
-            )
-    return [f"{project}:{project}", *(f"{p}:{p}:ro" for p in kept)]
-
-
-def isolated_argv(
-    found: Engine,
-    name: str,
-    job_id: str,
-    image: str,
-    command: str,
-    env_names: Iterable[str],
-    project_dir: Path,
-    mounts: Sequence[str],
-    bin_dir: Path,
-) -> list[str]:
-    """The engine command that runs a job's ``command`` in a compute's isolation container of
-    ``image``: in its project folder, ``bin_dir`` (its environment's) first on the image's
-    PATH, as on the host."""
-    path_first = f'PATH={shlex.quote(str(bin_dir))}:"$PATH"; export PATH; {command}'
-    return container_argv(
-        found, name, job_id, image, path_first, env_names, str(project_dir.resolve()), mounts
-    )
 
 
 # The container's first process: it runs the command (in bash where the image has it, as the

@@ -396,7 +396,7 @@ class Runner:
         """The engine command that runs ``command`` in a container of the compute's isolation
         image, which sees of this host only the job's folder and, read-only, the environment
         ``bin_dir`` is in (built here as for any job) and the Python that links to."""
-        from flowyard.env import containers
+        from flowyard.env import containers, isolation
 
         image = self.settings.isolation_image
         assert image is not None
@@ -412,13 +412,13 @@ class Runner:
         except FlowyardError as e:
             raise EnvBuildError(e.message) from e
         storage = self.dir / "storage"
-        shown = containers.interpreter_prefixes(bin_dir) + ([storage] if storage.is_dir() else [])
-        mounts = containers.isolation_mounts(project_dir, shown)
+        shown = isolation.interpreter_prefixes(bin_dir) + ([storage] if storage.is_dir() else [])
+        mounts = isolation.mounts(project_dir, shown)
         self.log.say(f"isolation: mounting {', '.join(mounts)}")
         (project_dir / "outputs").mkdir(exist_ok=True)
         self._container = containers.container_name(job.id, job.attempt)
         job_env = self._job_env(job)
-        argv = containers.isolated_argv(
+        argv = isolation.run_argv(
             engine, self._container, job.id, image, command, job_env, project_dir, mounts, bin_dir
         )
         return argv, {**os.environ, **job_env}

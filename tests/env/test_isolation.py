@@ -6,6 +6,8 @@ the container; bad settings and images are refused in one sentence."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from flowyard.client import Client
 from flowyard.env import containers
 from flowyard.schemas import JobStatus
 from tests.factories import create_compute, final_job, make_project
-from tests.images import base_image, engine_or_skip
+from tests.images import base_image, engine_client_parent, engine_or_skip
 from tests.servers import Server, fast_workspace, run_cli
 
 # What the job tells of where it runs: a file of the test's (outside every mount) and whether it
@@ -168,23 +170,38 @@ def test_a_project_without_an_environment_runs_in_the_runners_python_mounted(
     assert MlflowClient().get_run(run_id).data.metrics["score"] == 0.5
 
 
-def test_cancel_stops_the_container(
-    client: Client, tmp_path: Path, engine: containers.Engine
-) -> None:
-    project = _project(
-        tmp_path / "p",
-        python_env=False,
-        extra="import time; print('waiting', flush=True); time.sleep(600)",
-    )
+def _waiting_job(client: Client, tmp_path: Path) -> str:
+    """A job in the container that prints "waiting" and sleeps, once it has printed it."""
+    extra = "import time; print('waiting', flush=True); time.sleep(600)"
+    project = _project(tmp_path / "p", python_env=False, extra=extra)
     run_id = _run(project, "boxed", tmp_path, use_conda=False)
     deadline = time.monotonic() + 180
     while "waiting" not in _log(client, run_id):
         assert time.monotonic() < deadline, "the container never started"
         time.sleep(0.2)
+    return run_id
+
+
+def test_cancel_stops_the_container(
+    client: Client, tmp_path: Path, engine: containers.Engine
+) -> None:
+    run_id = _waiting_job(client, tmp_path)
     assert _containers_of(engine, run_id)
     client.cancel_job(run_id)
     assert final_job(client, run_id).status == JobStatus.CANCELED
     assert _containers_of(engine, run_id) == []
+
+
+def test_a_killed_runner_leaves_no_container_behind(
+    client: Client, tmp_path: Path, engine: containers.Engine
+) -> None:
+    run_id = _waiting_job(client, tmp_path)
+    os.kill(engine_client_parent(containers.container_name(run_id, 1)), signal.SIGKILL)
+    deadline = time.monotonic() + 180
+    while _containers_of(engine, run_id):
+        assert time.monotonic() < deadline, "the container outlived its runner"
+        time.sleep(0.2)
+    assert final_job(client, run_id).status == JobStatus.FAILED
 
 
 def _cli(workspace: Server, *args: str) -> tuple[int, str]:

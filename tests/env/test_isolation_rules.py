@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowyard.compute.process import ProcessTarget
-from flowyard.env import containers
+from flowyard.env import containers, isolation
 from flowyard.errors import EnvBuildError, InvalidRequestError
 from flowyard.runner.settings import ENV_ISOLATION_IMAGE, RunnerSettings
 from flowyard.server.services.computes import _check_isolation
@@ -88,7 +88,7 @@ def test_a_virtual_environment_needs_its_own_folder_and_its_interpreters(tmp_pat
     python = tmp_path / "pythons" / "cpython-3.11"
     (python / "bin").mkdir(parents=True)
     bin_dir = _venv(tmp_path / "envs" / "abc", python / "bin")
-    assert containers.interpreter_prefixes(bin_dir) == [tmp_path / "envs" / "abc", python]
+    assert isolation.interpreter_prefixes(bin_dir) == [tmp_path / "envs" / "abc", python]
 
 
 def test_a_linked_interpreter_is_mounted_where_it_really_is(tmp_path: Path) -> None:
@@ -96,14 +96,14 @@ def test_a_linked_interpreter_is_mounted_where_it_really_is(tmp_path: Path) -> N
     (real / "bin").mkdir(parents=True)
     (tmp_path / "shim").symlink_to(real)
     bin_dir = _venv(tmp_path / "env", tmp_path / "shim" / "bin")
-    assert containers.interpreter_prefixes(bin_dir) == [tmp_path / "env", real]
+    assert isolation.interpreter_prefixes(bin_dir) == [tmp_path / "env", real]
 
 
 def test_the_hosts_system_python_is_left_to_the_images_own(tmp_path: Path) -> None:
     """/usr is every image's own: mounting the host's would hide the image's tools and shell."""
     bin_dir = _venv(tmp_path / "env", Path("/usr/bin"))
-    assert containers.interpreter_prefixes(bin_dir) == [tmp_path / "env"]
-    assert containers.interpreter_prefixes(Path("/usr/local/bin")) == []
+    assert isolation.interpreter_prefixes(bin_dir) == [tmp_path / "env"]
+    assert isolation.interpreter_prefixes(Path("/usr/local/bin")) == []
 
 
 def test_the_job_folder_is_writable_and_everything_else_read_only(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_the_job_folder_is_writable_and_everything_else_read_only(tmp_path: Path
     nested = python / "lib"
     for folder in (project, env, nested):
         folder.mkdir(parents=True)
-    mounts = containers.isolation_mounts(project, [env, python, nested, env, project])
+    mounts = isolation.mounts(project, [env, python, nested, env, project])
     assert mounts == [f"{project}:{project}", f"{env}:{env}:ro", f"{python}:{python}:ro"]
 
 
@@ -119,7 +119,7 @@ def test_a_folder_an_engine_cannot_mount_is_an_error(tmp_path: Path) -> None:
     odd = tmp_path / "a:b"
     odd.mkdir()
     with pytest.raises(EnvBuildError, match=r"has a ':' in its path"):
-        containers.isolation_mounts(tmp_path, [odd])
+        isolation.mounts(tmp_path, [odd])
 
 
 def _values(argv: list[str], flag: str) -> list[str]:
@@ -129,7 +129,7 @@ def _values(argv: list[str], flag: str) -> list[str]:
 def test_the_engine_command_of_an_isolated_job(tmp_path: Path) -> None:
     project, bin_dir = tmp_path / "project", tmp_path / "env" / "bin"
     mounts = [f"{project}:{project}", f"{bin_dir.parent}:{bin_dir.parent}:ro"]
-    argv = containers.isolated_argv(
+    argv = isolation.run_argv(
         ENGINE,
         "flowyard-j1-1",
         "j1",
