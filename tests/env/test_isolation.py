@@ -15,9 +15,11 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import ExecutionException
 
 from flowyard.client import Client
 from flowyard.env import containers
+from flowyard.errors import EnvBuildError
 from flowyard.schemas import JobStatus
 from tests.factories import create_compute, final_job, make_project
 from tests.images import base_image, engine_client_parent, engine_or_skip
@@ -256,6 +258,63 @@ def test_an_image_the_runner_cannot_pull_fails_the_job_before_it_runs(
     assert f"The image '{missing}' named by this compute's --isolation-image" in job.error.message
     assert "cannot be pulled" in job.error.message
     assert "marker:" not in _log(client, run_id)
+
+
+def test_a_compute_whose_engine_does_not_answer_is_refused(workspace: Server, image: str) -> None:
+    try:
+        containers.engine("docker")
+    except EnvBuildError:
+        pass
+    else:
+        pytest.skip("docker answers on this host")
+    code, said = _cli(
+        workspace,
+        *("compute", "create", "dockerless", "--type", "process", "--isolation", "container"),
+        *("--isolation-image", image, "--container-engine", "docker"),
+    )
+    assert code != 0
+    assert "Compute dockerless cannot run containers: No container engine works" in said, said
+    assert "(docker is not installed" in said or "(docker does not work" in said
+
+
+def test_an_image_gone_since_the_compute_was_made_is_refused_at_submit(
+    client: Client, workspace: Server, tmp_path: Path, image: str, engine: containers.Engine
+) -> None:
+    gone = f"localhost/flowyard-test-gone:{tmp_path.name.lower()}"
+    assert engine.call("tag", image, gone).returncode == 0
+    code, said = _cli(
+        workspace,
+        *("compute", "create", "gone", "--type", "process", "--isolation", "container"),
+        *("--isolation-image", gone),
+    )
+    assert code == 0, said
+    assert engine.call("rmi", gone).returncode == 0
+    before = len(mlflow.search_runs(output_format="list"))
+    project = _project(tmp_path / "p", python_env=False)
+    with pytest.raises(ExecutionException, match=f"The image '{gone}' named by compute gone's"):
+        _run(project, "gone", tmp_path, use_conda=False)
+    assert len(mlflow.search_runs(output_format="list")) == before
+
+
+def test_a_docker_env_job_runs_in_its_own_image_pulled_by_its_runner(
+    client: Client, tmp_path: Path
+) -> None:
+    """On an isolation container compute too; and its image, not here but with a registry's
+    name, is left to the runner to pull rather than pulled inside the submit request."""
+    project = make_project(
+        tmp_path / "p",
+        "print('ran')\n",
+        extra_mlproject="docker_env:\n              image: registry.invalid/team/train:1",
+        parameters=PARAMETERS,
+        command=COMMAND,
+    )
+    run_id = _run(project, "boxed", tmp_path, use_conda=False)
+    job = final_job(client, run_id)
+    assert job.status == JobStatus.FAILED and job.error is not None
+    assert "'registry.invalid/team/train:1' named by the MLproject's docker_env" in (
+        job.error.message
+    )
+    assert "isolation: a container of" not in _log(client, run_id)
 
 
 def test_compute_show_states_the_isolation_and_update_leaves_it(
