@@ -17,6 +17,10 @@ from flowyard.errors import EnvBuildError
 # Prefixes every image has of its own: an interpreter there is the host distribution's, which the
 # image's own at the same path stands in for (mounting the host's would hide the image's).
 SYSTEM_PREFIXES = frozenset({"/", "/usr", "/usr/local"})
+# What the container may do beyond the engine's defaults: less. A job needs no capability to run
+# Python in its folder, and root's (raw sockets on the host's network, chown) are what it must
+# not have.
+CONFINED = ("--cap-drop", "all", "--security-opt", "no-new-privileges")
 
 
 def interpreter_prefixes(bin_dir: Path) -> list[Path]:
@@ -72,8 +76,10 @@ def run_argv(
 ) -> list[str]:
     """The engine command that runs a job's ``command`` in a compute's isolation container of
     ``image``: in its project folder, ``bin_dir`` (its environment's) first on the image's
-    PATH, as on the host."""
+    PATH, as on the host; with no capabilities (the host's network is shared: no raw sockets
+    on it) and no way to gain any (set-user-id files)."""
     path_first = f'PATH={shlex.quote(str(bin_dir))}:"$PATH"; export PATH; {command}'
+    workdir = str(project_dir.resolve())
     return container_argv(
-        found, name, job_id, image, path_first, env_names, str(project_dir.resolve()), mounts
+        found, name, job_id, image, path_first, env_names, workdir, mounts, CONFINED
     )

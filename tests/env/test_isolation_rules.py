@@ -149,6 +149,8 @@ def test_the_engine_command_of_an_isolated_job(tmp_path: Path) -> None:
     assert _values(argv, "-e") == ["FLOWYARD_TOKEN", "MLFLOW_RUN_ID"]
     image_at = argv.index("localhost/base:1")
     assert "--interactive" in argv[:image_at]
+    assert _values(argv[:image_at], "--cap-drop") == ["all"]
+    assert _values(argv[:image_at], "--security-opt") == ["no-new-privileges"]
     assert argv[image_at + 1 : image_at + 3] == ["sh", "-c"]
     command = argv[-1]
     assert command.startswith(f'PATH={bin_dir}:"$PATH"; export PATH; ')

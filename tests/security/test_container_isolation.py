@@ -110,7 +110,8 @@ def test_links_a_job_leaves_in_its_outputs_upload_nothing_of_the_host(
     client: Client, workspace: Server, tmp_path: Path
 ) -> None:
     """The runner uploads ./outputs from the host: a link the job made to a host path (one it
-    cannot see, so a dangling one in its container) must not make the runner read that path."""
+    cannot see, so a dangling one in its container) must not make the runner read that path.
+    And the job, root in its container, has no capability to use on the host's network."""
     files, _ = _secrets(workspace)
     script = textwrap.dedent(
         f"""\
@@ -120,6 +121,9 @@ def test_links_a_job_leaves_in_its_outputs_upload_nothing_of_the_host(
         os.symlink({files["secret key"]!r}, "outputs/secret.key")
         os.symlink({files["workspace database"]!r}, "outputs/deeper/flowyard.db")
         os.symlink("/", "outputs/host")
+        for line in open("/proc/self/status"):
+            if line.startswith(("CapEff:", "CapBnd:", "NoNewPrivs:")):
+                print(line.strip().replace("\t", " "))
         """
     )
     run_id = _run(make_project(tmp_path / "links", script))
@@ -129,6 +133,9 @@ def test_links_a_job_leaves_in_its_outputs_upload_nothing_of_the_host(
     uploaded = [a.path for a in MlflowClient().list_artifacts(run_id, "outputs")]
     assert uploaded == ["outputs/kept.txt"]
     assert "left out 3 symbolic link(s) in ./outputs" in log
+    # Root in the container without capabilities, and no way to gain one.
+    assert "CapEff: 0000000000000000" in log and "CapBnd: 0000000000000000" in log
+    assert "NoNewPrivs: 1" in log
 
 
 def test_an_environment_build_sees_none_of_the_servers_secrets(
