@@ -104,6 +104,8 @@ class Runner:
         # A docker_env job's engine and container, which a stop stops.
         self._engine: Engine | None = None
         self._container: str | None = None
+        # The image a job that is not a docker_env one runs in (isolation ``container``).
+        self._isolated_in: str | None = None
         # This runner, even where its pid is a sandbox's (the same on every runner of a host).
         self._instance = secrets.token_hex(8)
 
@@ -283,6 +285,20 @@ class Runner:
                 failed = ErrorReport(type="ContainerError", message=said, exit_code=returncode)
                 return JobStatus.FAILED, "the container did not start", failed, returncode
         error = parse_error(self.log.tail(), returncode)
+        if self._isolated_in is not None and returncode == 127 and error.type is None:
+            # The job's last words: the shell's or the loader's, not the runner's own lines.
+            lines = [
+                li for li in self.log.tail().splitlines() if li.strip() and "[flowyard]" not in li
+            ]
+            message = (
+                f"A command was not found in the compute's isolation image {self._isolated_in} "
+                f"({lines[-1].strip() if lines else 'exit code 127'}): the job's own, or the "
+                "Python its environment links to, which the image must be able to run; use an "
+                "image of this host's release with Python's libraries (docs/computes.md, "
+                "Isolation container)."
+            )
+            self.log.say(message)
+            error = ErrorReport(type="ContainerError", message=message, exit_code=returncode)
         what = f"{error.type}: {error.message}" if error.type else f"exit code {returncode}"
         return JobStatus.FAILED, f"entry point failed ({what})", error, returncode
 
@@ -400,6 +416,7 @@ class Runner:
 
         image = self.settings.isolation_image
         assert image is not None
+        self._isolated_in = image
         engine = containers.engine()
         self._engine = engine
         self.log.say(f"isolation: a container of {image} ({engine.describe()})")

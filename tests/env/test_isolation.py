@@ -206,6 +206,18 @@ def test_a_killed_runner_leaves_no_container_behind(
     assert final_job(client, run_id).status == JobStatus.FAILED
 
 
+def test_a_command_the_image_cannot_run_says_so(client: Client, tmp_path: Path, image: str) -> None:
+    project = make_project(tmp_path / "p", "", command="no-such-program --alpha {alpha}")
+    run_id = _run(project, "boxed", tmp_path, use_conda=False)
+    job = final_job(client, run_id)
+    assert job.status == JobStatus.FAILED and job.error is not None
+    assert job.error.type == "ContainerError" and job.error.exit_code == 127
+    assert job.error.message.startswith(
+        f"A command was not found in the compute's isolation image {image} ("
+    )
+    assert "no-such-program: command not found)" in job.error.message
+
+
 def _cli(workspace: Server, *args: str) -> tuple[int, str]:
     result = run_cli(*args, cwd=workspace.cwd, env={"FLOWYARD_WORKSPACE_URL": workspace.url})
     return result.returncode, result.stdout + result.stderr

@@ -106,7 +106,7 @@ def _check_isolation(kind: str, isolation: Any, image: Any) -> None:
     if image is None or image == "":
         raise InvalidRequestError(
             "--isolation container needs --isolation-image, the image every job runs in "
-            "(e.g. --isolation-image docker.io/library/debian:bookworm-slim)."
+            "(e.g. --isolation-image docker.io/library/python:3.11-slim-bookworm)."
         )
     from flowyard.env.containers import check_image_name
 
