@@ -243,7 +243,7 @@ class ComputeCreate(_Model):
     workspace_url: str | None = None
     # {"resources": {"num_cpus": 1, "num_gpus": 0, "memory": 0}, "max_retries": 0,
     #  "python": "python", "isolation": "sandbox", "container_engine": "podman",
-    #  "container_volumes": ["/data"]}
+    #  "container_volumes": ["/data"], "isolation_image": "debian:12" (isolation "container")}
     settings: dict[str, Any] = {}
 
 

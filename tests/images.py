@@ -150,3 +150,17 @@ def base_image(engine: containers.Engine) -> str:
         assert built.returncode == 0, built.stderr
     _drop_older(engine, tag)
     return tag
+
+
+def engine_client_parent(name: str) -> int:
+    """The pid of the process that started the engine client running container ``name``: the
+    job's runner."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text() if name.encode() in argv else ""
+        except OSError:
+            continue
+        if b"run" in argv and status:
+            return int(next(li for li in status.splitlines() if li.startswith("PPid:")).split()[1])
+    raise AssertionError(f"no engine client runs {name}")

@@ -21,6 +21,7 @@ def _settings(
     isolation: str | None,
     container_engine: str | None = None,
     container_volumes: tuple[str, ...] = (),
+    isolation_image: str | None = None,
 ) -> dict[str, Any]:
     resources = {
         k: v
@@ -38,6 +39,8 @@ def _settings(
         settings["container_engine"] = container_engine
     if container_volumes:
         settings["container_volumes"] = list(container_volumes)
+    if isolation_image:
+        settings["isolation_image"] = isolation_image
     return settings
 
 
@@ -67,9 +70,15 @@ _options = [
     click.option("--python", help="ray: the Python command on the cluster (default: python)"),
     click.option(
         "--isolation",
-        type=click.Choice(["sandbox", "none"]),
+        type=click.Choice(["sandbox", "container", "none"]),
         help="process: sandbox (default) runs each job in bubblewrap, away from the workspace's "
-        "files; none runs it as the server's user, able to read them",
+        "files; container runs each in a container of --isolation-image, which shows it only "
+        "its own folder and environment; none runs it as the server's user, able to read them",
+    ),
+    click.option(
+        "--isolation-image",
+        help="process, with --isolation container: the image every job runs in (it needs a "
+        "shell and the C library; the job's environment is built on the host and mounted)",
     ),
     click.option(
         "--container-engine",
@@ -116,6 +125,7 @@ def create(
     isolation: str | None,
     container_engine: str | None,
     container_volumes: tuple[str, ...],
+    isolation_image: str | None,
 ) -> None:
     """Register a compute target NAME."""
     created = workspace_client().create_compute(
@@ -133,6 +143,7 @@ def create(
             isolation,
             container_engine,
             container_volumes,
+            isolation_image,
         ),
     )
     _print(created)
@@ -154,6 +165,7 @@ def update(
     isolation: str | None,
     container_engine: str | None,
     container_volumes: tuple[str, ...],
+    isolation_image: str | None,
 ) -> None:
     """Change a compute target's settings (those given)."""
     client = workspace_client()
@@ -167,13 +179,18 @@ def update(
         isolation,
         container_engine,
         container_volumes,
+        isolation_image,
     )
+    settings = {**current.settings, **given}
+    if isolation and isolation != "container" and not isolation_image:
+        # The image was the old isolation's: leaving container isolation lets go of it.
+        settings.pop("isolation_image", None)
     updated = client.update_compute(
         name,
         address=address,
         max_concurrent_jobs=max_concurrent_jobs,
         workspace_url=workspace_url,
-        settings={**current.settings, **given},
+        settings=settings,
     )
     _print(updated)
 

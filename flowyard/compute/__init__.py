@@ -24,7 +24,10 @@ def target_for(
         from flowyard.compute.process import ProcessTarget
 
         return ProcessTarget(
-            name, settings.get("isolation", "sandbox"), ContainerPolicy.from_settings(settings)
+            name,
+            settings.get("isolation", "sandbox"),
+            ContainerPolicy.from_settings(settings),
+            settings.get("isolation_image"),
         )
     if kind == ComputeType.RAY:
         from flowyard.compute.ray import RayTarget

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowyard import paths
 from flowyard.compute import launcher, sandbox
@@ -21,6 +22,9 @@ from flowyard.compute.base import (
 )
 from flowyard.errors import ComputeError, FlowyardError, InvalidRequestError
 from flowyard.jobspec import EnvironmentSpec
+
+if TYPE_CHECKING:
+    from flowyard.env.containers import Engine
 
 
 def _start_time(pid: int) -> str | None:
@@ -44,42 +48,81 @@ class ProcessTarget(ComputeTarget):
     can stop its whole process group. With isolation ``sandbox`` that process is bubblewrap's,
     and the runner its child in a sandbox (see :mod:`flowyard.compute.sandbox`).
 
-    A docker_env job's runner is never sandboxed: the engine it drives mounts file systems and
+    A container job's runner is never sandboxed: the engine it drives mounts file systems and
     makes cgroups, which the sandbox's dropped capabilities forbid. The job's code runs in the
-    container instead, which shows it none of the host's files but its outputs folder and the
-    volumes the compute allows (:meth:`check_environment`)."""
+    container instead, which shows it none of the host's files but what its runner mounts: for
+    a docker_env job its outputs folder and the volumes the compute allows
+    (:meth:`check_environment`); with isolation ``container``, for every other job, its own
+    folder and its environment, in a container of ``isolation_image``."""
 
     def __init__(
         self,
         name: str,
         isolation: str = sandbox.SANDBOX,
         containers: ContainerPolicy | None = None,
+        isolation_image: str | None = None,
     ) -> None:
         super().__init__(name, containers)
         self.isolation = isolation
+        self.isolation_image = isolation_image
+
+    @property
+    def _isolates(self) -> bool:
+        return self.isolation == sandbox.CONTAINER
+
+    def _named_by(self) -> str:
+        return f"compute {self.name}'s --isolation-image"
 
     def check_environment(self, spec: EnvironmentSpec) -> None:
-        """Besides the shared compute's rules: an engine answers on this host, which has the
-        image or pulls it, so a job that cannot start here is refused before it exists."""
+        """Besides the shared compute's rules, for a job that runs in a container: an engine
+        answers on this host, and its image is here or has a name a registry could have (the
+        runner pulls it: a pull may take minutes, too long for a request), so a job that
+        cannot start here is refused before it exists."""
         super().check_environment(spec)
-        if not spec.container:
+        if not (spec.container or self._isolates):
             return
         from flowyard.env import containers
 
+        if spec.container:
+            containers.check_image_quickly(self._engine(), str(spec.image))
+        else:
+            self.check_host()
+
+    def _engine(self) -> Engine:
+        from flowyard.env import containers
+
         try:
-            engine = containers.engine(self.containers.engine)
+            return containers.engine(self.containers.engine)
         except FlowyardError as e:
             raise InvalidRequestError(
                 f"Compute {self.name} cannot run containers: {e.message}"
             ) from e
-        containers.check_image(engine, str(spec.image))
 
     @property
     def isolation_detail(self) -> str:
-        return sandbox.describe(self.isolation)
+        return sandbox.describe(self.isolation, self.isolation_image)
 
     def _unsandboxable(self) -> str | None:
         """Why this compute cannot run a job now, as a sentence with the fix, or None."""
+        if self._isolates:
+            from flowyard.env import containers
+
+            try:
+                containers.engine(self.containers.engine)
+            except FlowyardError as e:
+                said = e.message[:1].lower() + e.message[1:].rstrip(".")
+                return (
+                    f"Compute {self.name} runs every job in a container, but {said}; or run "
+                    f"`flowyard compute update {self.name} --isolation sandbox` to run jobs in "
+                    "bubblewrap instead."
+                )
+            problem = sandbox.check.problem()
+            if problem is None:
+                return None
+            return (
+                f"Compute {self.name} runs every job in a container and builds job environments "
+                f"in bubblewrap, but {problem}; install bubblewrap (apt-get install bubblewrap)."
+            )
         problem = sandbox.check.problem() if self.isolation == sandbox.SANDBOX else None
         if problem is None:
             return None
@@ -104,8 +147,13 @@ class ProcessTarget(ComputeTarget):
             argv = sandbox.wrap(argv, command.private_paths, folder, info_w)
         out_file = folder / f"runner-{command.attempt}.out"
         env = launcher.process_env(os.environ, command.token)
-        if command.container:
+        if command.container or self._isolates:
             env.update(self.containers.runner_env())
+        if self._isolates and self.isolation_image:
+            from flowyard.runner.settings import ENV_ISOLATION_IMAGE, ENV_PRIVATE_PATHS
+
+            env[ENV_ISOLATION_IMAGE] = self.isolation_image
+            env[ENV_PRIVATE_PATHS] = json.dumps(command.private_paths)
         try:
             proc = launcher.spawn(argv, env, out_file, (info_w,) if info_w >= 0 else ())
         except OSError as e:
@@ -162,13 +210,37 @@ class ProcessTarget(ComputeTarget):
                 return
 
     def health(self) -> Health:
-        problem = self._unsandboxable()
+        problem = self._unsandboxable() or self._image_problem()
         found = self._containers()
         if problem:
             return Health(False, problem, containers=found)
         return Health(
             True, f"runs on {socket.gethostname()}", {"cpus": os.cpu_count()}, containers=found
         )
+
+    def _image_problem(self) -> str | None:
+        """Why jobs cannot start in this compute's isolation image, or None (a pullable one not
+        here yet included: its first job pulls it)."""
+        if not self._isolates:
+            return None
+        try:
+            self.check_host()
+        except FlowyardError as e:
+            return e.message
+        return None
+
+    def check_host(self) -> None:
+        """With isolation ``container``: an engine answers here, and the isolation image is
+        here or has a name a registry could have. No pull; blocks for an engine call or two.
+
+        Raises:
+            InvalidRequestError: one sentence naming what is missing and the fix.
+        """
+        if not self._isolates:
+            return
+        from flowyard.env import containers
+
+        containers.check_image_quickly(self._engine(), str(self.isolation_image), self._named_by())
 
     def _containers(self) -> str:
         from flowyard.env import containers

@@ -14,12 +14,17 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import flowyard
 from flowyard import paths
+
+# Flowyard's own code (not `flowyard.__file__`: the runner imports this without the package's
+# top level, which brings the API's models).
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 SANDBOX = "sandbox"
 NONE = "none"
-ISOLATIONS = (SANDBOX, NONE)
+# Every job in a container of the compute's image (flowyard.env.containers), its runner outside.
+CONTAINER = "container"
+ISOLATIONS = (SANDBOX, CONTAINER, NONE)
 
 # The server's variables a runner gets, each with its reason; a name ending in "*" is a prefix.
 # Everything else stays behind: the database URL (_MLFLOW_SERVER_FILE_STORE), the server's
@@ -74,8 +79,15 @@ def runner_env(environ: Mapping[str, str], own: Mapping[str, str]) -> dict[str, 
     return {**kept, **own}
 
 
-def describe(isolation: str) -> str:
+def describe(isolation: str, image: str | None = None) -> str:
     """What a process compute's jobs are kept from, in a line for `compute show`."""
+    if isolation == CONTAINER:
+        return (
+            f"container: every job runs in a container of {image} (a docker_env job in its own "
+            "image), which shows it no host file but its own folder and, read-only, its "
+            "environment and the Python that links to; own pid, IPC and mount namespaces; the "
+            "host's network; a clean environment"
+        )
     if isolation == NONE:
         return (
             "none: jobs run as the server's user and can read the workspace's database, "
@@ -208,6 +220,21 @@ def wrap(argv: list[str], private: Iterable[str], job_dir: Path, info_fd: int) -
     """``argv`` run in a sandbox that hides ``private`` (those that exist here) and the other
     jobs beside ``job_dir``; bubblewrap writes the sandbox's pid on the host to ``info_fd`` as
     JSON ({"child-pid": N})."""
+    bwrap = shutil.which("bwrap") or "bwrap"
+    return [bwrap, *_args(private, job_dir), "--info-fd", str(info_fd), "--", *argv]
+
+
+def build_wrap(private: Iterable[str], job_dir: Path) -> list[str]:
+    """The command that runs a job's environment build (uv: building a package from source
+    runs its code) in the sandbox :func:`wrap` makes, from the caller's folder; for a runner
+    that runs outside one (isolation ``container``)."""
+    args = _args(private, job_dir)
+    at = args.index("--chdir")
+    del args[at : at + 2]
+    return [shutil.which("bwrap") or "bwrap", *args, "--"]
+
+
+def _args(private: Iterable[str], job_dir: Path) -> list[str]:
     folders, files = [], []
     for name in private:
         path = Path(name).resolve()
@@ -223,7 +250,7 @@ def wrap(argv: list[str], private: Iterable[str], job_dir: Path, info_fd: int) -
     writable = [p.resolve() for p in writable if p.is_dir()]
     readable = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
     devices = [d for pattern in _GPU_DEVICES for d in Path("/dev").glob(pattern)]
-    sandbox = bwrap_argv(
+    return bwrap_argv(
         folders,
         files,
         job_dir.parent,
@@ -231,8 +258,6 @@ def wrap(argv: list[str], private: Iterable[str], job_dir: Path, info_fd: int) -
         readable,
         writable,
         devices,
-        code=[Path(flowyard.__file__).parent.resolve(), Path(sys.prefix).resolve()],
+        code=[_PACKAGE, Path(sys.prefix).resolve()],
         root=os.geteuid() == 0,
     )
-    bwrap = shutil.which("bwrap") or "bwrap"
-    return [bwrap, *sandbox, "--info-fd", str(info_fd), "--", *argv]

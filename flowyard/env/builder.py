@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -143,12 +143,15 @@ def _found(path: Path) -> Env | None:
 
 
 def _stream(
-    args: list[str], log: Callable[[bytes], None], cwd: Path | None = None
+    args: list[str],
+    log: Callable[[bytes], None],
+    cwd: Path | None = None,
+    wrap: Sequence[str] = (),
 ) -> tuple[int, str]:
-    """Run uv, every byte of its output to ``log``; its exit code and what of its output is
-    kept to explain a failure."""
+    """Run uv (behind ``wrap``, a sandbox's command), every byte of its output to ``log``; its
+    exit code and what of its output is kept to explain a failure."""
     proc = subprocess.Popen(
-        args,
+        [*wrap, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -227,17 +230,19 @@ def ensure(
     mlflow_version: str,
     log: Callable[[bytes], None],
     project_dir: Path | None = None,
+    wrap: Sequence[str] = (),
 ) -> Env:
     """The environment for ``spec``: reused when cached, else built (once, even when several
     jobs ask at the same moment). Relative paths in requirements are read from
-    ``project_dir``."""
+    ``project_dir``. uv runs behind ``wrap`` (a sandbox's command, ending in ``--``): building
+    a package from source runs its code."""
     reqs, notes = requirements(spec, mlflow_version)
     key = env_key(spec, reqs)
     root = env_root()
     root.mkdir(parents=True, exist_ok=True)
     held = hold(root, key)
     try:
-        return replace(_ensure(spec, reqs, notes, key, log, project_dir), held=held)
+        return replace(_ensure(spec, reqs, notes, key, log, project_dir, wrap), held=held)
     except BaseException:
         held.close()
         raise
@@ -258,6 +263,7 @@ def _ensure(
     key: str,
     log: Callable[[bytes], None],
     project_dir: Path | None,
+    wrap: Sequence[str],
 ) -> Env:
     root = env_root()
     final = root / key
@@ -275,7 +281,7 @@ def _ensure(
             aside = root / f".build-{key}-stale-{uuid.uuid4().hex[:8]}"
             os.rename(final, aside)
             shutil.rmtree(aside, ignore_errors=True)
-        return _build(spec, reqs, final, log, project_dir)
+        return _build(spec, reqs, final, log, project_dir, wrap)
 
 
 def _build(
@@ -284,6 +290,7 @@ def _build(
     final: Path,
     log: Callable[[bytes], None],
     project_dir: Path | None,
+    wrap: Sequence[str],
 ) -> Env:
     request = python_request(spec)
     if not _has_python(spec):
@@ -304,6 +311,7 @@ def _build(
                 str(work),
             ],
             log,
+            wrap=wrap,
         )
         if code != 0:
             raise EnvBuildError(
@@ -319,7 +327,9 @@ def _build(
             install = [uv_bin(), "pip", "install", "--python", str(python)]
             log(phases.resolving_line(len(reqs)))
             watched = phases.UvWatcher(log)
-            code, output = _stream([*install, "-r", str(listed)], watched, cwd=project_dir)
+            code, output = _stream(
+                [*install, "-r", str(listed)], watched, cwd=project_dir, wrap=wrap
+            )
             if code != 0:
                 source = spec.source or "the environment file"
                 raise EnvBuildError(failure.explain(output, source, request))

@@ -1,8 +1,9 @@
 """Running a job in a container: the engine (Podman or Docker, through its command line), this
 host's facts about it, the job's image (the project's image with the snapshot in it, cached by
-content) and the engine command that runs the entry point.
+content) and the engine command that runs the entry point. The container a compute with
+isolation ``container`` runs every other job in is :mod:`flowyard.env.isolation`'s.
 
-The runner imports this for a ``docker_env`` job only; the submitting side and the server use
+The runner imports this for a container job only; the submitting side and the server use
 its checks. Every engine call is a subprocess: no engine SDK is needed anywhere.
 
 Host facts (what a stock engine gets wrong on some machines) are all in :func:`host_facts`, and
@@ -14,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -217,10 +219,7 @@ def _engine(named: str | None) -> Engine:
         fix = f"install {named} on this host, or name another engine for the compute"
     else:
         fix = "install podman (apt-get install podman runc) or start Docker's daemon"
-    raise EnvBuildError(
-        f"No container engine works on this host to run docker_env projects "
-        f"({'; '.join(reasons)}); {fix}."
-    )
+    raise EnvBuildError(f"No container engine works on this host ({'; '.join(reasons)}); {fix}.")
 
 
 def engine(named: str | None = None, environ: Mapping[str, str] = os.environ) -> Engine:
@@ -348,12 +347,51 @@ def copied_env(spec: EnvironmentSpec, environ: Mapping[str, str]) -> dict[str, s
     return {name: environ[name] for name in spec.copied_env}
 
 
-def check_image(found: Engine, image: str, *, pull: bool = True) -> str:
+# An image reference as Docker's reference grammar has it ([registry[:port]/]path[:tag][@digest]),
+# or an image id: never a string an engine could read as an option.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REF = re.compile(
+    rf"(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+_IMAGE_ID = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}")
+
+
+def check_image_name(image: str, named_by: str) -> None:
+    """Refuse what is not an image reference.
+
+    Raises:
+        InvalidRequestError: one sentence naming the image, who named it and an example.
+    """
+    if not (_IMAGE_REF.fullmatch(image) or _IMAGE_ID.fullmatch(image)):
+        raise InvalidRequestError(
+            f"{image!r} ({named_by}) is not an image name; give one such as "
+            "docker.io/library/python:3.11-slim or localhost/my-image:1."
+        )
+
+
+def pullable(image: str) -> bool:
+    """Whether an engine could pull ``image`` from a registry: not an image id, and not in
+    ``localhost/``, where Podman keeps what was built or imported here."""
+    return not (_IMAGE_ID.fullmatch(image) or image.startswith("localhost/"))
+
+
+def _missing(found: Engine, image: str, named_by: str, said: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"The image {image!r} named by {named_by} is not on this host and cannot be pulled "
+        f"({said}); build or load it here (`{found.name} images` lists what is), or fix the name."
+    )
+
+
+def check_image(
+    found: Engine, image: str, *, pull: bool = True, named_by: str = "the MLproject's docker_env"
+) -> str:
     """The id of ``image`` on this host, pulled first when it is not here and ``pull``.
 
     Raises:
-        InvalidRequestError: it is not here and cannot be pulled.
+        InvalidRequestError: it is not an image name, or is not here and cannot be pulled.
     """
+    check_image_name(image, named_by)
     image_id = _image_id(found, image)
     if image_id is None and pull:
         result = found.call("pull", "--quiet", image, timeout=600)
@@ -362,12 +400,23 @@ def check_image(found: Engine, image: str, *, pull: bool = True) -> str:
     else:
         said = "not pulled"
     if image_id is None:
-        raise InvalidRequestError(
-            f"The image {image!r} named by the MLproject's docker_env is not on this host and "
-            f"cannot be pulled ({said}); build or load it here (`{found.name} images` lists "
-            "what is), or fix the name."
-        )
+        raise _missing(found, image, named_by, said)
     return image_id
+
+
+def check_image_quickly(
+    found: Engine, image: str, named_by: str = "the MLproject's docker_env"
+) -> None:
+    """What a request handler may check of ``image`` without pulling it (a pull may take
+    minutes): it is here, or its name is one a registry could have; the runner pulls it, and
+    fails its job with :func:`check_image`'s sentence when that fails.
+
+    Raises:
+        InvalidRequestError: it is not here and no registry could have it.
+    """
+    check_image_name(image, named_by)
+    if _image_id(found, image) is None and not pullable(image):
+        raise _missing(found, image, named_by, "a localhost/ name or an id is never pulled")
 
 
 def _image_id(found: Engine, image: str) -> str | None:
@@ -466,19 +515,38 @@ def run_argv(
     spec: EnvironmentSpec,
     outputs: Path,
 ) -> list[str]:
-    """The engine command that runs ``command`` in the job's image.
+    """The engine command that runs ``command`` in a docker_env job's image: at
+    :data:`WORKDIR`, with the runner's ``./outputs`` folder mounted (the runner uploads what the
+    job writes there as for any job), the MLproject's volumes and the call's docker_args."""
+    mounts = [f"{outputs}:{WORKDIR}/outputs", *spec.volumes]
+    return container_argv(
+        found, name, job_id, image, command, env_names, WORKDIR, mounts, spec.run_args
+    )
+
+
+def container_argv(
+    found: Engine,
+    name: str,
+    job_id: str,
+    image: str,
+    command: str,
+    env_names: Iterable[str],
+    workdir: str,
+    mounts: Sequence[str],
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The engine command that runs ``command`` in a container ``name`` of ``image``, labelled
+    as job ``job_id``'s, with the host's facts, ``mounts`` (``-v`` values) and ``extra_args``.
 
     Variables are passed by name only (``-e NAME``): the engine reads their values from its own
-    environment, so no secret is on a command line. ``./outputs`` is the runner's folder,
-    mounted, so the runner uploads what the job writes there as for any job."""
+    environment, so no secret is on a command line."""
     argv = found.argv("run", "--rm", "--name", name, "--label", f"{LABEL_JOB}={job_id}")
-    argv += [*found.run_args, "--workdir", WORKDIR]
-    argv += ["-v", f"{outputs}:{WORKDIR}/outputs"]
-    for volume in spec.volumes:
-        argv += ["-v", volume]
+    argv += [*found.run_args, "--workdir", workdir]
+    for mount in mounts:
+        argv += ["-v", mount]
     for env_name in sorted(set(env_names)):
         argv += ["-e", env_name]
-    argv += ["--interactive", *spec.run_args, image, "sh", "-c", _WATCH, "flowyard", command]
+    argv += ["--interactive", *extra_args, image, "sh", "-c", _WATCH, "flowyard", command]
     return argv
 
 

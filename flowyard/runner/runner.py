@@ -104,6 +104,8 @@ class Runner:
         # A docker_env job's engine and container, which a stop stops.
         self._engine: Engine | None = None
         self._container: str | None = None
+        # The image a job that is not a docker_env one runs in (isolation ``container``).
+        self._isolated_in: str | None = None
         # This runner, even where its pid is a sandbox's (the same on every runner of a host).
         self._instance = secrets.token_hex(8)
 
@@ -283,6 +285,20 @@ class Runner:
                 failed = ErrorReport(type="ContainerError", message=said, exit_code=returncode)
                 return JobStatus.FAILED, "the container did not start", failed, returncode
         error = parse_error(self.log.tail(), returncode)
+        if self._isolated_in is not None and returncode == 127 and error.type is None:
+            # The job's last words: the shell's or the loader's, not the runner's own lines.
+            lines = [
+                li for li in self.log.tail().splitlines() if li.strip() and "[flowyard]" not in li
+            ]
+            message = (
+                f"A command was not found in the compute's isolation image {self._isolated_in} "
+                f"({lines[-1].strip() if lines else 'exit code 127'}): the job's own, or the "
+                "Python its environment links to, which the image must be able to run; use an "
+                "image of this host's release with Python's libraries (docs/computes.md, "
+                "Isolation container)."
+            )
+            self.log.say(message)
+            error = ErrorReport(type="ContainerError", message=message, exit_code=returncode)
         what = f"{error.type}: {error.message}" if error.type else f"exit code {returncode}"
         return JobStatus.FAILED, f"entry point failed ({what})", error, returncode
 
@@ -290,10 +306,13 @@ class Runner:
         self, job: ClaimedJob, project_dir: Path, command: str
     ) -> tuple[list[str], dict[str, str]]:
         """What runs ``command``, and its environment: a container of the project's image, or
-        bash with the job's environment's Python first on PATH."""
+        bash with the job's environment's Python first on PATH, on this host or in a container
+        of the compute's isolation image."""
         if job.environment.container:
             return self._container_command(job, project_dir, command)
         bin_dir = self._environment(job)
+        if self.settings.isolation_image:
+            return self._isolated_command(job, project_dir, command, bin_dir)
         path = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
         return ["bash", "-c", command], {**os.environ, **self._job_env(job), "PATH": path}
 
@@ -324,13 +343,31 @@ class Runner:
         mlflow_version = str(info["mlflow_version"])
         started = time.monotonic()
         self.log.say(f"environment: {builder.describe(spec)}")
-        env = builder.ensure(spec, mlflow_version, self.log.write, self.dir / "project")
+        env = builder.ensure(
+            spec, mlflow_version, self.log.write, self.dir / "project", self._build_wrap()
+        )
         # Held until the job has ended: no pruning removes the environment it runs in.
         self._env = env
         took = time.monotonic() - started
         verb = "built" if env.built else "reusing cached"
         self.log.say(f"environment: {verb} {env.path} ({took:.3f} s)")
         return env.bin_dir
+
+    def _build_wrap(self) -> list[str]:
+        """What runs the environment's build: bubblewrap's sandbox where this runner is not in
+        one, as with isolation ``container`` (a package built from source runs its code)."""
+        if self.settings.isolation_image is None:
+            return []
+        from flowyard.compute import sandbox
+
+        problem = sandbox.check.problem()
+        if problem is not None:
+            raise EnvBuildError(
+                f"This compute builds job environments in bubblewrap, but {problem}; install "
+                "bubblewrap (apt-get install bubblewrap)."
+            )
+        self.log.say("environment: any build runs in a bubblewrap sandbox")
+        return sandbox.build_wrap(self.settings.private_paths, self.dir)
 
     def _container_command(
         self, job: ClaimedJob, project_dir: Path, command: str
@@ -368,6 +405,40 @@ class Runner:
             engine, self._container, job.id, image.tag, command, names, spec, outputs
         )
         return argv, {**os.environ, **spec.container_env, **self._job_env(job)}
+
+    def _isolated_command(
+        self, job: ClaimedJob, project_dir: Path, command: str, bin_dir: Path
+    ) -> tuple[list[str], dict[str, str]]:
+        """The engine command that runs ``command`` in a container of the compute's isolation
+        image, which sees of this host only the job's folder and, read-only, the environment
+        ``bin_dir`` is in (built here as for any job) and the Python that links to."""
+        from flowyard.env import containers, isolation
+
+        image = self.settings.isolation_image
+        assert image is not None
+        self._isolated_in = image
+        engine = containers.engine()
+        self._engine = engine
+        self.log.say(f"isolation: a container of {image} ({engine.describe()})")
+        gone = containers.remove(engine, job.id)
+        if gone:
+            self.log.say(f"removed {len(gone)} container(s) left by an earlier attempt")
+        try:
+            # Pulled here, not at submit: a pull may take minutes.
+            containers.check_image(engine, image, named_by="this compute's --isolation-image")
+        except FlowyardError as e:
+            raise EnvBuildError(e.message) from e
+        storage = self.dir / "storage"
+        shown = isolation.interpreter_prefixes(bin_dir) + ([storage] if storage.is_dir() else [])
+        mounts = isolation.mounts(project_dir, shown)
+        self.log.say(f"isolation: mounting {', '.join(mounts)}")
+        (project_dir / "outputs").mkdir(exist_ok=True)
+        self._container = containers.container_name(job.id, job.attempt)
+        job_env = self._job_env(job)
+        argv = isolation.run_argv(
+            engine, self._container, job.id, image, command, job_env, project_dir, mounts, bin_dir
+        )
+        return argv, {**os.environ, **job_env}
 
     def _job_env(self, job: ClaimedJob) -> dict[str, str]:
         """What the entry point's environment adds to the runner's: the job's variables, then
@@ -515,6 +586,8 @@ class Runner:
     # --- results --------------------------------------------------------------------------
 
     def _upload_outputs(self, outputs: Path, artifact_uri: str) -> None:
+        if self._container is not None:
+            self._drop_links(outputs)
         files = sorted(p for p in outputs.rglob("*") if p.is_file()) if outputs.is_dir() else []
         if not files:
             self.log.say("no ./outputs to upload")
@@ -532,6 +605,23 @@ class Runner:
                 lambda: MlflowClient(self.url).log_artifacts(self.job_id, str(outputs), "outputs")
             )
         self.log.say(f"uploaded {len(files)} file(s) from ./outputs to the run's outputs/")
+
+    def _drop_links(self, outputs: Path) -> None:
+        """Remove the symbolic links a container job left in its outputs: they name paths in
+        its container, and this runner, outside it, would read the host's files of that name
+        (a link to /etc/shadow, or outputs itself a link to /)."""
+        found = [outputs] if outputs.is_symlink() else []
+        if not found and outputs.is_dir():
+            for folder, dirs, files in os.walk(outputs):
+                found += [Path(folder, n) for n in [*dirs, *files] if Path(folder, n).is_symlink()]
+        for link in found:
+            link.unlink()
+        if found:
+            self.log.say(
+                f"left out {len(found)} symbolic link(s) in ./outputs (a container's links "
+                "name its own files, not this host's): "
+                + ", ".join(str(p.relative_to(outputs.parent)) for p in found[:5])
+            )
 
     def _set_tag(self, key: str, value: str) -> None:
         url = f"{self.url}/api/2.0/mlflow/runs/set-tag"

@@ -6,6 +6,7 @@ can.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +18,11 @@ ENV_KILL_GRACE_S = "FLOWYARD_KILL_GRACE_S"
 ENV_RETRY_FOR_S = "FLOWYARD_RETRY_FOR_S"
 ENV_BLOB_CACHE_MB = "FLOWYARD_BLOB_CACHE_MB"
 ENV_ENV_CACHE_MB = "FLOWYARD_ENV_CACHE_MB"
+# Set by a compute with isolation ``container``: the image its jobs run in.
+ENV_ISOLATION_IMAGE = "FLOWYARD_ISOLATION_IMAGE"
+# Set with it: the workspace host's paths no job may see (a JSON list), which the runner hides
+# from the job's environment build, run in bubblewrap since the runner itself is not.
+ENV_PRIVATE_PATHS = "FLOWYARD_PRIVATE_PATHS"
 
 
 def _number(
@@ -59,6 +65,9 @@ class RunnerSettings:
             materialization, in MB.
         env_cache_mb: The bound this host's job environments are pruned back to after each
             job, in MB (besides those unused for ``defaults.ENV_UNUSED_DAYS``).
+        isolation_image: The image a job that is not a docker_env one runs in, its environment
+            built here and mounted (a compute with isolation ``container``); None: on the host.
+        private_paths: With ``isolation_image``, what the environment's build must not see.
     """
 
     heartbeat_s: float = defaults.RUNNER_HEARTBEAT_S
@@ -66,6 +75,8 @@ class RunnerSettings:
     retry_for_s: float = defaults.RUNNER_RETRY_FOR_S
     blob_cache_mb: float = defaults.BLOB_CACHE_MB
     env_cache_mb: float = defaults.ENV_CACHE_MB
+    isolation_image: str | None = None
+    private_paths: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RunnerSettings:
@@ -75,4 +86,17 @@ class RunnerSettings:
             retry_for_s=seconds(environ, ENV_RETRY_FOR_S, defaults.RUNNER_RETRY_FOR_S),
             blob_cache_mb=megabytes(environ, ENV_BLOB_CACHE_MB, defaults.BLOB_CACHE_MB),
             env_cache_mb=megabytes(environ, ENV_ENV_CACHE_MB, defaults.ENV_CACHE_MB),
+            isolation_image=environ.get(ENV_ISOLATION_IMAGE, "").strip() or None,
+            private_paths=_paths(environ, ENV_PRIVATE_PATHS),
         )
+
+
+def _paths(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = environ.get(name, "").strip()
+    try:
+        found = json.loads(raw) if raw else []
+    except ValueError:
+        found = None
+    if not isinstance(found, list) or not all(isinstance(p, str) for p in found):
+        raise ConfigError(f"${name} is {raw!r}; set it to a JSON list of paths.")
+    return tuple(found)

@@ -22,7 +22,7 @@ from flowyard.client import Client
 from flowyard.env import containers
 from flowyard.schemas import JobStatus
 from tests.factories import create_compute, final_job, make_project
-from tests.images import base_image, engine_or_skip
+from tests.images import base_image, engine_client_parent, engine_or_skip
 from tests.servers import Server, fast_workspace, run_cli
 
 QUIET = {"STREAM_OUTPUT": False}
@@ -214,25 +214,11 @@ def test_cancel_stops_the_container(
     assert _containers_of(engine, run.run_id) == []
 
 
-def _engine_client_parent(name: str) -> int:
-    """The pid of the process that started the engine client running container ``name``: the
-    job's runner."""
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "status").read_text() if name.encode() in argv else ""
-        except OSError:
-            continue
-        if b"run" in argv and status:
-            return int(next(li for li in status.splitlines() if li.startswith("PPid:")).split()[1])
-    raise AssertionError(f"no engine client runs {name}")
-
-
 def test_a_killed_runner_leaves_no_container_behind(
     tracking: str, tmp_path: Path, image: str, engine: containers.Engine
 ) -> None:
     run, _ = _waiting_job(tmp_path, image)
-    runner = _engine_client_parent(containers.container_name(run.run_id, 1))
+    runner = engine_client_parent(containers.container_name(run.run_id, 1))
     os.kill(runner, signal.SIGKILL)
     deadline = time.monotonic() + 180
     while _containers_of(engine, run.run_id):

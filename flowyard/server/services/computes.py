@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from flowyard import defaults, paths
 from flowyard.compute import sandbox, target_for
-from flowyard.compute.base import ComputeTarget, Health
+from flowyard.compute.base import ComputeTarget, ContainerPolicy, Health
 from flowyard.compute.local import NAME, LocalTarget
 from flowyard.errors import ConflictError, InvalidRequestError, NotFoundError
 from flowyard.schemas import ComputeCreate, ComputeOut, ComputeType, ComputeUpdate, JobStatus
@@ -56,24 +56,62 @@ def get(session: Session, name: str) -> Compute:
     return compute
 
 
-def _check(kind: str, address: str | None, settings: dict[str, Any]) -> None:
+def _check(
+    name: str,
+    kind: str,
+    address: str | None,
+    settings: dict[str, Any],
+    before: dict[str, Any] | None = None,
+) -> None:
+    """Refuse settings compute ``name`` cannot have; ``before``, its settings until now (None
+    for a new compute)."""
     if kind == ComputeType.RAY and not (address or "").startswith(("http://", "https://")):
         raise InvalidRequestError(
             "A ray compute needs --address, the cluster's dashboard URL (http://HEAD:8265)."
         )
     _check_containers(settings)
-    isolation = settings.get("isolation")
-    if isolation is None:
+    isolation, image = settings.get("isolation"), settings.get("isolation_image")
+    _check_isolation(kind, isolation, image)
+    keys = ("isolation", "isolation_image")
+    if isolation == sandbox.CONTAINER and (
+        before is None or any(before.get(k) != settings.get(k) for k in keys)
+    ):
+        # A process compute's runners run on this host: its engine and image are checked here,
+        # when they are named, without a pull (a request must not wait minutes for one).
+        from flowyard.compute.process import ProcessTarget
+
+        ProcessTarget(name, isolation, ContainerPolicy.from_settings(settings), image).check_host()
+
+
+def _check_isolation(kind: str, isolation: Any, image: Any) -> None:
+    if isolation is None and image is None:
         return
     if kind != ComputeType.PROCESS:
         raise InvalidRequestError(
             f"--isolation applies to process computes only; a {kind} compute's jobs run on "
             "its cluster, away from the workspace host's files."
         )
-    if isolation not in sandbox.ISOLATIONS:
+    if isolation is not None and isolation not in sandbox.ISOLATIONS:
         raise InvalidRequestError(
-            f"Unknown isolation {isolation!r}; use sandbox (bubblewrap, the default) or none."
+            f"Unknown isolation {isolation!r}; use sandbox (bubblewrap, the default), container "
+            "(with --isolation-image) or none."
         )
+    if isolation != sandbox.CONTAINER:
+        if image is not None:
+            raise InvalidRequestError(
+                f"--isolation-image applies to --isolation container only, not "
+                f"{isolation or 'sandbox'}; add --isolation container, or leave the image out."
+            )
+        return
+    if image is None or image == "":
+        raise InvalidRequestError(
+            "--isolation container needs --isolation-image, the image every job runs in "
+            "(e.g. --isolation-image docker.io/library/python:3.11-slim-bookworm)."
+        )
+    from flowyard.env.containers import check_image_name
+
+    # Not a string (a number in a settings JSON): refused as no string could spell it.
+    check_image_name(image if isinstance(image, str) else f"<{image!r}>", "--isolation-image")
 
 
 def _check_containers(settings: dict[str, Any]) -> None:
@@ -102,7 +140,7 @@ def _check_containers(settings: dict[str, Any]) -> None:
 def create(session: Session, body: ComputeCreate) -> Compute:
     if body.name == LOCAL or session.get(Compute, body.name) is not None:
         raise ConflictError(f"A compute named {body.name!r} already exists; pick another name.")
-    _check(body.type, body.address, body.settings)
+    _check(body.name, body.type, body.address, body.settings)
     compute = Compute(**body.model_dump(), created_at=utc_now(), updated_at=utc_now())
     session.add(compute)
     session.commit()
@@ -121,9 +159,10 @@ def _registered(session: Session, name: str) -> Compute:
 
 def update(session: Session, name: str, body: ComputeUpdate) -> Compute:
     compute = _registered(session, name)
+    before = dict(compute.settings or {})
     for key, value in body.model_dump(exclude_none=True).items():
         setattr(compute, key, value)
-    _check(compute.type, compute.address, compute.settings or {})
+    _check(name, compute.type, compute.address, compute.settings or {}, before)
     compute.updated_at = utc_now()
     session.commit()
     return compute
