@@ -17,8 +17,9 @@ from flowyard.errors import InvalidRequestError
 Range = tuple[int, int]
 
 # The most ranges one appended piece carries: the runner ends a piece early rather than send
-# more (a job alternating streams line by line), so the parameter stays a few KiB at most.
-MAX_RANGES = 512
+# more (a job alternating streams line by line), so the parameter stays a few KiB at most,
+# well inside the 16 KiB a request's head may take (uvicorn refuses a longer one).
+MAX_RANGES = 128
 _RANGE = re.compile(r"(\d{1,12})-(\d{1,12})")
 
 

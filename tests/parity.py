@@ -5,7 +5,8 @@ with status, params, metrics, tags and artifacts), the models it logged, and mod
 What legitimately differs between the two backends is left out of the comparison and named here:
 MLflow's own bookkeeping tags (``mlflow.source.*``, ``mlflow.user``, the backend's name, the
 project's env), Flowyard's own tags (``flowyard.*``) and what Flowyard adds to every run (its log
-as ``logs/std_log.txt`` and ``./outputs`` as ``outputs/``), run ids, and times.
+as ``logs/std_log.txt``, ``./outputs`` as ``outputs/``, and MLflow's system metrics ``system/*``,
+which the runner records for a job unless turned off), run ids, and times.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _describe_runs(client: MlflowClient, runs: list[Run], root_id: str, tag: str
         names[r.info.run_id]: {
             "status": r.info.status,
             "params": {k: v.replace(tag, "{tag}") for k, v in r.data.params.items()},
-            "metrics": r.data.metrics,
+            "metrics": {k: v for k, v in r.data.metrics.items() if not k.startswith("system/")},
             "tags": _tags(r, names),
             "artifacts": _artifacts(client, r.info.run_id),
         }

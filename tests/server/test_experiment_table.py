@@ -36,7 +36,7 @@ def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
 def test_order_by_quotes_names_and_sort_links_go_ascending_first() -> None:
     assert et.order_by("metrics.val/loss 1", desc=False) == "metrics.`val/loss 1` ASC"
     assert et.order_by("attributes.start_time", desc=True) == "attributes.`start_time` DESC"
-    q = et.TableQuery(filter="metrics.rmse < 1", sort="metrics.rmse", desc=True, page=3, token="t")
+    q = et.TableQuery(filter="metrics.rmse < 1", sort="metrics.rmse", desc=True, page=3)
     assert q.sort_link("params.alpha") == {
         "filter": "metrics.rmse < 1",
         "sort": "params.alpha",

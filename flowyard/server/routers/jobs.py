@@ -229,7 +229,8 @@ async def append_log(
     session: DbSession,
     state: State,
     offset: int = Query(ge=0, le=MAX_OFFSET),
-    stderr: str = Query("", max_length=MAX_STDERR_PARAM),
+    # Printable ASCII only: at most 3 bytes a character once in the URL, which then fits.
+    stderr: str = Query("", max_length=MAX_STDERR_PARAM, pattern=r"^[ -~]*$"),
 ) -> LogAppended:
     """Append the raw body at ``offset``; 413 past the server's ``max_log_append_kib``. A log
     that reaches the server's ``max_log_mb`` is cut there, the cut marked in it. ``stderr``
