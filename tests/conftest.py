@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 # token is saved here for its URL (as `flowyard workspace init` does), and every client in and
 # out of this process finds it there.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="flowyard-tests-config-")
+# Runners record MLflow's system metrics for no job but those that ask (tests/studio/
+# test_charts.py, tests/runner/test_system_metrics.py): the monitor imports MLflow into every
+# runner, seconds of CPU a job on a 2-core CI machine, for metrics no other test reads.
+os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 
 
 def pytest_sessionfinish() -> None:

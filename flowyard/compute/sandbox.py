@@ -68,6 +68,8 @@ PASSED: dict[str, str] = {
     "PYENV_VERSION": "which Python pyenv's shims on PATH run",
     "CUDA_VISIBLE_DEVICES": "the GPUs this host gives its jobs",
     "LD_LIBRARY_PATH": "shared libraries (CUDA, MKL) the host's Python finds only through it",
+    "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "whether runners record system metrics (a job may say)",
+    "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "how often runners sample them (a job may say)",
 }
 _NAMES = frozenset(k for k in PASSED if not k.endswith("*"))
 _PREFIXES = tuple(k[:-1] for k in PASSED if k.endswith("*"))

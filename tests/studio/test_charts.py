@@ -64,7 +64,8 @@ def _submit(project: Path, env: dict[str, str]) -> str:
 def charted(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Charted:
     project = make_project(tmp_path_factory.mktemp("charted"), CHARTED)
     fast = {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5"}
-    on = _submit(project, fast)
+    # The job's own setting wins over its runner's (the tests' runners record none).
+    on = _submit(project, {**fast, "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "true"})
     off = _submit(project, {**fast, "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"})
     for run_id in (on, off):
         assert final_job(client, run_id).status == JobStatus.COMPLETED
