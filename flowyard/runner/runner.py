@@ -381,12 +381,7 @@ class Runner:
             spec = containers.resolve_volumes(job.environment, os.environ)
         except FlowyardError as e:
             raise EnvBuildError(e.message) from e
-        engine = containers.engine()
-        self._engine = engine
-        self.log.say(f"environment: {spec.image} in a container ({engine.describe()})")
-        gone = containers.remove(engine, job.id)
-        if gone:
-            self.log.say(f"removed {len(gone)} container(s) left by an earlier attempt")
+        engine, name = self._container_engine(job, f"environment: {spec.image} in a container")
         started = time.monotonic()
         try:
             image = containers.job_image(engine, spec, job.snapshot_id, project_dir, self.log.write)
@@ -399,12 +394,10 @@ class Runner:
             self._call(functools.partial(self._set_tag, f"mlflow.docker.image.{key}", value))
         outputs = project_dir / "outputs"
         outputs.mkdir(exist_ok=True)
-        self._container = containers.container_name(job.id, job.attempt)
-        names = [*spec.container_env, *self._job_env(job)]
-        argv = containers.run_argv(
-            engine, self._container, job.id, image.tag, command, names, spec, outputs
-        )
-        return argv, {**os.environ, **spec.container_env, **self._job_env(job)}
+        job_env = self._job_env(job)
+        names = [*spec.container_env, *job_env]
+        argv = containers.run_argv(engine, name, job.id, image.tag, command, names, spec, outputs)
+        return argv, {**os.environ, **spec.container_env, **job_env}
 
     def _isolated_command(
         self, job: ClaimedJob, project_dir: Path, command: str, bin_dir: Path
@@ -417,12 +410,7 @@ class Runner:
         image = self.settings.isolation_image
         assert image is not None
         self._isolated_in = image
-        engine = containers.engine()
-        self._engine = engine
-        self.log.say(f"isolation: a container of {image} ({engine.describe()})")
-        gone = containers.remove(engine, job.id)
-        if gone:
-            self.log.say(f"removed {len(gone)} container(s) left by an earlier attempt")
+        engine, name = self._container_engine(job, f"isolation: a container of {image}")
         try:
             # Pulled here, not at submit: a pull may take minutes.
             containers.check_image(engine, image, named_by="this compute's --isolation-image")
@@ -433,12 +421,25 @@ class Runner:
         mounts = isolation.mounts(project_dir, shown)
         self.log.say(f"isolation: mounting {', '.join(mounts)}")
         (project_dir / "outputs").mkdir(exist_ok=True)
-        self._container = containers.container_name(job.id, job.attempt)
         job_env = self._job_env(job)
         argv = isolation.run_argv(
-            engine, self._container, job.id, image, command, job_env, project_dir, mounts, bin_dir
+            engine, name, job.id, image, command, job_env, project_dir, mounts, bin_dir
         )
         return argv, {**os.environ, **job_env}
+
+    def _container_engine(self, job: ClaimedJob, what: str) -> tuple[Engine, str]:
+        """The engine the job's container runs on and the container's name, both kept for a
+        stop, after removing what an earlier attempt of the job left; ``what`` is said first."""
+        from flowyard.env import containers
+
+        engine = containers.engine()
+        self._engine = engine
+        name = self._container = containers.container_name(job.id, job.attempt)
+        self.log.say(f"{what} ({engine.describe()})")
+        gone = containers.remove(engine, job.id)
+        if gone:
+            self.log.say(f"removed {len(gone)} container(s) left by an earlier attempt")
+        return engine, name
 
     def _job_env(self, job: ClaimedJob) -> dict[str, str]:
         """What the entry point's environment adds to the runner's: the job's variables, then
