@@ -28,8 +28,10 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
+# Two workers, each given whole modules (their module-scoped workspaces are not started twice):
+# most of a test's time is a job's processes starting and waiting, so two share the 2 cores well.
 test: lint studio-browser bubblewrap tmux containers
-	$(BIN)/python -m pytest -m "not ray"
+	$(BIN)/python -m pytest -m "not ray" -n 2 --dist loadfile
 	$(MAKE) test-ray
 
 # The studio's browser tests drive Debian's chromium (Playwright's own download is not used).

@@ -11,6 +11,7 @@ version changes (seconds, from uv's cache); after that both are found in a fract
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from filelock import FileLock
 
 from flowyard.env import containers
 from flowyard.env.builder import uv_bin
@@ -104,7 +106,14 @@ def _debian(engine: containers.Engine) -> str:
 
 
 def base_image(engine: containers.Engine) -> str:
-    """The tag of the test base image, built first if this machine lacks it."""
+    """The tag of the test base image, built first if this machine lacks it (by one test
+    process at a time: `make test` runs two)."""
+    lock = Path(tempfile.gettempdir()) / f"flowyard-test-images-{os.getuid()}.lock"
+    with FileLock(lock, timeout=1200):
+        return _base_image(engine)
+
+
+def _base_image(engine: containers.Engine) -> str:
     debian = _debian(engine)
     tag = _tag("base", f"{debian}|{'|'.join(PACKAGES + COMPILE)}")
     if _exists(engine, tag):

@@ -270,8 +270,12 @@ def test_gc_removes_ended_jobs_folders_and_prunes_the_blob_cache(
     cache = workspace.cwd / "cache" / "flowyard"
     folder = cache / "jobs" / job_id
     assert folder.is_dir()
-    # The runner left only its own output: project, storage and log copy are gone.
-    assert sorted(p.name for p in folder.iterdir()) == ["runner-1.out"]
+    # The runner leaves only its own output: project, storage and log copy go once it has
+    # reported the job's end, so a moment after the workspace knows it.
+    deadline = time.monotonic() + 30
+    while (left := sorted(p.name for p in folder.iterdir())) != ["runner-1.out"]:
+        assert time.monotonic() < deadline, f"the runner left {left}"
+        time.sleep(0.2)
     blobs = {p.name: p.stat().st_size for p in (cache / "blobs").iterdir()}
     assert _digest(b"x" * 50_000) in blobs
     # A job folder of a job this workspace does not know is not its to remove.
