@@ -79,7 +79,10 @@ def uv_version() -> str:
 
 def _uv_env() -> dict[str, str]:
     # Interpreters are the compute's own: uv must not download one behind the operator's back.
-    return {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+    # Without COLUMNS uv writes each message on one line: the job log is not a terminal, and
+    # a message wrapped at the submitter's width is one no search of the log finds.
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    return {**env, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
 
 
 def requirements(spec: EnvironmentSpec, mlflow_version: str) -> tuple[list[str], list[str]]:
