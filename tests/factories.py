@@ -169,6 +169,18 @@ def final_job(client: Client, run_id: str, timeout: float = 180) -> JobOut:
     raise AssertionError(f"job {run_id} still {client.get_job(run_id).status} after {timeout} s")
 
 
+def end_jobs(server: Server, timeout: float = 60) -> None:
+    """Cancel every job of ``server``'s that has not ended, and wait until each has: a runner
+    whose workspace stops under it keeps retrying for minutes (to outlive a failover), so a
+    module's workspace ends its jobs before it stops."""
+    with Client(server.url) as client:
+        left = [j.run_id for j in client.list_jobs(limit=1000) if not j.status.is_final]
+        for run_id in left:
+            client.cancel_job(run_id)  # a job that ended meanwhile stays as it ended
+        for run_id in left:
+            final_job(client, run_id, timeout)
+
+
 def event_at(job: JobOut, status: JobStatus) -> datetime:
     """When ``job`` first moved to ``status``."""
     return next(e.at for e in job.events if e.to_status == status)

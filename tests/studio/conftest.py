@@ -15,7 +15,7 @@ import pytest
 
 from flowyard.client import Client
 from flowyard.schemas import JobOut, JobStatus
-from tests.factories import EXAMPLE, final_job, make_project, process_workspace
+from tests.factories import EXAMPLE, end_jobs, final_job, make_project, process_workspace
 from tests.servers import Server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -67,6 +67,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tmp_path_factory.mktemp("studio"), "cpu", "--max-concurrent-jobs", "4"
     )
     yield server
+    end_jobs(server)
     server.stop()
 
 
