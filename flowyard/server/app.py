@@ -11,7 +11,6 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowyard import __version__, defaults
@@ -175,7 +174,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     ):
         app.include_router(module.router, prefix=defaults.API_PREFIX, responses=ERROR_RESPONSES)
     # The studio's assets before its pages, whose catch-all answers unknown studio paths with 404.
-    app.mount(f"{studio.PREFIX}/static", StaticFiles(directory=studio.STATIC_DIR), name="studio")
+    assets = studio.StudioAssets(directory=studio.STATIC_DIR)
+    app.mount(f"{studio.PREFIX}/static", assets, name="studio")
     app.include_router(studio_tables.router)  # before the studio's catch-all
     app.include_router(studio_logs.router)
     app.include_router(studio.router)

@@ -313,9 +313,11 @@ def sampled_metric_history(
             yield from fetched.get((run_id, key), [])
             continue
         line = (m.run_uuid == run_id, m.key == key)
-        steps = session.scalars(sa.select(m.step).where(*line).order_by(m.step)).all()
-        stride = -(-len(steps) // (points - 1))
-        kept = sorted({*steps[::stride], steps[-1]})
+        kept = _dense_steps(session, line, total, points)
+        if kept is None:
+            steps = session.scalars(sa.select(m.step).where(*line).order_by(m.step)).all()
+            stride = -(-len(steps) // (points - 1))
+            kept = sorted({*steps[::stride], steps[-1]})
         rows = [
             r
             for i in range(0, len(kept), 500)
@@ -327,6 +329,22 @@ def sampled_metric_history(
             stride = -(-len(rows) // (points - 1))
             rows = [*rows[:-1:stride], rows[-1]]
         yield from rows
+
+
+def _dense_steps(
+    session: Session, line: tuple[Any, ...], total: int, points: int
+) -> list[int] | None:
+    """The steps to keep of a line logged at each step from its first to its last (as a training
+    loop logs), found from the two ends of MLflow's (run_uuid, key, step) index rather than by
+    reading every step; None for a line with gaps or repeated steps. (A line that repeats as
+    many steps as it skips looks dense: its sample then misses the values of skipped steps.)"""
+    m = _METRICS.c
+    first = session.scalar(sa.select(sa.func.min(m.step)).where(*line))
+    last = session.scalar(sa.select(sa.func.max(m.step)).where(*line))
+    if first is None or last is None or last - first + 1 != total:
+        return None
+    stride = -(-total // (points - 1))
+    return sorted({*range(first, last + 1, stride), last})
 
 
 def _values(

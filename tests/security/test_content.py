@@ -4,6 +4,7 @@ and scripted: a project's or a run's ``x.html`` never runs as a page of the work
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -132,6 +133,22 @@ def test_mlflow_ui_may_not_be_framed_but_keeps_its_scripts(content: Content) -> 
     asset = get(content.server, script if script.startswith("/") else "/" + script)
     assert asset.status_code == 200
     assert "sandbox" not in asset.headers.get("content-security-policy", "")
+
+
+def test_assets_at_the_pages_version_are_kept_and_any_other_asked_again(content: Content) -> None:
+    """Pages link their scripts at a digest of the assets: a browser keeps those for good, and
+    a changed asset has a new link. Any other link (an old page's, none) is checked each time."""
+    page = get(content.server, "/studio/computes")
+    links = re.findall(r'(?:src|href)="(/studio/static/[^"]+)"', page.text)
+    assert links and all(re.search(r"\?v=[0-9a-f]{16}$", link) for link in links), links
+    for link in links:
+        kept = httpx.get(f"{content.server.url}{link}", timeout=30)
+        assert kept.status_code == 200, link
+        assert kept.headers["cache-control"] == "public, max-age=31536000, immutable", link
+    bare = links[0].split("?")[0]
+    for other in (bare, f"{bare}?v=0000000000000000", f"{bare}?v=x&v=y"):
+        asked = httpx.get(f"{content.server.url}{other}", timeout=30)
+        assert asked.status_code == 200 and asked.headers["cache-control"] == "no-cache", other
 
 
 def test_every_response_says_nosniff_and_same_origin_referrer(content: Content) -> None:

@@ -22,7 +22,7 @@ from flowyard.server.db.engine import (
 )
 from flowyard.server.db.models import Job
 
-HEAD = "0011"
+HEAD = "0012"
 
 
 def _tables(url: str) -> set[str]:
@@ -53,10 +53,14 @@ def test_fresh_sqlite_gets_mlflow_and_flowyard_tables_in_wal_mode(tmp_path: Path
     assert {"studies", "trials", "trial_intermediate_values", "version_info"} <= tables
     assert len(_scalar_rows(url, "SELECT version_num FROM alembic_version")) == 1
     assert _scalar_rows(url, "PRAGMA journal_mode") == ["wal"]
-    # Migration 0010's index on MLflow's runs, for an experiment's runs newest first.
+    # Migration 0010's index on MLflow's runs, for an experiment's runs newest first, and
+    # 0012's on its metrics, for a run's values logged since a moment.
     engine = sa.create_engine(url)
     try:
         indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("runs")}
+        on_metrics = {
+            i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("metrics")
+        }
     finally:
         engine.dispose()
     assert indexes["ix_flowyard_runs_experiment_started"] == [
@@ -64,6 +68,7 @@ def test_fresh_sqlite_gets_mlflow_and_flowyard_tables_in_wal_mode(tmp_path: Path
         "lifecycle_stage",
         "start_time",
     ]
+    assert on_metrics["ix_flowyard_metrics_run_time"] == ["run_uuid", "timestamp"]
 
 
 def test_the_first_server_names_the_workspace(tmp_path: Path) -> None:

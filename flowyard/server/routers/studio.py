@@ -7,6 +7,7 @@ that already exist: Flowyard's under ``/api/flowyard/v1`` and MLflow's own.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import shutil
 import tempfile
@@ -27,8 +28,10 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.requests import cookie_parser
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
-from flowyard import __version__, defaults
+from flowyard import defaults
 from flowyard.errors import InvalidRequestError, NotFoundError
 from flowyard.schemas import JobStatus
 from flowyard.server import mlflow_internals
@@ -50,6 +53,34 @@ from flowyard.server.state import DbSession, State
 
 PREFIX = "/studio"
 STATIC_DIR = Path(__file__).resolve().parents[1] / "studio" / "static"
+
+
+def _assets_version() -> str:
+    """A digest of the studio's assets (200 KB, read once): every page links them with it, so a
+    browser keeps each for good and asks again only once one has changed."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in STATIC_DIR.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(STATIC_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+ASSETS_VERSION = _assets_version()
+
+
+class StudioAssets(StaticFiles):
+    """The studio's scripts, styles and icons. Asked for at the current version (as every page
+    links them), an answer is kept a year without asking again; else it is checked each time."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        current = ("v", ASSETS_VERSION) in parse_qsl(scope["query_string"].decode("latin-1"))
+        response.headers["Cache-Control"] = (
+            "public, max-age=31536000, immutable" if current else "no-cache"
+        )
+        return response
+
+
 # Past this size a snapshot file is offered for download rather than highlighted in the page.
 MAX_VIEW_BYTES = 512 * 1024
 
@@ -110,7 +141,7 @@ templates.env.filters.update(duration=_duration, size=_size, iso=_iso, number=_n
 templates.env.globals.update(
     prefix=PREFIX,
     api=defaults.API_PREFIX,
-    version=__version__,
+    version=ASSETS_VERSION,
     final={s.value for s in JobStatus if s.is_final},
 )
 

@@ -64,8 +64,9 @@ FY.Chart = class {
     return { width, height: Math.round(Math.min(260, Math.max(160, width * 0.45))) };
   }
 
-  // lines: [{label, color, x: [...], y: [...], raw?: [...]}], sorted by x; view: {axis, log}
-  update(lines, view) {
+  // lines: [{label, color, x: [...], y: [...], raw?: [...]}], sorted by x; view: {axis, log};
+  // size: the chart's, when the caller measured it (else measured here).
+  update(lines, view, size) {
     const columns = lines.flatMap((l) => (l.raw ? [[l.x, l.raw], [l.x, l.y]] : [[l.x, l.y]]));
     let data;
     if (columns.length === 1) data = [columns[0][0], columns[0][1]];
@@ -95,7 +96,7 @@ FY.Chart = class {
       });
     }
     this.plot = new uPlot({
-      ...this.size(),
+      ...(size || this.size()),
       scales: { x: { time: view.axis === "wall" }, y: view.log ? { distr: 3 } : {} },
       axes: [
         { label: series[0].label, values: view.axis === "relative" ? (u, ticks) => ticks.map(FY.formatSeconds) : undefined },
@@ -253,14 +254,17 @@ FY.MetricsPanel = class {
     if (this.empty) this.empty.hidden = keys.length > 0;
     this.onKeys(keys.length);
     let sampled = 0;
+    // New charts' boxes all in place first, then measured together: one layout, not one a chart.
+    const added = keys.filter((key) => !this.charts.has(key));
+    for (const key of added) this.charts.set(key, new FY.Chart(this.group(key), key));
+    const sizes = new Map(added.map((key) => [key, this.charts.get(key).size()]));
     for (const key of keys) {
-      if (!this.charts.has(key)) this.charts.set(key, new FY.Chart(this.group(key), key));
       const chart = this.charts.get(key);
       const lines = this.lines(key);
       const cut = lines.filter((l) => l.sampled);
       chart.note.textContent = cut.length ? `(${Math.max(...cut.map((l) => l.x.length)).toLocaleString()} of ${Math.max(...cut.map((l) => l.total)).toLocaleString()} values)` : "";
       sampled += cut.length ? 1 : 0;
-      chart.update(lines, this.view);
+      chart.update(lines, this.view, sizes.get(key));
     }
     this.note.textContent = sampled ? `${sampled} chart${sampled === 1 ? "" : "s"} sampled to about ${FY.POINTS} values per line` : "";
     this.applyFilter();
